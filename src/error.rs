@@ -1,0 +1,247 @@
+//! One error enum for the whole City and its one mapping to `tonic::Status`.
+//!
+//! Every status carries exactly one `google.rpc.ErrorInfo` (domain
+//! `downcity`), plus `BadRequest` field violations for invalid input and
+//! `RetryInfo` where a retry may succeed (AIP-193). Internal errors reach the
+//! client as an opaque message with the request id; the detail is logged.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// The ErrorInfo domain of every Downcity error.
+pub const ERROR_DOMAIN: &str = "downcity";
+
+/// Everything that can go wrong in City, as seen by a caller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("missing credentials: send `authorization: Bearer <token>`")]
+    TokenMissing,
+    #[error("the credential is malformed or unknown")]
+    TokenInvalid,
+    #[error("the user token has expired")]
+    TokenExpired,
+    #[error("the credential has been revoked")]
+    TokenRevoked,
+    #[error("the user token belongs to another studio than x-studio-id `{studio_id}`")]
+    StudioMismatch { studio_id: String },
+    #[error("studio `{studio_id}` is suspended")]
+    StudioSuspended { studio_id: String },
+    #[error("studio `{studio_id}` does not exist")]
+    StudioNotFound { studio_id: String },
+    #[error("missing `x-studio-id` metadata")]
+    StudioIdMissing,
+    #[error("this credential may not call {method}")]
+    PermissionDenied { method: &'static str },
+    #[error("model `{model_id}` does not exist or is disabled")]
+    ModelNotFound { model_id: String },
+    #[error("no default model is set for the {pathway} pathway")]
+    NoDefaultModel { pathway: &'static str },
+    #[error("{resource} `{id}` does not exist")]
+    NotFound { resource: &'static str, id: String },
+    #[error("{resource} `{id}` already exists")]
+    AlreadyExists { resource: &'static str, id: String },
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("invalid request: {}", describe_violations(.0))]
+    InvalidArgument(Vec<Violation>),
+    #[error("provider `{provider_id}` failed: {message}")]
+    Provider {
+        provider_id: String,
+        kind: ProviderFailure,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("the request was cancelled")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// How an upstream call failed; each maps to its own code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderFailure {
+    Unavailable,
+    RateLimited,
+    AuthFailed,
+    BadResponse,
+    Timeout,
+    Rejected,
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub description: String,
+}
+
+impl Violation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+fn describe_violations(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A single-field INVALID_ARGUMENT.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![Violation::new(field, description)])
+    }
+
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        Error::Internal(err.to_string())
+    }
+
+    /// The gRPC code of this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::TokenMissing | Error::TokenInvalid | Error::TokenExpired | Error::TokenRevoked => {
+                Code::Unauthenticated
+            }
+            Error::StudioMismatch { .. }
+            | Error::StudioSuspended { .. }
+            | Error::PermissionDenied { .. } => Code::PermissionDenied,
+            Error::StudioNotFound { .. } => Code::Unauthenticated,
+            Error::StudioIdMissing => Code::Unauthenticated,
+            Error::ModelNotFound { .. } | Error::NotFound { .. } => Code::NotFound,
+            Error::NoDefaultModel { .. } | Error::FailedPrecondition { .. } => {
+                Code::FailedPrecondition
+            }
+            Error::AlreadyExists { .. } => Code::AlreadyExists,
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::Provider { kind, .. } => match kind {
+                ProviderFailure::Unavailable => Code::Unavailable,
+                ProviderFailure::RateLimited => Code::ResourceExhausted,
+                ProviderFailure::AuthFailed | ProviderFailure::BadResponse => Code::Internal,
+                ProviderFailure::Timeout => Code::DeadlineExceeded,
+                ProviderFailure::Rejected => Code::InvalidArgument,
+            },
+            Error::Cancelled => Code::Cancelled,
+            Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The UPPER_SNAKE ErrorInfo reason of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::TokenMissing => "TOKEN_MISSING",
+            Error::TokenInvalid => "TOKEN_INVALID",
+            Error::TokenExpired => "TOKEN_EXPIRED",
+            Error::TokenRevoked => "TOKEN_REVOKED",
+            Error::StudioMismatch { .. } => "STUDIO_MISMATCH",
+            Error::StudioSuspended { .. } => "STUDIO_SUSPENDED",
+            Error::StudioNotFound { .. } => "STUDIO_NOT_FOUND",
+            Error::StudioIdMissing => "STUDIO_ID_MISSING",
+            Error::PermissionDenied { .. } => "PERMISSION_DENIED",
+            Error::ModelNotFound { .. } => "MODEL_NOT_FOUND",
+            Error::NoDefaultModel { .. } => "NO_DEFAULT_MODEL",
+            Error::NotFound { .. } => "NOT_FOUND",
+            Error::AlreadyExists { .. } => "ALREADY_EXISTS",
+            Error::FailedPrecondition { reason, .. } => reason,
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::Provider { kind, .. } => match kind {
+                ProviderFailure::Unavailable => "PROVIDER_UNAVAILABLE",
+                ProviderFailure::RateLimited => "PROVIDER_RATE_LIMITED",
+                ProviderFailure::AuthFailed => "PROVIDER_AUTH_FAILED",
+                ProviderFailure::BadResponse => "PROVIDER_BAD_RESPONSE",
+                ProviderFailure::Timeout => "PROVIDER_TIMEOUT",
+                ProviderFailure::Rejected => "PROVIDER_REJECTED",
+            },
+            Error::Cancelled => "CANCELLED",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        let pair = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
+        match self {
+            Error::StudioMismatch { studio_id }
+            | Error::StudioSuspended { studio_id }
+            | Error::StudioNotFound { studio_id } => pair("studio_id", studio_id),
+            Error::PermissionDenied { method } => pair("method", method),
+            Error::ModelNotFound { model_id } => pair("model", model_id),
+            Error::NoDefaultModel { pathway } => pair("pathway", pathway),
+            Error::NotFound { resource, id } | Error::AlreadyExists { resource, id } => {
+                HashMap::from([
+                    ("resource".to_string(), resource.to_string()),
+                    ("id".to_string(), id.clone()),
+                ])
+            }
+            Error::Provider { provider_id, .. } => pair("provider", provider_id),
+            _ => HashMap::new(),
+        }
+    }
+
+    /// The status a client sees. `request_id` ties an opaque internal error
+    /// to the log line that holds its detail.
+    pub fn to_status(&self, request_id: &str) -> Status {
+        let message = match self {
+            Error::Internal(detail) => {
+                tracing::error!(request_id, detail, "internal error");
+                format!("internal error (request id {request_id})")
+            }
+            Error::Provider {
+                provider_id,
+                message,
+                ..
+            } => {
+                tracing::warn!(request_id, provider_id, message, "provider call failed");
+                format!("the upstream provider failed (request id {request_id})")
+            }
+            other => other.to_string(),
+        };
+        let mut details = ErrorDetails::with_error_info(self.reason(), ERROR_DOMAIN, {
+            let mut metadata = self.metadata();
+            if !request_id.is_empty() {
+                metadata.insert("request_id".to_string(), request_id.to_string());
+            }
+            metadata
+        });
+        if let Error::InvalidArgument(violations) = self {
+            details.set_bad_request(
+                violations
+                    .iter()
+                    .map(|v| FieldViolation::new(&v.field, &v.description))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        if let Error::Provider {
+            retry_after: Some(delay),
+            ..
+        } = self
+        {
+            details.set_retry_info(Some(*delay));
+        }
+        Status::with_error_details(self.code(), message, details)
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::Internal(format!("store: {err}"))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        err.to_status("")
+    }
+}

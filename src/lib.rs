@@ -1,0 +1,14 @@
+//! Downcity: one long-running City serving many AI studios.
+
+pub mod error;
+pub mod store;
+
+pub mod proto {
+    //! Code generated from `proto/downcity/v1`; never edited by hand.
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("downcity.v1");
+
+    /// Encoded descriptors of every Downcity proto file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/downcity_descriptor.bin"));
+}

@@ -1,0 +1,292 @@
+//! Durable state behind City: the records, and the `Store` trait that every
+//! backend (SQLite now, PostgreSQL for several replicas) implements.
+//!
+//! The hot path never reads the store: caches load a `Snapshot` at start and
+//! are updated on every admin write. Only admin calls and the usage writer
+//! touch the store while City serves.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+pub mod sqlite;
+
+/// Milliseconds since the Unix epoch, the time unit of every record.
+pub type Millis = i64;
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or_default()
+}
+
+/// Whether a studio may make calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StudioStatus {
+    Active,
+    Suspended,
+}
+
+/// The kind of AI call a model serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pathway {
+    Text,
+    Image,
+}
+
+impl Pathway {
+    pub const ALL: [Pathway; 2] = [Pathway::Text, Pathway::Image];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pathway::Text => "text",
+            Pathway::Image => "image",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(Pathway::Text),
+            "image" => Some(Pathway::Image),
+            _ => None,
+        }
+    }
+}
+
+/// The upstream protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    Mock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Mock => "mock",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "mock" => Some(ProviderKind::Mock),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudioRecord {
+    pub id: String,
+    pub display_name: String,
+    pub status: StudioStatus,
+    pub create_ms: Millis,
+    pub update_ms: Millis,
+}
+
+/// A studio's bearer key. Only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudioKeyRecord {
+    pub id: String,
+    pub studio_id: String,
+    pub display_name: String,
+    pub secret_hash: [u8; 32],
+    pub create_ms: Millis,
+    pub revoke_ms: Option<Millis>,
+}
+
+/// An end user's bearer token. Only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserTokenRecord {
+    pub id: String,
+    pub studio_id: String,
+    pub user_id: String,
+    pub secret_hash: [u8; 32],
+    pub create_ms: Millis,
+    pub expire_ms: Option<Millis>,
+    pub revoke_ms: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRecord {
+    pub id: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub update_ms: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRecord {
+    pub id: String,
+    pub display_name: String,
+    pub provider_id: String,
+    pub upstream_model: String,
+    pub pathway: Pathway,
+    pub enabled: bool,
+    pub max_output_tokens: i32,
+    pub max_input_tokens: i32,
+    pub input_micros_per_mtok: i64,
+    pub output_micros_per_mtok: i64,
+    pub micros_per_image: i64,
+    pub fallback_model_ids: Vec<String>,
+    pub options: BTreeMap<String, String>,
+    pub update_ms: Millis,
+}
+
+/// One AI call as recorded: exactly one per call that passed auth and validation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsageRow {
+    pub request_id: String,
+    pub studio_id: String,
+    pub user_id: String,
+    pub model_id: String,
+    pub provider_id: String,
+    /// `Pathway::as_str`.
+    pub pathway: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub images: i64,
+    pub cost_micros: i64,
+    /// gRPC status code; 0 is OK.
+    pub status_code: i32,
+    /// ErrorInfo reason of a failed call; empty on success.
+    pub error_reason: String,
+    pub latency_us: i64,
+    /// Time to first streamed piece; `None` for unary calls.
+    pub ttft_us: Option<i64>,
+    pub create_ms: Millis,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Which usage rows a query covers. `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub studio_id: Option<String>,
+    pub user_id: Option<String>,
+    pub model_id: Option<String>,
+    /// Inclusive.
+    pub start_ms: Option<Millis>,
+    /// Exclusive.
+    pub end_ms: Option<Millis>,
+}
+
+/// Dimensions an aggregate groups by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupBy {
+    pub studio: bool,
+    /// Implies grouping by studio too: a user id is only unique within its studio.
+    pub user: bool,
+    pub model: bool,
+    /// Calendar day, UTC.
+    pub day: bool,
+}
+
+/// One group of summed usage. Fields not grouped by are empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageAggregateRow {
+    pub studio_id: String,
+    pub user_id: String,
+    pub model_id: String,
+    /// YYYY-MM-DD (UTC).
+    pub day: String,
+    pub calls: i64,
+    pub failed_calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub images: i64,
+    pub cost_micros: i64,
+}
+
+/// Everything the caches hold, read once at start (and on refresh).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub studios: Vec<StudioRecord>,
+    pub studio_keys: Vec<StudioKeyRecord>,
+    pub user_tokens: Vec<UserTokenRecord>,
+    pub providers: Vec<ProviderRecord>,
+    pub models: Vec<ModelRecord>,
+    pub defaults: HashMap<Pathway, String>,
+}
+
+/// A page request: keyset pagination after the last key of the previous page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageQuery {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Durable state. Writes that break a uniqueness rule return
+/// `Error::AlreadyExists`; updates of missing rows return `Error::NotFound`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Loads everything the caches hold.
+    async fn snapshot(&self) -> Result<Snapshot>;
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>>;
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
+
+    async fn insert_studio(&self, studio: &StudioRecord) -> Result<()>;
+    async fn update_studio(&self, studio: &StudioRecord) -> Result<()>;
+    async fn get_studio(&self, id: &str) -> Result<Option<StudioRecord>>;
+    /// Ordered by id.
+    async fn list_studios(&self, page: &PageQuery) -> Result<Vec<StudioRecord>>;
+
+    async fn insert_studio_key(&self, key: &StudioKeyRecord) -> Result<()>;
+    async fn get_studio_key(&self, id: &str) -> Result<Option<StudioKeyRecord>>;
+    /// Sets `revoke_ms` if not yet set; returns the key after the change.
+    async fn revoke_studio_key(&self, id: &str, at: Millis) -> Result<StudioKeyRecord>;
+    /// Ordered by id.
+    async fn list_studio_keys(
+        &self,
+        studio_id: &str,
+        page: &PageQuery,
+    ) -> Result<Vec<StudioKeyRecord>>;
+
+    async fn insert_user_token(&self, token: &UserTokenRecord) -> Result<()>;
+    async fn get_user_token(&self, id: &str) -> Result<Option<UserTokenRecord>>;
+    /// Sets `revoke_ms` if not yet set; returns the token after the change.
+    async fn revoke_user_token(&self, id: &str, at: Millis) -> Result<UserTokenRecord>;
+    /// Ordered by id; `user_id` filters when set.
+    async fn list_user_tokens(
+        &self,
+        studio_id: &str,
+        user_id: Option<&str>,
+        page: &PageQuery,
+    ) -> Result<Vec<UserTokenRecord>>;
+
+    async fn upsert_provider(&self, provider: &ProviderRecord) -> Result<()>;
+    /// Fails with `FailedPrecondition` (reason PROVIDER_IN_USE) while a model uses it.
+    async fn delete_provider(&self, id: &str) -> Result<()>;
+    /// Ordered by id.
+    async fn list_providers(&self, page: &PageQuery) -> Result<Vec<ProviderRecord>>;
+
+    /// Fails with `NotFound` when the provider does not exist.
+    async fn upsert_model(&self, model: &ModelRecord) -> Result<()>;
+    /// Fails with `FailedPrecondition` (reason MODEL_IS_DEFAULT) while it is a default.
+    async fn delete_model(&self, id: &str) -> Result<()>;
+    /// Ordered by id.
+    async fn list_models(&self, page: &PageQuery) -> Result<Vec<ModelRecord>>;
+    async fn set_default_model(&self, pathway: Pathway, model_id: &str) -> Result<()>;
+
+    /// Inserts all rows in one transaction (group commit).
+    async fn insert_usage(&self, rows: &[UsageRow]) -> Result<()>;
+    /// Newest first; `before_seq` is the sequence number of the last row of
+    /// the previous page. Returns each row with its sequence number.
+    async fn list_usage(
+        &self,
+        filter: &UsageFilter,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, UsageRow)>>;
+    /// Ordered by the grouped dimensions; `offset` rows skipped.
+    async fn aggregate_usage(
+        &self,
+        filter: &UsageFilter,
+        group_by: GroupBy,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<UsageAggregateRow>>;
+}
