@@ -1,7 +1,16 @@
 //! Downcity: one long-running City serving many AI studios.
 
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod cli;
+pub mod config;
 pub mod error;
+pub mod gateway;
+pub mod providers;
+pub mod server;
 pub mod store;
+pub mod usage;
 
 pub mod proto {
     //! Code generated from `proto/downcity/v1`; never edited by hand.

@@ -1,1 +1,185 @@
-fn main(){}
+//! The `downcity` binary: `serve` runs City; `admin` drives it over gRPC.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use downcity::cli::admin::AdminArgs;
+use downcity::config::Config;
+use downcity::server::City;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "downcity", version, about = "One long-running City serving many AI studios.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run City.
+    Serve(ServeArgs),
+    /// Manage a running City over gRPC (studios, keys, tokens, catalog, usage).
+    Admin(AdminArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "DOWNCITY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (HOST:PORT; port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for the SQLite file and dev.env.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Create a demo studio and user token (once) and write DATA_DIR/dev.env.
+    #[arg(long)]
+    dev: bool,
+}
+
+/// The studio and user `--dev` creates.
+const DEV_STUDIO: &str = "demo";
+const DEV_USER: &str = "demo-user";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await.map_err(|err| format!("error: {err:#}")),
+        // The admin CLI's errors already read `error: CODE: message (reason: …)`.
+        Command::Admin(args) => downcity::cli::admin::run(args).await.map_err(|err| format!("{err:#}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let previous_dev_env = if args.dev { read_dev_env(&config.data_dir) } else { Vec::new() };
+    if args.dev && config.admin_key.is_none() {
+        config.admin_key = dev_value(&previous_dev_env, "DOWNCITY_ADMIN_KEY");
+    }
+    let configured_admin_key = config.admin_key.clone();
+    let listen = config.listen.clone();
+    let data_dir = config.data_dir.clone();
+
+    let mut city = City::start(config).await?;
+    let admin_key = match (configured_admin_key, city.generated_admin_key().map(str::to_string)) {
+        (Some(key), _) => Some(key),
+        (None, Some(generated)) => {
+            println!("Admin key (shown once; keep it safe): {generated}");
+            Some(generated)
+        }
+        // --dev lost the key it wrote earlier: make a new one.
+        (None, None) if args.dev => Some(city.rotate_admin_key().await?),
+        (None, None) => None,
+    };
+
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "City listening");
+    if args.dev {
+        let admin_key = admin_key.context("no admin key in --dev mode")?;
+        dev_bootstrap(&city, &data_dir, &addr.to_string(), &admin_key, &previous_dev_env).await?;
+    }
+    city.serve(listener, shutdown_signal()).await
+}
+
+/// Creates the demo studio and a user token once, and writes dev.env.
+async fn dev_bootstrap(
+    city: &City,
+    data_dir: &Path,
+    addr: &str,
+    admin_key: &str,
+    previous: &[(String, String)],
+) -> anyhow::Result<()> {
+    let directory = city.directory();
+    if directory.get_studio(DEV_STUDIO).await.is_err() {
+        directory
+            .create_studio(Some(DEV_STUDIO.into()), "Demo studio".into())
+            .await?;
+    }
+    let token = match dev_value(previous, "DOWNCITY_USER_TOKEN") {
+        Some(token) if directory.is_live_user_token(DEV_STUDIO, &token) => token,
+        _ => directory.issue_user_token(DEV_STUDIO, DEV_USER.into(), None).await?.1,
+    };
+    let env = format!(
+        "DOWNCITY_ADDR={addr}\nDOWNCITY_ADMIN_KEY={admin_key}\nDOWNCITY_STUDIO_ID={DEV_STUDIO}\nDOWNCITY_USER_TOKEN={token}\n"
+    );
+    let path = data_dir.join("dev.env");
+    write_private(&path, &env).with_context(|| format!("writing {}", path.display()))?;
+    println!("Dev credentials written to {}", path.display());
+    println!("Try it:");
+    println!(
+        "  grpcurl -plaintext -H 'x-studio-id: {DEV_STUDIO}' -H 'authorization: Bearer {token}' \\\n    -d '{{\"messages\":[{{\"role\":\"ROLE_USER\",\"content\":\"Hello, City\"}}]}}' \\\n    {addr} downcity.v1.AIService/Text"
+    );
+    println!(
+        "  buf curl --protocol grpc --http2-prior-knowledge -H 'x-studio-id: {DEV_STUDIO}' -H 'authorization: Bearer {token}' \\\n    -d '{{\"messages\":[{{\"role\":\"ROLE_USER\",\"content\":\"Hello, City\"}}]}}' \\\n    http://{addr}/downcity.v1.AIService/Text"
+    );
+    Ok(())
+}
+
+fn read_dev_env(data_dir: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(data_dir.join("dev.env"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn dev_value(env: &[(String, String)], key: &str) -> Option<String> {
+    env.iter()
+        .find(|(k, v)| k == key && !v.is_empty())
+        .map(|(_, v)| v.clone())
+}
+
+/// Writes a file only its owner can read: it holds secrets.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,1 +1,509 @@
 //! The embedded default store: one SQLite file in WAL mode.
+//!
+//! Every write is a single statement (or, for usage, a single transaction),
+//! so SQLite's one writer is held only briefly and constraint checks are
+//! atomic with the write they guard. Constraint failures are mapped to the
+//! errors the `Store` trait promises.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::error::ErrorKind;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+
+use super::{
+    GroupBy, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, Snapshot, Store,
+    StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
+};
+use crate::error::{Error, Result};
+use sql::{Conditions, paged, violates};
+
+mod rows;
+mod sql;
+mod usage;
+
+/// Reads may run beside the one writer in WAL mode; more connections than
+/// this only queue on SQLite's write lock.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite implementation of `Store`. Cloning shares the pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and brings its schema up
+    /// to date. `synchronous_full` trades write latency for surviving a power
+    /// loss without losing the last commits; NORMAL in WAL mode never corrupts.
+    pub async fn open(path: &Path, synchronous_full: bool) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                Error::Internal(format!("store: creating {}: {e}", dir.display()))
+            })?;
+        }
+        let synchronous = if synchronous_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("src/store/migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Internal(format!("store: migrating: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Closes every connection, so the WAL is checkpointed before exit.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn get<T>(
+        &self,
+        sql: &str,
+        id: &str,
+        convert: fn(&SqliteRow) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(convert).transpose()
+    }
+
+    async fn fetch<T>(
+        &self,
+        mut query: QueryBuilder<'_, Sqlite>,
+        convert: fn(&SqliteRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let found = query.build().fetch_all(&self.pool).await?;
+        found.iter().map(convert).collect()
+    }
+
+    /// Sets `revoke_ms` unless already set, so the first revocation time stays.
+    async fn revoke<T>(
+        &self,
+        table: &str,
+        resource: &'static str,
+        id: &str,
+        at: Millis,
+        convert: fn(&SqliteRow) -> Result<T>,
+    ) -> Result<T> {
+        let sql =
+            format!("UPDATE {table} SET revoke_ms = COALESCE(revoke_ms, ?) WHERE id = ? RETURNING *");
+        let row = sqlx::query(&sql)
+            .bind(at)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => convert(&row),
+            None => Err(not_found(resource, id)),
+        }
+    }
+
+    /// Names a model still using the provider, for the PROVIDER_IN_USE message.
+    async fn provider_in_use(&self, id: &str) -> Result<Error> {
+        let model: Option<String> =
+            sqlx::query_scalar("SELECT id FROM models WHERE provider_id = ? ORDER BY id LIMIT 1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let model = model.unwrap_or_default();
+        Ok(Error::FailedPrecondition {
+            reason: "PROVIDER_IN_USE",
+            message: format!(
+                "provider `{id}` is still used by model `{model}`; delete or move its models first"
+            ),
+        })
+    }
+
+    /// Names the pathway the model is default of, for the MODEL_IS_DEFAULT message.
+    async fn model_is_default(&self, id: &str) -> Result<Error> {
+        let pathway: Option<String> =
+            sqlx::query_scalar("SELECT pathway FROM defaults WHERE model_id = ? LIMIT 1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let pathway = pathway.unwrap_or_default();
+        Ok(Error::FailedPrecondition {
+            reason: "MODEL_IS_DEFAULT",
+            message: format!(
+                "model `{id}` is the default of the {pathway} pathway; set another default first"
+            ),
+        })
+    }
+}
+
+fn not_found(resource: &'static str, id: &str) -> Error {
+    Error::NotFound {
+        resource,
+        id: id.to_string(),
+    }
+}
+
+fn already_exists(resource: &'static str, id: &str) -> Error {
+    Error::AlreadyExists {
+        resource,
+        id: id.to_string(),
+    }
+}
+
+/// Maps a failed insert of a key or token: a duplicate id, or no such studio.
+fn insert_error(err: sqlx::Error, resource: &'static str, id: &str, studio_id: &str) -> Error {
+    if violates(&err, ErrorKind::UniqueViolation) {
+        already_exists(resource, id)
+    } else if violates(&err, ErrorKind::ForeignKeyViolation) {
+        not_found("studio", studio_id)
+    } else {
+        err.into()
+    }
+}
+
+async fn all<T>(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    convert: fn(&SqliteRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let found = sqlx::query(sql).fetch_all(conn).await?;
+    found.iter().map(convert).collect()
+}
+
+fn default_entry(row: &SqliteRow) -> Result<(Pathway, String)> {
+    Ok((rows::pathway(row)?, row.try_get("model_id")?))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn snapshot(&self) -> Result<Snapshot> {
+        // One read transaction, so the caches see a single consistent state.
+        let mut tx = self.pool.begin().await?;
+        let snapshot = Snapshot {
+            studios: all(&mut tx, "SELECT * FROM studios ORDER BY id", rows::studio).await?,
+            studio_keys: all(&mut tx, "SELECT * FROM studio_keys ORDER BY id", rows::studio_key)
+                .await?,
+            user_tokens: all(&mut tx, "SELECT * FROM user_tokens ORDER BY id", rows::user_token)
+                .await?,
+            providers: all(&mut tx, "SELECT * FROM providers ORDER BY id", rows::provider).await?,
+            models: all(&mut tx, "SELECT * FROM models ORDER BY id", rows::model).await?,
+            defaults: all(&mut tx, "SELECT * FROM defaults", default_entry)
+                .await?
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        };
+        tx.commit().await?;
+        Ok(snapshot)
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        let value = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(value)
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_studio(&self, studio: &StudioRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO studios (id, display_name, status, create_ms, update_ms) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&studio.id)
+        .bind(&studio.display_name)
+        .bind(rows::status_str(studio.status))
+        .bind(studio.create_ms)
+        .bind(studio.update_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if violates(&e, ErrorKind::UniqueViolation) {
+                already_exists("studio", &studio.id)
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn update_studio(&self, studio: &StudioRecord) -> Result<()> {
+        // create_ms is fixed at insert.
+        let done = sqlx::query(
+            "UPDATE studios SET display_name = ?, status = ?, update_ms = ? WHERE id = ?",
+        )
+        .bind(&studio.display_name)
+        .bind(rows::status_str(studio.status))
+        .bind(studio.update_ms)
+        .bind(&studio.id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("studio", &studio.id));
+        }
+        Ok(())
+    }
+
+    async fn get_studio(&self, id: &str) -> Result<Option<StudioRecord>> {
+        self.get("SELECT * FROM studios WHERE id = ?", id, rows::studio)
+            .await
+    }
+
+    async fn list_studios(&self, page: &PageQuery) -> Result<Vec<StudioRecord>> {
+        let query = paged(Conditions::new("SELECT * FROM studios"), page);
+        self.fetch(query, rows::studio).await
+    }
+
+    async fn insert_studio_key(&self, key: &StudioKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO studio_keys \
+             (id, studio_id, display_name, secret_hash, create_ms, revoke_ms) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.studio_id)
+        .bind(&key.display_name)
+        .bind(key.secret_hash.as_slice())
+        .bind(key.create_ms)
+        .bind(key.revoke_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| insert_error(e, "studio key", &key.id, &key.studio_id))?;
+        Ok(())
+    }
+
+    async fn get_studio_key(&self, id: &str) -> Result<Option<StudioKeyRecord>> {
+        self.get("SELECT * FROM studio_keys WHERE id = ?", id, rows::studio_key)
+            .await
+    }
+
+    async fn revoke_studio_key(&self, id: &str, at: Millis) -> Result<StudioKeyRecord> {
+        self.revoke("studio_keys", "studio key", id, at, rows::studio_key)
+            .await
+    }
+
+    async fn list_studio_keys(
+        &self,
+        studio_id: &str,
+        page: &PageQuery,
+    ) -> Result<Vec<StudioKeyRecord>> {
+        let mut where_ = Conditions::new("SELECT * FROM studio_keys");
+        where_.and("studio_id = ", studio_id);
+        self.fetch(paged(where_, page), rows::studio_key).await
+    }
+
+    async fn insert_user_token(&self, token: &UserTokenRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO user_tokens \
+             (id, studio_id, user_id, secret_hash, create_ms, expire_ms, revoke_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token.id)
+        .bind(&token.studio_id)
+        .bind(&token.user_id)
+        .bind(token.secret_hash.as_slice())
+        .bind(token.create_ms)
+        .bind(token.expire_ms)
+        .bind(token.revoke_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| insert_error(e, "user token", &token.id, &token.studio_id))?;
+        Ok(())
+    }
+
+    async fn get_user_token(&self, id: &str) -> Result<Option<UserTokenRecord>> {
+        self.get("SELECT * FROM user_tokens WHERE id = ?", id, rows::user_token)
+            .await
+    }
+
+    async fn revoke_user_token(&self, id: &str, at: Millis) -> Result<UserTokenRecord> {
+        self.revoke("user_tokens", "user token", id, at, rows::user_token)
+            .await
+    }
+
+    async fn list_user_tokens(
+        &self,
+        studio_id: &str,
+        user_id: Option<&str>,
+        page: &PageQuery,
+    ) -> Result<Vec<UserTokenRecord>> {
+        let mut where_ = Conditions::new("SELECT * FROM user_tokens");
+        where_.and("studio_id = ", studio_id);
+        if let Some(user_id) = user_id {
+            where_.and("user_id = ", user_id);
+        }
+        self.fetch(paged(where_, page), rows::user_token).await
+    }
+
+    async fn upsert_provider(&self, provider: &ProviderRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO providers (id, kind, base_url, update_ms) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, \
+             base_url = excluded.base_url, update_ms = excluded.update_ms",
+        )
+        .bind(&provider.id)
+        .bind(provider.kind.as_str())
+        .bind(&provider.base_url)
+        .bind(provider.update_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_provider(&self, id: &str) -> Result<()> {
+        // The foreign key from models refuses the delete atomically.
+        let done = sqlx::query("DELETE FROM providers WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await;
+        match done {
+            Ok(done) if done.rows_affected() == 0 => Err(not_found("provider", id)),
+            Ok(_) => Ok(()),
+            Err(e) if violates(&e, ErrorKind::ForeignKeyViolation) => {
+                Err(self.provider_in_use(id).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_providers(&self, page: &PageQuery) -> Result<Vec<ProviderRecord>> {
+        let query = paged(Conditions::new("SELECT * FROM providers"), page);
+        self.fetch(query, rows::provider).await
+    }
+
+    async fn upsert_model(&self, model: &ModelRecord) -> Result<()> {
+        // ON CONFLICT updates in place: a REPLACE would delete the row first
+        // and trip the foreign key of a default that names it.
+        sqlx::query(
+            "INSERT INTO models (id, display_name, provider_id, upstream_model, pathway, \
+             enabled, max_output_tokens, max_input_tokens, input_micros_per_mtok, \
+             output_micros_per_mtok, micros_per_image, fallback_model_ids, options, update_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, \
+             provider_id = excluded.provider_id, upstream_model = excluded.upstream_model, \
+             pathway = excluded.pathway, enabled = excluded.enabled, \
+             max_output_tokens = excluded.max_output_tokens, \
+             max_input_tokens = excluded.max_input_tokens, \
+             input_micros_per_mtok = excluded.input_micros_per_mtok, \
+             output_micros_per_mtok = excluded.output_micros_per_mtok, \
+             micros_per_image = excluded.micros_per_image, \
+             fallback_model_ids = excluded.fallback_model_ids, \
+             options = excluded.options, update_ms = excluded.update_ms",
+        )
+        .bind(&model.id)
+        .bind(&model.display_name)
+        .bind(&model.provider_id)
+        .bind(&model.upstream_model)
+        .bind(model.pathway.as_str())
+        .bind(model.enabled)
+        .bind(model.max_output_tokens)
+        .bind(model.max_input_tokens)
+        .bind(model.input_micros_per_mtok)
+        .bind(model.output_micros_per_mtok)
+        .bind(model.micros_per_image)
+        .bind(rows::to_json(&model.fallback_model_ids)?)
+        .bind(rows::to_json(&model.options)?)
+        .bind(model.update_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if violates(&e, ErrorKind::ForeignKeyViolation) {
+                not_found("provider", &model.provider_id)
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn delete_model(&self, id: &str) -> Result<()> {
+        // The foreign key from defaults refuses the delete atomically.
+        // Fallback lists may still name the model; routing skips unknown ids.
+        let done = sqlx::query("DELETE FROM models WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await;
+        match done {
+            Ok(done) if done.rows_affected() == 0 => Err(not_found("model", id)),
+            Ok(_) => Ok(()),
+            Err(e) if violates(&e, ErrorKind::ForeignKeyViolation) => {
+                Err(self.model_is_default(id).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_models(&self, page: &PageQuery) -> Result<Vec<ModelRecord>> {
+        let query = paged(Conditions::new("SELECT * FROM models"), page);
+        self.fetch(query, rows::model).await
+    }
+
+    async fn set_default_model(&self, pathway: Pathway, model_id: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO defaults (pathway, model_id) VALUES (?, ?) \
+             ON CONFLICT (pathway) DO UPDATE SET model_id = excluded.model_id",
+        )
+        .bind(pathway.as_str())
+        .bind(model_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if violates(&e, ErrorKind::ForeignKeyViolation) {
+                not_found("model", model_id)
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn insert_usage(&self, rows: &[UsageRow]) -> Result<()> {
+        usage::insert(&self.pool, rows).await
+    }
+
+    async fn list_usage(
+        &self,
+        filter: &UsageFilter,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, UsageRow)>> {
+        usage::list(&self.pool, filter, before_seq, limit).await
+    }
+
+    async fn aggregate_usage(
+        &self,
+        filter: &UsageFilter,
+        group_by: GroupBy,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<UsageAggregateRow>> {
+        usage::aggregate(&self.pool, filter, group_by, offset, limit).await
+    }
+}

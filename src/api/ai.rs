@@ -1,0 +1,135 @@
+//! `downcity.v1.AIService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{finish_reason, image_input, pathway_filter, text_input, usage};
+use super::{request_id, status};
+use crate::auth::UserCaller;
+use crate::error::Error;
+use crate::gateway::{CallContext, Gateway, StreamChunk};
+use crate::proto::{self, ai_service_server::AiService};
+
+pub struct AiApi {
+    gateway: Arc<Gateway>,
+}
+
+impl AiApi {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        AiApi { gateway }
+    }
+}
+
+/// The caller and request id that the auth interceptor resolved.
+fn context<T>(request: &Request<T>) -> Result<CallContext, Status> {
+    let request_id = request_id(request);
+    let caller = request
+        .extensions()
+        .get::<UserCaller>()
+        .cloned()
+        .ok_or_else(|| Error::internal("no caller in request extensions").to_status(&request_id.0))?;
+    Ok(CallContext::new(caller, request_id))
+}
+
+type StreamTextStream = Pin<Box<dyn Stream<Item = Result<proto::StreamTextResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AiService for AiApi {
+    async fn text(&self, request: Request<proto::TextRequest>) -> Result<Response<proto::TextResponse>, Status> {
+        let ctx = context(&request)?;
+        let id = ctx.request_id.clone();
+        let r = request.into_inner();
+        let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata).map_err(status(&id))?;
+        let answer = self.gateway.text(ctx, input).await.map_err(status(&id))?;
+        Ok(Response::new(proto::TextResponse {
+            text: answer.text,
+            model: answer.model_id,
+            finish_reason: finish_reason(answer.finish) as i32,
+            usage: Some(usage(answer.usage)),
+            request_id: id.0.to_string(),
+        }))
+    }
+
+    type StreamTextStream = StreamTextStream;
+
+    async fn stream_text(
+        &self,
+        request: Request<proto::StreamTextRequest>,
+    ) -> Result<Response<Self::StreamTextStream>, Status> {
+        let ctx = context(&request)?;
+        let id = ctx.request_id.clone();
+        let r = request.into_inner();
+        let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata).map_err(status(&id))?;
+        let started = self.gateway.stream_text(ctx, input).await.map_err(status(&id))?;
+        let model = started.model_id;
+        let request_id = id.0.to_string();
+        let mut first = true;
+        let messages = ReceiverStream::new(started.chunks).map(move |chunk| {
+            let mut message = match chunk.map_err(|err| err.to_status(&request_id))? {
+                StreamChunk::Delta(delta) => proto::StreamTextResponse {
+                    delta,
+                    ..Default::default()
+                },
+                StreamChunk::End { finish, usage: used } => proto::StreamTextResponse {
+                    finish_reason: finish_reason(finish) as i32,
+                    usage: Some(usage(used)),
+                    model: model.clone(),
+                    request_id: request_id.clone(),
+                    ..Default::default()
+                },
+            };
+            if std::mem::take(&mut first) {
+                message.model = model.clone();
+                message.request_id = request_id.clone();
+            }
+            Ok(message)
+        });
+        Ok(Response::new(Box::pin(messages)))
+    }
+
+    async fn image(&self, request: Request<proto::ImageRequest>) -> Result<Response<proto::ImageResponse>, Status> {
+        let ctx = context(&request)?;
+        let id = ctx.request_id.clone();
+        let input = image_input(request.into_inner()).map_err(status(&id))?;
+        let answer = self.gateway.image(ctx, input).await.map_err(status(&id))?;
+        Ok(Response::new(proto::ImageResponse {
+            images: answer
+                .images
+                .into_iter()
+                .map(|image| proto::GeneratedImage {
+                    data: image.data,
+                    mime_type: image.mime_type,
+                })
+                .collect(),
+            model: answer.model_id,
+            usage: Some(usage(answer.usage)),
+            request_id: id.0.to_string(),
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<proto::ListModelsRequest>,
+    ) -> Result<Response<proto::ListModelsResponse>, Status> {
+        let id = request_id(&request);
+        let pathway = pathway_filter(request.get_ref().pathway).map_err(status(&id))?;
+        let models = self
+            .gateway
+            .catalog()
+            .current()
+            .enabled_models(pathway)
+            .iter()
+            .map(|m| proto::ModelInfo {
+                id: m.record.id.clone(),
+                display_name: m.record.display_name.clone(),
+                pathway: super::convert::pathway_to_proto(m.record.pathway) as i32,
+                is_default: m.is_default,
+            })
+            .collect();
+        Ok(Response::new(proto::ListModelsResponse { models }))
+    }
+}

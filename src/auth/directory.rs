@@ -1,0 +1,333 @@
+//! The in-memory directory of studios, studio keys and user tokens.
+//!
+//! Authentication reads only this directory (no database on the hot path).
+//! Every admin write goes to the store first and then to the directory, so a
+//! revocation or a suspension takes effect on the very next call. Locks are
+//! std locks held for a map look-up only, never across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::secret::{self, Minted};
+use super::{AdminCaller, UserCaller};
+use crate::error::{Error, Result, Violation};
+use crate::store::{
+    Millis, PageQuery, Snapshot, Store, StudioKeyRecord, StudioRecord, StudioStatus,
+    UserTokenRecord, now_ms,
+};
+
+struct TokenEntry {
+    studio_id: Arc<str>,
+    user_id: Arc<str>,
+    hash: [u8; 32],
+    expire_ms: Option<Millis>,
+    revoked: bool,
+}
+
+struct KeyEntry {
+    studio_id: Arc<str>,
+    hash: [u8; 32],
+    revoked: bool,
+}
+
+#[derive(Default)]
+struct Maps {
+    studios: HashMap<Arc<str>, StudioStatus>,
+    keys: HashMap<String, KeyEntry>,
+    tokens: HashMap<String, TokenEntry>,
+}
+
+/// Studios and credentials, cached for authentication and written through.
+pub struct Directory {
+    store: Arc<dyn Store>,
+    admin_key_hash: RwLock<[u8; 32]>,
+    maps: RwLock<Maps>,
+}
+
+impl Directory {
+    /// `admin_key_hash` is the SHA-256 of the operator's admin key.
+    pub fn new(store: Arc<dyn Store>, admin_key_hash: [u8; 32], snapshot: &Snapshot) -> Self {
+        let directory = Directory {
+            store,
+            admin_key_hash: RwLock::new(admin_key_hash),
+            maps: RwLock::default(),
+        };
+        directory.load(snapshot);
+        directory
+    }
+
+    /// Replaces the cached state with a fresh snapshot of the store.
+    pub fn load(&self, snapshot: &Snapshot) {
+        let mut maps = Maps::default();
+        for studio in &snapshot.studios {
+            maps.studios.insert(studio.id.as_str().into(), studio.status);
+        }
+        for key in &snapshot.studio_keys {
+            maps.keys.insert(key.id.clone(), key_entry(key));
+        }
+        for token in &snapshot.user_tokens {
+            maps.tokens.insert(token.id.clone(), token_entry(token));
+        }
+        *self.maps.write().expect("directory lock") = maps;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        self.maps.read().expect("directory lock")
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
+        self.maps.write().expect("directory lock")
+    }
+
+    /// Authenticates an end user's call: a user token of an active studio
+    /// that matches the `x-studio-id` the call names.
+    pub fn authenticate_user(&self, studio_id: &str, bearer: &str, now: Millis) -> Result<UserCaller> {
+        let (id, presented) =
+            secret::split_bearer(bearer, secret::USER_TOKEN_PREFIX).ok_or(Error::TokenInvalid)?;
+        let maps = self.read();
+        let token = maps.tokens.get(id).ok_or(Error::TokenInvalid)?;
+        if !secret::verify(presented, &token.hash) {
+            return Err(Error::TokenInvalid);
+        }
+        if token.revoked {
+            return Err(Error::TokenRevoked);
+        }
+        if token.expire_ms.is_some_and(|expiry| expiry <= now) {
+            return Err(Error::TokenExpired);
+        }
+        if &*token.studio_id != studio_id {
+            return Err(Error::StudioMismatch {
+                studio_id: studio_id.to_string(),
+            });
+        }
+        ensure_active(&maps, &token.studio_id)?;
+        Ok(UserCaller {
+            studio_id: token.studio_id.clone(),
+            user_id: token.user_id.clone(),
+        })
+    }
+
+    /// Authenticates an admin call: the operator's admin key or a studio key.
+    pub fn authenticate_admin(&self, bearer: &str) -> Result<AdminCaller> {
+        if let Some((id, presented)) = secret::split_bearer(bearer, secret::STUDIO_KEY_PREFIX) {
+            let maps = self.read();
+            let key = maps.keys.get(id).ok_or(Error::TokenInvalid)?;
+            if !secret::verify(presented, &key.hash) {
+                return Err(Error::TokenInvalid);
+            }
+            if key.revoked {
+                return Err(Error::TokenRevoked);
+            }
+            return Ok(AdminCaller::Studio(key.studio_id.clone()));
+        }
+        if secret::split_bearer(bearer, secret::USER_TOKEN_PREFIX).is_some() {
+            return Err(Error::PermissionDenied {
+                method: "AdminService",
+            });
+        }
+        if secret::verify(bearer, &self.admin_key_hash.read().expect("admin key lock")) {
+            return Ok(AdminCaller::Operator);
+        }
+        Err(Error::TokenInvalid)
+    }
+
+    /// Replaces the admin key (the store keeps the same hash).
+    pub fn set_admin_key_hash(&self, hash: [u8; 32]) {
+        *self.admin_key_hash.write().expect("admin key lock") = hash;
+    }
+
+    /// Whether `bearer` is a live user token of `studio_id` (used by `--dev`
+    /// to reuse the token it wrote earlier).
+    pub fn is_live_user_token(&self, studio_id: &str, bearer: &str) -> bool {
+        self.authenticate_user(studio_id, bearer, now_ms()).is_ok()
+    }
+
+    pub async fn create_studio(&self, id: Option<String>, display_name: String) -> Result<StudioRecord> {
+        let id = match id.filter(|id| !id.is_empty()) {
+            Some(id) => {
+                validate_studio_id(&id)?;
+                id
+            }
+            None => format!("studio-{}", secret::random_id(10)),
+        };
+        let now = now_ms();
+        let studio = StudioRecord {
+            id,
+            display_name,
+            status: StudioStatus::Active,
+            create_ms: now,
+            update_ms: now,
+        };
+        self.store.insert_studio(&studio).await?;
+        self.write().studios.insert(studio.id.as_str().into(), studio.status);
+        Ok(studio)
+    }
+
+    pub async fn get_studio(&self, id: &str) -> Result<StudioRecord> {
+        self.store.get_studio(id).await?.ok_or_else(|| Error::NotFound {
+            resource: "studio",
+            id: id.to_string(),
+        })
+    }
+
+    pub async fn list_studios(&self, page: &PageQuery) -> Result<Vec<StudioRecord>> {
+        self.store.list_studios(page).await
+    }
+
+    pub async fn update_studio(
+        &self,
+        id: &str,
+        display_name: Option<String>,
+        status: Option<StudioStatus>,
+    ) -> Result<StudioRecord> {
+        let mut studio = self.get_studio(id).await?;
+        if let Some(name) = display_name {
+            studio.display_name = name;
+        }
+        if let Some(status) = status {
+            studio.status = status;
+        }
+        studio.update_ms = now_ms();
+        self.store.update_studio(&studio).await?;
+        self.write().studios.insert(studio.id.as_str().into(), studio.status);
+        Ok(studio)
+    }
+
+    pub async fn create_studio_key(
+        &self,
+        studio_id: &str,
+        display_name: String,
+    ) -> Result<(StudioKeyRecord, String)> {
+        self.get_studio(studio_id).await?;
+        let Minted { id, bearer, hash } = secret::mint(secret::STUDIO_KEY_PREFIX);
+        let key = StudioKeyRecord {
+            id,
+            studio_id: studio_id.to_string(),
+            display_name,
+            secret_hash: hash,
+            create_ms: now_ms(),
+            revoke_ms: None,
+        };
+        self.store.insert_studio_key(&key).await?;
+        self.write().keys.insert(key.id.clone(), key_entry(&key));
+        Ok((key, bearer))
+    }
+
+    pub async fn list_studio_keys(&self, studio_id: &str, page: &PageQuery) -> Result<Vec<StudioKeyRecord>> {
+        self.store.list_studio_keys(studio_id, page).await
+    }
+
+    pub async fn revoke_studio_key(&self, studio_id: &str, key_id: &str) -> Result<StudioKeyRecord> {
+        let not_found = || Error::NotFound {
+            resource: "studio key",
+            id: key_id.to_string(),
+        };
+        let existing = self.store.get_studio_key(key_id).await?.ok_or_else(not_found)?;
+        if existing.studio_id != studio_id {
+            return Err(not_found());
+        }
+        let key = self.store.revoke_studio_key(key_id, now_ms()).await?;
+        self.write().keys.insert(key.id.clone(), key_entry(&key));
+        Ok(key)
+    }
+
+    pub async fn issue_user_token(
+        &self,
+        studio_id: &str,
+        user_id: String,
+        ttl: Option<Duration>,
+    ) -> Result<(UserTokenRecord, String)> {
+        validate_user_id(&user_id)?;
+        self.get_studio(studio_id).await?;
+        let Minted { id, bearer, hash } = secret::mint(secret::USER_TOKEN_PREFIX);
+        let now = now_ms();
+        let token = UserTokenRecord {
+            id,
+            studio_id: studio_id.to_string(),
+            user_id,
+            secret_hash: hash,
+            create_ms: now,
+            expire_ms: ttl.map(|ttl| now.saturating_add(ttl.as_millis() as Millis)),
+            revoke_ms: None,
+        };
+        self.store.insert_user_token(&token).await?;
+        self.write().tokens.insert(token.id.clone(), token_entry(&token));
+        Ok((token, bearer))
+    }
+
+    pub async fn list_user_tokens(
+        &self,
+        studio_id: &str,
+        user_id: Option<&str>,
+        page: &PageQuery,
+    ) -> Result<Vec<UserTokenRecord>> {
+        self.store.list_user_tokens(studio_id, user_id, page).await
+    }
+
+    pub async fn revoke_user_token(&self, studio_id: &str, token_id: &str) -> Result<UserTokenRecord> {
+        let not_found = || Error::NotFound {
+            resource: "user token",
+            id: token_id.to_string(),
+        };
+        let existing = self.store.get_user_token(token_id).await?.ok_or_else(not_found)?;
+        if existing.studio_id != studio_id {
+            return Err(not_found());
+        }
+        let token = self.store.revoke_user_token(token_id, now_ms()).await?;
+        self.write().tokens.insert(token.id.clone(), token_entry(&token));
+        Ok(token)
+    }
+}
+
+fn ensure_active(maps: &Maps, studio_id: &str) -> Result<()> {
+    match maps.studios.get(studio_id) {
+        Some(StudioStatus::Active) => Ok(()),
+        Some(StudioStatus::Suspended) => Err(Error::StudioSuspended {
+            studio_id: studio_id.to_string(),
+        }),
+        None => Err(Error::StudioNotFound {
+            studio_id: studio_id.to_string(),
+        }),
+    }
+}
+
+fn key_entry(key: &StudioKeyRecord) -> KeyEntry {
+    KeyEntry {
+        studio_id: key.studio_id.as_str().into(),
+        hash: key.secret_hash,
+        revoked: key.revoke_ms.is_some(),
+    }
+}
+
+fn token_entry(token: &UserTokenRecord) -> TokenEntry {
+    TokenEntry {
+        studio_id: token.studio_id.as_str().into(),
+        user_id: token.user_id.as_str().into(),
+        hash: token.secret_hash,
+        expire_ms: token.expire_ms,
+        revoked: token.revoke_ms.is_some(),
+    }
+}
+
+/// Studio ids: 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter.
+pub fn validate_studio_id(id: &str) -> Result<()> {
+    let mut chars = id.chars();
+    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if starts_with_letter && rest_ok && id.len() <= 63 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(vec![Violation::new(
+            "studio_id",
+            "1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter",
+        )]))
+    }
+}
+
+fn validate_user_id(user_id: &str) -> Result<()> {
+    if user_id.is_empty() || user_id.len() > 128 || user_id.chars().any(char::is_control) {
+        return Err(Error::invalid("user_id", "1 to 128 printable characters"));
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The auth step of every call: read the metadata, check the credential
+//! against the in-memory directory, and put the caller and a request id into
+//! the request extensions. Synchronous by design: no await, no database.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use tonic::metadata::MetadataMap;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+use super::Directory;
+use crate::error::Error;
+use crate::store::now_ms;
+
+/// The id of one call: from the client's `x-request-id` when it sent a sane
+/// one, otherwise minted here. It appears in responses, usage rows and logs.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    /// Takes the client's id (up to 64 visible ASCII characters) or mints one.
+    pub fn from_metadata(metadata: &MetadataMap) -> Self {
+        let client_id = metadata
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()));
+        match client_id {
+            Some(id) => RequestId(id.into()),
+            None => RequestId::mint(),
+        }
+    }
+
+    /// A process-unique id: a random per-process prefix and a counter.
+    pub fn mint() -> Self {
+        static PREFIX: LazyLock<String> = LazyLock::new(|| super::secret::random_id(8));
+        static COUNTER: AtomicU64 = AtomicU64::new(1);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        RequestId(format!("{}-{n:x}", *PREFIX).into())
+    }
+}
+
+fn bearer(metadata: &MetadataMap) -> Result<&str, Error> {
+    let value = metadata.get("authorization").ok_or(Error::TokenMissing)?;
+    let value = value.to_str().map_err(|_| Error::TokenInvalid)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(Error::TokenInvalid)?;
+    Ok(token.trim())
+}
+
+/// Authenticates `AIService` calls: `x-studio-id` plus a user token.
+#[derive(Clone)]
+pub struct UserAuth {
+    pub directory: Arc<Directory>,
+}
+
+impl Interceptor for UserAuth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let request_id = RequestId::from_metadata(request.metadata());
+        let caller = (|| {
+            let metadata = request.metadata();
+            let token = bearer(metadata)?;
+            let studio_id = metadata
+                .get("x-studio-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .ok_or(Error::StudioIdMissing)?;
+            self.directory.authenticate_user(studio_id, token, now_ms())
+        })()
+        .map_err(|err| err.to_status(&request_id.0))?;
+        request.extensions_mut().insert(caller);
+        request.extensions_mut().insert(request_id);
+        Ok(request)
+    }
+}
+
+/// Authenticates `AdminService` calls: the admin key or a studio key.
+#[derive(Clone)]
+pub struct AdminAuth {
+    pub directory: Arc<Directory>,
+}
+
+impl Interceptor for AdminAuth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let request_id = RequestId::from_metadata(request.metadata());
+        let caller = bearer(request.metadata())
+            .and_then(|token| self.directory.authenticate_admin(token))
+            .map_err(|err| err.to_status(&request_id.0))?;
+        request.extensions_mut().insert(caller);
+        request.extensions_mut().insert(request_id);
+        Ok(request)
+    }
+}

@@ -1,0 +1,238 @@
+//! The model catalog: stable model ids, the provider serving each, and the
+//! default model of each pathway. Held in memory as an immutable `Catalog`
+//! swapped whole on every admin write, so a call reads it without waiting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use crate::error::{Error, Result, Violation};
+use crate::providers::{self, Provider};
+use crate::store::{ModelRecord, PageQuery, Pathway, ProviderRecord, Store, now_ms};
+
+/// A model ready to serve: its record and the provider client behind it.
+pub struct CatalogModel {
+    pub record: ModelRecord,
+    pub options: Arc<BTreeMap<String, String>>,
+    pub provider: Arc<dyn Provider>,
+    pub is_default: bool,
+}
+
+/// One immutable view of the catalog.
+#[derive(Default)]
+pub struct Catalog {
+    models: HashMap<String, Arc<CatalogModel>>,
+    providers: HashMap<String, (ProviderRecord, Arc<dyn Provider>)>,
+}
+
+impl Catalog {
+    fn build(
+        providers: Vec<ProviderRecord>,
+        models: Vec<ModelRecord>,
+        defaults: &HashMap<Pathway, String>,
+        previous: &Catalog,
+    ) -> Catalog {
+        let providers: HashMap<_, _> = providers
+            .into_iter()
+            .map(|record| {
+                // Keep the client (and its connection pool) of an unchanged provider.
+                let client = match previous.providers.get(&record.id) {
+                    Some((old, client)) if *old == record => client.clone(),
+                    _ => providers::build(&record),
+                };
+                (record.id.clone(), (record, client))
+            })
+            .collect();
+        let models = models
+            .into_iter()
+            .filter_map(|record| {
+                let (_, provider) = providers.get(&record.provider_id)?;
+                let model = CatalogModel {
+                    is_default: defaults.get(&record.pathway) == Some(&record.id),
+                    options: Arc::new(record.options.clone()),
+                    provider: provider.clone(),
+                    record,
+                };
+                Some((model.record.id.clone(), Arc::new(model)))
+            })
+            .collect();
+        Catalog { models, providers }
+    }
+
+    /// The model a call asked for (empty: the pathway default). It must exist,
+    /// be enabled and serve `pathway`.
+    pub fn resolve(&self, requested: &str, pathway: Pathway) -> Result<Arc<CatalogModel>> {
+        let model = if requested.is_empty() {
+            self.models
+                .values()
+                .find(|m| m.is_default && m.record.pathway == pathway)
+                .ok_or(Error::NoDefaultModel {
+                    pathway: pathway.as_str(),
+                })?
+        } else {
+            self.models.get(requested).ok_or_else(|| Error::ModelNotFound {
+                model_id: requested.to_string(),
+            })?
+        };
+        if !model.record.enabled {
+            return Err(Error::ModelNotFound {
+                model_id: model.record.id.clone(),
+            });
+        }
+        if model.record.pathway != pathway {
+            return Err(Error::invalid(
+                "model",
+                format!(
+                    "model `{}` serves the {} pathway, not {}",
+                    model.record.id,
+                    model.record.pathway.as_str(),
+                    pathway.as_str()
+                ),
+            ));
+        }
+        Ok(model.clone())
+    }
+
+    /// The enabled models of a pathway's fallback list, in order.
+    pub fn fallbacks<'a>(&'a self, model: &'a CatalogModel) -> impl Iterator<Item = Arc<CatalogModel>> + 'a {
+        model
+            .record
+            .fallback_model_ids
+            .iter()
+            .filter_map(|id| self.models.get(id))
+            .filter(|m| m.record.enabled && m.record.pathway == model.record.pathway)
+            .cloned()
+    }
+
+    /// Enabled models, optionally of one pathway, ordered by id.
+    pub fn enabled_models(&self, pathway: Option<Pathway>) -> Vec<Arc<CatalogModel>> {
+        let mut models: Vec<_> = self
+            .models
+            .values()
+            .filter(|m| m.record.enabled && pathway.is_none_or(|p| m.record.pathway == p))
+            .cloned()
+            .collect();
+        models.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+        models
+    }
+
+    pub fn is_default(&self, model_id: &str) -> bool {
+        self.models.get(model_id).is_some_and(|m| m.is_default)
+    }
+}
+
+/// The live catalog, written through to the store.
+pub struct CatalogCache {
+    store: Arc<dyn Store>,
+    current: RwLock<Arc<Catalog>>,
+}
+
+impl CatalogCache {
+    pub async fn load(store: Arc<dyn Store>) -> Result<Self> {
+        let cache = CatalogCache {
+            store,
+            current: RwLock::default(),
+        };
+        cache.reload().await?;
+        Ok(cache)
+    }
+
+    /// The catalog as of now; cheap (one Arc clone).
+    pub fn current(&self) -> Arc<Catalog> {
+        self.current.read().expect("catalog lock").clone()
+    }
+
+    /// Re-reads providers, models and defaults from the store.
+    pub async fn reload(&self) -> Result<()> {
+        let snapshot = self.store.snapshot().await?;
+        let previous = self.current();
+        let catalog = Catalog::build(snapshot.providers, snapshot.models, &snapshot.defaults, &previous);
+        *self.current.write().expect("catalog lock") = Arc::new(catalog);
+        Ok(())
+    }
+
+    pub async fn upsert_provider(&self, mut provider: ProviderRecord) -> Result<ProviderRecord> {
+        validate_id("provider.id", &provider.id)?;
+        provider.update_ms = now_ms();
+        self.store.upsert_provider(&provider).await?;
+        self.reload().await?;
+        Ok(provider)
+    }
+
+    pub async fn delete_provider(&self, id: &str) -> Result<()> {
+        self.store.delete_provider(id).await?;
+        self.reload().await
+    }
+
+    pub async fn list_providers(&self, page: &PageQuery) -> Result<Vec<ProviderRecord>> {
+        self.store.list_providers(page).await
+    }
+
+    pub async fn upsert_model(&self, mut model: ModelRecord) -> Result<ModelRecord> {
+        validate_model(&model)?;
+        model.update_ms = now_ms();
+        self.store.upsert_model(&model).await?;
+        self.reload().await?;
+        Ok(model)
+    }
+
+    pub async fn delete_model(&self, id: &str) -> Result<()> {
+        self.store.delete_model(id).await?;
+        self.reload().await
+    }
+
+    pub async fn list_models(&self, page: &PageQuery) -> Result<Vec<ModelRecord>> {
+        self.store.list_models(page).await
+    }
+
+    /// Makes an enabled model of `pathway` that pathway's default.
+    pub async fn set_default(&self, pathway: Pathway, model_id: &str) -> Result<Arc<CatalogModel>> {
+        self.current().resolve(model_id, pathway)?;
+        self.store.set_default_model(pathway, model_id).await?;
+        self.reload().await?;
+        self.current().resolve(model_id, pathway)
+    }
+}
+
+fn validate_id(field: &str, id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, "1 to 128 of A-Z, a-z, 0-9 and - _ . : /"))
+    }
+}
+
+fn validate_model(model: &ModelRecord) -> Result<()> {
+    let mut violations = Vec::new();
+    if let Err(Error::InvalidArgument(mut v)) = validate_id("model.id", &model.id) {
+        violations.append(&mut v);
+    }
+    let mut check = |ok: bool, field: &str, description: &str| {
+        if !ok {
+            violations.push(Violation::new(field, description));
+        }
+    };
+    check(!model.provider_id.is_empty(), "model.provider_id", "required");
+    check(!model.upstream_model.is_empty(), "model.upstream_model", "required");
+    check(model.max_output_tokens > 0, "model.max_output_tokens", "must be positive");
+    check(model.max_input_tokens > 0, "model.max_input_tokens", "must be positive");
+    check(
+        model.input_micros_per_mtok >= 0 && model.output_micros_per_mtok >= 0 && model.micros_per_image >= 0,
+        "model.prices",
+        "must not be negative",
+    );
+    check(
+        !model.fallback_model_ids.contains(&model.id),
+        "model.fallback_model_ids",
+        "must not name the model itself",
+    );
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}

@@ -1,0 +1,877 @@
+//! `downcity admin`: the operator's client of `AdminService`.
+//!
+//! Every call carries `authorization: Bearer <key>` with the operator's admin
+//! key, or with a studio key (`dck_...`) for the studio-scoped calls.
+//! Responses print as tables, or with `--json` as JSON.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Result, anyhow};
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::client::{Bearer, Client, PageArgs, collect, connect, unary};
+use super::render::Output;
+use crate::proto::{
+    AggregateUsageRequest, CreateStudioKeyRequest, CreateStudioRequest, DeleteModelRequest,
+    DeleteProviderRequest, GetStudioRequest, IssueUserTokenRequest, ListCatalogModelsRequest,
+    ListProvidersRequest, ListStudioKeysRequest, ListStudiosRequest, ListUsageRecordsRequest,
+    ListUserTokensRequest, Model, Pathway, Provider, ProviderKind, RevokeStudioKeyRequest,
+    RevokeUserTokenRequest, SetDefaultModelRequest, StudioStatus, UpdateStudioRequest,
+    UpsertModelRequest, UpsertProviderRequest, UsageDimension, UsageFilter,
+};
+
+/// Manage the studios, credentials, model catalog and usage of a running City.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The City's gRPC address: `host:port`, with or without `http://`.
+    #[arg(
+        long,
+        env = "DOWNCITY_ADDR",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    addr: String,
+    /// The operator's admin key, or a studio key (`dck_...`) for the
+    /// studio-scoped calls.
+    #[arg(long, env = "DOWNCITY_ADMIN_KEY", hide_env_values = true, global = true)]
+    admin_key: Option<String>,
+    /// Print the response messages as JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create, show, list, suspend, activate and rename studios.
+    #[command(subcommand)]
+    Studios(StudiosCommand),
+    /// Create, list and revoke studio keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Issue, list and revoke user tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Create, list and delete upstream providers.
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
+    /// Create, list and delete catalog models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Set each pathway's default model.
+    #[command(subcommand)]
+    Defaults(DefaultsCommand),
+    /// List and sum usage records.
+    #[command(subcommand)]
+    Usage(UsageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StudiosCommand {
+    /// Create a studio, active.
+    Create {
+        /// The studio's id; City chooses one if omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// Human-readable name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show one studio.
+    Get { id: String },
+    /// List studios by id.
+    List(PageArgs),
+    /// Suspend a studio: its calls fail at once.
+    Suspend { id: String },
+    /// Let a suspended studio make calls again.
+    Activate { id: String },
+    /// Change a studio's name.
+    Rename { id: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a studio key and print its secret, once.
+    Create {
+        studio: String,
+        /// Human-readable name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a studio's keys, without secrets.
+    List {
+        studio: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Revoke a studio key at once.
+    Revoke { studio: String, key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Issue a user token and print its secret, once.
+    Issue {
+        studio: String,
+        /// The studio's own id of the end user.
+        user: String,
+        /// How long the token is valid (`30m`, `24h`, `7d`), or `never`.
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_ttl)]
+        ttl: Ttl,
+    },
+    /// List a studio's user tokens, without secrets.
+    List {
+        studio: String,
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Revoke a user token at once.
+    Revoke { studio: String, token_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProvidersCommand {
+    /// Create or replace a provider.
+    Upsert {
+        id: String,
+        /// The upstream protocol the provider speaks.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Base URL of the upstream API; none for the mock.
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+    /// List providers by id.
+    List(PageArgs),
+    /// Delete a provider that no model uses.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Create or replace a catalog model.
+    Upsert(Box<ModelArgs>),
+    /// List the catalog with its upstream details.
+    List(PageArgs),
+    /// Delete a model that is no pathway's default.
+    Delete { id: String },
+}
+
+/// Every field of a model; an upsert replaces the whole model.
+#[derive(Debug, Args)]
+struct ModelArgs {
+    /// Stable id that studios pass as `model`.
+    id: String,
+    /// The provider that serves the model.
+    #[arg(long)]
+    provider: String,
+    /// The model's name at the upstream.
+    #[arg(long, value_name = "NAME")]
+    upstream: String,
+    /// The pathway the model serves.
+    #[arg(long, value_enum)]
+    pathway: PathwayArg,
+    /// Human-readable name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Keep studios from calling the model.
+    #[arg(long)]
+    disabled: bool,
+    /// Largest answer in tokens.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    max_output_tokens: i32,
+    /// Largest prompt in estimated tokens.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    max_input_tokens: i32,
+    /// Price per million input tokens, in micro-units.
+    #[arg(long, value_name = "MICROS_PER_MTOK", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    input_price: i64,
+    /// Price per million output tokens, in micro-units.
+    #[arg(long, value_name = "MICROS_PER_MTOK", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    output_price: i64,
+    /// Price per generated image, in micro-units.
+    #[arg(long, value_name = "MICROS_PER_IMAGE", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    image_price: i64,
+    /// A model to fall back to when the provider fails; repeat, in order.
+    #[arg(long = "fallback", value_name = "MODEL")]
+    fallbacks: Vec<String>,
+    /// A provider-specific setting, such as `chunk_delay_ms=20`; repeat.
+    #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DefaultsCommand {
+    /// Make a model the default of its pathway.
+    Set {
+        #[arg(value_enum)]
+        pathway: PathwayArg,
+        model: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsageCommand {
+    /// List usage records, newest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Sum usage records, grouped by the chosen dimensions.
+    Aggregate {
+        /// Dimensions to group by; none sums everything into one row.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        by: Vec<DimensionArg>,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+/// Which usage records to include.
+#[derive(Debug, Args)]
+struct FilterArgs {
+    /// Only this studio.
+    #[arg(long)]
+    studio: Option<String>,
+    /// Only this user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only this model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Only calls at or after this time: RFC 3339 (`2025-01-31T08:00:00Z`,
+    /// `2025-01-31`) or a duration ago (`24h`, `7d`).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<SystemTime>,
+    /// Only calls before this time, in the same forms as --since.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<SystemTime>,
+}
+
+impl FilterArgs {
+    fn into_proto(self) -> UsageFilter {
+        UsageFilter {
+            studio_id: self.studio.unwrap_or_default(),
+            user_id: self.user.unwrap_or_default(),
+            model_id: self.model.unwrap_or_default(),
+            start_time: self.since.map(Into::into),
+            end_time: self.until.map(Into::into),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KindArg {
+    /// The built-in deterministic mock.
+    Mock,
+}
+
+impl From<KindArg> for ProviderKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Mock => ProviderKind::Mock,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PathwayArg {
+    Text,
+    Image,
+}
+
+impl From<PathwayArg> for Pathway {
+    fn from(pathway: PathwayArg) -> Self {
+        match pathway {
+            PathwayArg::Text => Pathway::Text,
+            PathwayArg::Image => Pathway::Image,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DimensionArg {
+    Studio,
+    User,
+    Model,
+    Day,
+}
+
+impl From<DimensionArg> for UsageDimension {
+    fn from(dimension: DimensionArg) -> Self {
+        match dimension {
+            DimensionArg::Studio => UsageDimension::Studio,
+            DimensionArg::User => UsageDimension::User,
+            DimensionArg::Model => UsageDimension::Model,
+            DimensionArg::Day => UsageDimension::Day,
+        }
+    }
+}
+
+/// A token lifetime; `None` never expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ttl(Option<Duration>);
+
+fn parse_ttl(s: &str) -> Result<Ttl, String> {
+    if s.trim().eq_ignore_ascii_case("never") {
+        return Ok(Ttl(None));
+    }
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if d.is_zero() => Err("the ttl must be longer than zero".to_owned()),
+        Ok(d) => Ok(Ttl(Some(d))),
+        Err(e) => Err(format!("{e}; use a duration like `24h` or `never`")),
+    }
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// `--since`/`--until`, relative to now.
+fn parse_time(s: &str) -> Result<SystemTime, String> {
+    parse_time_at(s, SystemTime::now())
+}
+
+/// An RFC 3339 time (UTC unless it carries an offset; a bare date is its
+/// midnight UTC), or a duration before `now`.
+fn parse_time_at(s: &str, now: SystemTime) -> Result<SystemTime, String> {
+    let s = s.trim();
+    if let Some(time) = parse_rfc3339(s) {
+        return Ok(time);
+    }
+    if let Ok(ago) = humantime::parse_duration(s) {
+        return now
+            .checked_sub(ago)
+            .ok_or_else(|| format!("`{s}` ago is before the epoch"));
+    }
+    Err(format!(
+        "`{s}` is neither an RFC 3339 time (`2025-01-31T08:00:00Z`) nor a duration ago (`24h`)"
+    ))
+}
+
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    if s.len() == "2025-01-31".len() {
+        return humantime::parse_rfc3339(&format!("{s}T00:00:00Z")).ok();
+    }
+    if let Ok(time) = humantime::parse_rfc3339_weak(s) {
+        return Some(time);
+    }
+    // humantime knows only UTC: undo a numeric offset such as `+02:00`.
+    let split = s.len().checked_sub("+02:00".len())?;
+    let (local, offset) = (s.get(..split)?, s.get(split..)?.as_bytes());
+    let digits = |i: usize| char::from(offset[i]).to_digit(10).map(u64::from);
+    if offset[3] != b':' {
+        return None;
+    }
+    let hours = digits(1)? * 10 + digits(2)?;
+    let minutes = digits(4)? * 10 + digits(5)?;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let shift = Duration::from_secs(hours * 3600 + minutes * 60);
+    let local = humantime::parse_rfc3339_weak(local).ok()?;
+    match offset[0] {
+        b'+' => local.checked_sub(shift),
+        b'-' => local.checked_add(shift),
+        _ => None,
+    }
+}
+
+/// Runs one admin command against the City at `--addr`.
+///
+/// A failure comes back as one line for stderr: `error: <CODE>: <message>
+/// (reason: <ErrorInfo reason>)` for a refused call, `error: <what went
+/// wrong>` otherwise.
+pub async fn run(args: AdminArgs) -> Result<()> {
+    execute(args).await.map_err(|e| anyhow!("error: {e:#}"))
+}
+
+async fn execute(args: AdminArgs) -> Result<()> {
+    let bearer = Bearer::new(args.admin_key.as_deref())?;
+    let client = &mut connect(&args.addr, bearer).await?;
+    let out = Output { json: args.json };
+    match args.command {
+        AdminCommand::Studios(command) => studios(client, out, command).await,
+        AdminCommand::Keys(command) => keys(client, out, command).await,
+        AdminCommand::Tokens(command) => tokens(client, out, command).await,
+        AdminCommand::Providers(command) => providers(client, out, command).await,
+        AdminCommand::Models(command) => models(client, out, command).await,
+        AdminCommand::Defaults(command) => defaults(client, out, command).await,
+        AdminCommand::Usage(command) => usage(client, out, command).await,
+    }
+}
+
+async fn studios(client: &mut Client, out: Output, command: StudiosCommand) -> Result<()> {
+    let update = match command {
+        StudiosCommand::Create { id, name } => {
+            let request = CreateStudioRequest {
+                studio_id: id.unwrap_or_default(),
+                display_name: name.unwrap_or_default(),
+            };
+            let response = unary(client.create_studio(request)).await?;
+            return out.item("studio", response.studio.as_ref());
+        }
+        StudiosCommand::Get { id } => {
+            let response = unary(client.get_studio(GetStudioRequest { studio_id: id })).await?;
+            return out.item("studio", response.studio.as_ref());
+        }
+        StudiosCommand::List(page) => {
+            let request = ListStudiosRequest::default();
+            let listing = collect(page, request, async |r| unary(client.list_studios(r)).await);
+            return out.list(&listing.await?);
+        }
+        StudiosCommand::Suspend { id } => UpdateStudioRequest {
+            studio_id: id,
+            display_name: None,
+            status: StudioStatus::Suspended.into(),
+        },
+        StudiosCommand::Activate { id } => UpdateStudioRequest {
+            studio_id: id,
+            display_name: None,
+            status: StudioStatus::Active.into(),
+        },
+        StudiosCommand::Rename { id, name } => UpdateStudioRequest {
+            studio_id: id,
+            display_name: Some(name),
+            status: StudioStatus::Unspecified.into(),
+        },
+    };
+    let response = unary(client.update_studio(update)).await?;
+    out.item("studio", response.studio.as_ref())
+}
+
+async fn keys(client: &mut Client, out: Output, command: KeysCommand) -> Result<()> {
+    match command {
+        KeysCommand::Create { studio, name } => {
+            let request = CreateStudioKeyRequest {
+                studio_id: studio,
+                display_name: name.unwrap_or_default(),
+            };
+            let response = unary(client.create_studio_key(request)).await?;
+            out.item_with_secret("key", response.key.as_ref(), &response.secret)
+        }
+        KeysCommand::List { studio, page } => {
+            let request = ListStudioKeysRequest {
+                studio_id: studio,
+                ..Default::default()
+            };
+            let listing = collect(page, request, async |r| {
+                unary(client.list_studio_keys(r)).await
+            });
+            out.list(&listing.await?)
+        }
+        KeysCommand::Revoke { studio, key_id } => {
+            let request = RevokeStudioKeyRequest {
+                studio_id: studio,
+                key_id,
+            };
+            let response = unary(client.revoke_studio_key(request)).await?;
+            out.item("key", response.key.as_ref())
+        }
+    }
+}
+
+async fn tokens(client: &mut Client, out: Output, command: TokensCommand) -> Result<()> {
+    match command {
+        TokensCommand::Issue { studio, user, ttl } => {
+            let ttl = ttl
+                .0
+                .map(prost_types::Duration::try_from)
+                .transpose()
+                .map_err(|_| anyhow!("the ttl is too long"))?;
+            let request = IssueUserTokenRequest {
+                studio_id: studio,
+                user_id: user,
+                ttl,
+            };
+            let response = unary(client.issue_user_token(request)).await?;
+            out.item_with_secret("token", response.token.as_ref(), &response.secret)
+        }
+        TokensCommand::List { studio, user, page } => {
+            let request = ListUserTokensRequest {
+                studio_id: studio,
+                user_id: user.unwrap_or_default(),
+                ..Default::default()
+            };
+            let listing = collect(page, request, async |r| {
+                unary(client.list_user_tokens(r)).await
+            });
+            out.list(&listing.await?)
+        }
+        TokensCommand::Revoke { studio, token_id } => {
+            let request = RevokeUserTokenRequest {
+                studio_id: studio,
+                token_id,
+            };
+            let response = unary(client.revoke_user_token(request)).await?;
+            out.item("token", response.token.as_ref())
+        }
+    }
+}
+
+async fn providers(client: &mut Client, out: Output, command: ProvidersCommand) -> Result<()> {
+    match command {
+        ProvidersCommand::Upsert { id, kind, base_url } => {
+            let provider = Provider {
+                id,
+                kind: ProviderKind::from(kind).into(),
+                base_url: base_url.unwrap_or_default(),
+                update_time: None,
+            };
+            let request = UpsertProviderRequest {
+                provider: Some(provider),
+            };
+            let response = unary(client.upsert_provider(request)).await?;
+            out.item("provider", response.provider.as_ref())
+        }
+        ProvidersCommand::List(page) => {
+            let request = ListProvidersRequest::default();
+            let listing = collect(page, request, async |r| unary(client.list_providers(r)).await);
+            out.list(&listing.await?)
+        }
+        ProvidersCommand::Delete { id } => {
+            let request = DeleteProviderRequest {
+                provider_id: id.clone(),
+            };
+            unary(client.delete_provider(request)).await?;
+            out.deleted("provider", &id)
+        }
+    }
+}
+
+impl ModelArgs {
+    fn into_proto(self) -> Model {
+        Model {
+            id: self.id,
+            display_name: self.name.unwrap_or_default(),
+            provider_id: self.provider,
+            upstream_model: self.upstream,
+            pathway: Pathway::from(self.pathway).into(),
+            enabled: !self.disabled,
+            is_default: false,
+            max_output_tokens: self.max_output_tokens,
+            max_input_tokens: self.max_input_tokens,
+            input_micros_per_mtok: self.input_price,
+            output_micros_per_mtok: self.output_price,
+            micros_per_image: self.image_price,
+            fallback_model_ids: self.fallbacks,
+            options: self.options.into_iter().collect(),
+            update_time: None,
+        }
+    }
+}
+
+async fn models(client: &mut Client, out: Output, command: ModelsCommand) -> Result<()> {
+    match command {
+        ModelsCommand::Upsert(model) => {
+            let request = UpsertModelRequest {
+                model: Some(model.into_proto()),
+            };
+            let response = unary(client.upsert_model(request)).await?;
+            out.item("model", response.model.as_ref())
+        }
+        ModelsCommand::List(page) => {
+            let request = ListCatalogModelsRequest::default();
+            let listing = collect(page, request, async |r| {
+                unary(client.list_catalog_models(r)).await
+            });
+            out.list(&listing.await?)
+        }
+        ModelsCommand::Delete { id } => {
+            let request = DeleteModelRequest {
+                model_id: id.clone(),
+            };
+            unary(client.delete_model(request)).await?;
+            out.deleted("model", &id)
+        }
+    }
+}
+
+async fn defaults(client: &mut Client, out: Output, command: DefaultsCommand) -> Result<()> {
+    let DefaultsCommand::Set { pathway, model } = command;
+    let request = SetDefaultModelRequest {
+        pathway: Pathway::from(pathway).into(),
+        model_id: model,
+    };
+    let response = unary(client.set_default_model(request)).await?;
+    out.item("model", response.model.as_ref())
+}
+
+async fn usage(client: &mut Client, out: Output, command: UsageCommand) -> Result<()> {
+    match command {
+        UsageCommand::List { filter, page } => {
+            let request = ListUsageRecordsRequest {
+                filter: Some(filter.into_proto()),
+                ..Default::default()
+            };
+            let listing = collect(page, request, async |r| {
+                unary(client.list_usage_records(r)).await
+            });
+            out.list(&listing.await?)
+        }
+        UsageCommand::Aggregate { by, filter, page } => {
+            let request = AggregateUsageRequest {
+                filter: Some(filter.into_proto()),
+                group_by: by.into_iter().map(|d| UsageDimension::from(d).into()).collect(),
+                ..Default::default()
+            };
+            let listing = collect(page, request, async |r| unary(client.aggregate_usage(r)).await);
+            out.list(&listing.await?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// `downcity admin` as its own program.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        admin: AdminArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<AdminArgs, clap::Error> {
+        let argv = ["admin", "--addr", "city:1", "--admin-key", "k"];
+        Cli::try_parse_from(argv.iter().chain(args)).map(|cli| cli.admin)
+    }
+
+    fn parse_ok(args: &[&str]) -> AdminArgs {
+        parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn fails(args: &[&str]) -> bool {
+        parse(args).is_err()
+    }
+
+    #[test]
+    fn the_command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let args = Cli::try_parse_from([
+            "admin", "studios", "get", "s1", "--json", "--addr", "http://c:2", "--admin-key", "x",
+        ])
+        .unwrap()
+        .admin;
+        assert!(args.json);
+        assert_eq!(args.addr, "http://c:2");
+        assert_eq!(args.admin_key.as_deref(), Some("x"));
+        assert!(matches!(args.command, AdminCommand::Studios(StudiosCommand::Get { id }) if id == "s1"));
+    }
+
+    #[test]
+    fn studios_commands_parse() {
+        let args = parse_ok(&["studios", "create", "--id", "acme", "--name", "Acme"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Studios(StudiosCommand::Create { id: Some(id), name: Some(name) })
+                if id == "acme" && name == "Acme"
+        ));
+        let args = parse_ok(&["studios", "list"]);
+        let expected = PageArgs { page_size: 100, all: false };
+        assert!(matches!(args.command, AdminCommand::Studios(StudiosCommand::List(p)) if p == expected));
+        let args = parse_ok(&["studios", "list", "--page-size", "5", "--all"]);
+        let expected = PageArgs { page_size: 5, all: true };
+        assert!(matches!(args.command, AdminCommand::Studios(StudiosCommand::List(p)) if p == expected));
+        let args = parse_ok(&["studios", "rename", "acme", "New name"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Studios(StudiosCommand::Rename { id, name }) if id == "acme" && name == "New name"
+        ));
+        assert!(!fails(&["studios", "suspend", "acme"]));
+        assert!(!fails(&["studios", "activate", "acme"]));
+        assert!(fails(&["studios", "list", "--page-size", "0"]));
+        assert!(fails(&["studios", "get"]));
+        assert!(fails(&["studios", "rename", "acme"]));
+    }
+
+    #[test]
+    fn keys_commands_parse() {
+        let args = parse_ok(&["keys", "create", "acme", "--name", "backend"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Keys(KeysCommand::Create { studio, name: Some(name) }) if studio == "acme" && name == "backend"
+        ));
+        let args = parse_ok(&["keys", "revoke", "acme", "k1"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Keys(KeysCommand::Revoke { studio, key_id }) if studio == "acme" && key_id == "k1"
+        ));
+        assert!(!fails(&["keys", "list", "acme", "--all"]));
+        assert!(fails(&["keys", "revoke", "acme"]));
+        assert!(fails(&["keys", "list"]));
+    }
+
+    #[test]
+    fn tokens_default_to_a_day_and_may_never_expire() {
+        let ttl_of = |extra: &[&str]| {
+            let mut argv = vec!["tokens", "issue", "acme", "u1"];
+            argv.extend_from_slice(extra);
+            match parse_ok(&argv).command {
+                AdminCommand::Tokens(TokensCommand::Issue { studio, user, ttl }) => {
+                    assert_eq!((studio.as_str(), user.as_str()), ("acme", "u1"));
+                    ttl
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(ttl_of(&[]), Ttl(Some(Duration::from_secs(24 * 3600))));
+        assert_eq!(ttl_of(&["--ttl", "90m"]), Ttl(Some(Duration::from_secs(5400))));
+        assert_eq!(ttl_of(&["--ttl", "never"]), Ttl(None));
+        assert!(fails(&["tokens", "issue", "acme", "u1", "--ttl", "0s"]));
+        assert!(fails(&["tokens", "issue", "acme", "u1", "--ttl", "soon"]));
+        let args = parse_ok(&["tokens", "list", "acme", "--user", "u1"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Tokens(TokensCommand::List { user: Some(u), .. }) if u == "u1"
+        ));
+        assert!(!fails(&["tokens", "revoke", "acme", "t1"]));
+    }
+
+    #[test]
+    fn providers_commands_parse() {
+        let args = parse_ok(&["providers", "upsert", "mock1", "--kind", "mock"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Providers(ProvidersCommand::Upsert { id, kind: KindArg::Mock, base_url: None }) if id == "mock1"
+        ));
+        assert!(fails(&["providers", "upsert", "mock1"]));
+        assert!(fails(&["providers", "upsert", "p", "--kind", "openai"]));
+        assert!(!fails(&["providers", "list"]));
+        assert!(!fails(&["providers", "delete", "mock1"]));
+    }
+
+    #[test]
+    fn model_upserts_carry_every_field() {
+        let args = parse_ok(&[
+            "models", "upsert", "fast", "--provider", "mock1", "--upstream", "mock-large",
+            "--pathway", "text", "--name", "Fast", "--disabled", "--max-output-tokens", "512",
+            "--max-input-tokens", "4096", "--input-price", "150", "--output-price", "600",
+            "--fallback", "slow", "--fallback", "slower", "--option", "chunk_delay_ms=20",
+            "--option", "fail=a=b",
+        ]);
+        let AdminCommand::Models(ModelsCommand::Upsert(model)) = args.command else {
+            panic!("not an upsert");
+        };
+        let model = model.into_proto();
+        assert_eq!(model.id, "fast");
+        assert_eq!(model.display_name, "Fast");
+        assert_eq!(model.provider_id, "mock1");
+        assert_eq!(model.upstream_model, "mock-large");
+        assert_eq!(model.pathway, Pathway::Text as i32);
+        assert!(!model.enabled);
+        assert_eq!((model.max_output_tokens, model.max_input_tokens), (512, 4096));
+        assert_eq!((model.input_micros_per_mtok, model.output_micros_per_mtok), (150, 600));
+        assert_eq!(model.micros_per_image, 0);
+        assert_eq!(model.fallback_model_ids, ["slow", "slower"]);
+        assert_eq!(model.options["chunk_delay_ms"], "20");
+        assert_eq!(model.options["fail"], "a=b");
+    }
+
+    #[test]
+    fn model_upserts_reject_bad_values() {
+        let base = ["models", "upsert", "m", "--provider", "p", "--upstream", "u"];
+        let with = |extra: &[&'static str]| [&base[..], extra].concat();
+        assert!(!fails(&with(&["--pathway", "image", "--image-price", "40000"])));
+        assert!(fails(&with(&[])));
+        assert!(fails(&with(&["--pathway", "audio"])));
+        assert!(fails(&with(&["--pathway", "text", "--option", "novalue"])));
+        assert!(fails(&with(&["--pathway", "text", "--option", "=v"])));
+        assert!(fails(&with(&["--pathway", "text", "--input-price", "-1"])));
+    }
+
+    #[test]
+    fn defaults_and_models_parse() {
+        let args = parse_ok(&["defaults", "set", "image", "painter"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Defaults(DefaultsCommand::Set { pathway: PathwayArg::Image, model }) if model == "painter"
+        ));
+        assert!(fails(&["defaults", "set", "video", "m"]));
+        assert!(!fails(&["models", "list", "--all"]));
+        assert!(!fails(&["models", "delete", "m"]));
+    }
+
+    #[test]
+    fn usage_commands_parse() {
+        let args = parse_ok(&[
+            "usage", "list", "--studio", "acme", "--user", "u1", "--model", "fast",
+            "--since", "2025-01-31T00:00:00Z", "--until", "2025-02-01", "--limit", "20",
+        ]);
+        let AdminCommand::Usage(UsageCommand::List { filter, page }) = args.command else {
+            panic!("not a usage list");
+        };
+        assert_eq!(page, PageArgs { page_size: 20, all: false });
+        let filter = filter.into_proto();
+        assert_eq!((filter.studio_id.as_str(), filter.user_id.as_str()), ("acme", "u1"));
+        assert_eq!(filter.model_id, "fast");
+        assert_eq!(filter.start_time.map(|t| t.seconds), Some(1_738_281_600));
+        assert_eq!(filter.end_time.map(|t| t.seconds), Some(1_738_368_000));
+
+        let args = parse_ok(&["usage", "aggregate", "--by", "studio,day", "--by", "model"]);
+        let AdminCommand::Usage(UsageCommand::Aggregate { by, filter, .. }) = args.command else {
+            panic!("not a usage aggregate");
+        };
+        assert_eq!(by, [DimensionArg::Studio, DimensionArg::Day, DimensionArg::Model]);
+        assert_eq!(filter.into_proto(), UsageFilter::default());
+        assert!(fails(&["usage", "aggregate", "--by", "week"]));
+        assert!(fails(&["usage", "list", "--since", "yesterday"]));
+    }
+
+    #[test]
+    fn since_takes_rfc3339_or_a_duration_ago() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_738_300_000);
+        let at = |s: &str| {
+            parse_time_at(s, now)
+                .map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64())
+        };
+        assert_eq!(at("2025-01-31T00:00:00Z"), Ok(1_738_281_600.0));
+        assert_eq!(at("2025-01-31T00:00:00.5Z"), Ok(1_738_281_600.5));
+        assert_eq!(at("2025-01-31 00:00:00"), Ok(1_738_281_600.0));
+        assert_eq!(at("2025-01-31"), Ok(1_738_281_600.0));
+        assert_eq!(at("2025-01-31T02:00:00+02:00"), Ok(1_738_281_600.0));
+        assert_eq!(at("2025-01-30T19:30:00-04:30"), Ok(1_738_281_600.0));
+        assert_eq!(at(" 24h "), Ok(1_738_300_000.0 - 86_400.0));
+        assert_eq!(at("7d"), Ok(1_738_300_000.0 - 7.0 * 86_400.0));
+        assert_eq!(at("1h 30m"), Ok(1_738_300_000.0 - 5_400.0));
+        for bad in ["", "yesterday", "2025-13-01T00:00:00Z", "2025-01-31T00:00:00+25:00", "2025-01-31T00:00:00x02:00"] {
+            assert!(at(bad).is_err(), "{bad:?} parsed");
+        }
+        assert!(at("100000000000h").is_err());
+    }
+
+    #[test]
+    fn the_ttl_parser_is_strict() {
+        assert_eq!(parse_ttl("NEVER"), Ok(Ttl(None)));
+        assert!(parse_ttl("-1h").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_fails_before_connecting() {
+        let args = Cli::try_parse_from(["admin", "--admin-key", "", "studios", "list"])
+            .unwrap()
+            .admin;
+        let err = run(args).await.unwrap_err().to_string();
+        assert!(err.starts_with("error: no admin key"), "{err}");
+        assert!(err.contains("DOWNCITY_ADMIN_KEY"), "{err}");
+    }
+}

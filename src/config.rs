@@ -1,0 +1,210 @@
+//! Configuration: a TOML file plus `DOWNCITY_*` environment overrides
+//! (nested keys with `__`, e.g. `DOWNCITY_SERVER__REQUEST_TIMEOUT_SECS`).
+//! Unknown keys in the file are rejected with a clear error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// Top-level environment keys City reads; other `DOWNCITY_*` variables (such
+/// as the client-side `DOWNCITY_ADDR` in dev.env) are left alone.
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "admin_key", "store", "server", "usage"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Directory for the SQLite file, dev.env and other local state.
+    pub data_dir: PathBuf,
+    /// The operator's admin key; when unset, one is generated at first start.
+    pub admin_key: Option<String>,
+    pub store: StoreConfig,
+    pub server: ServerConfig,
+    pub usage: UsageConfig,
+    /// Providers loaded into the store at start.
+    pub providers: Vec<ProviderConfig>,
+    /// Models loaded into the store at start.
+    pub models: Vec<ModelConfig>,
+    /// Default model per pathway, applied at start.
+    pub defaults: DefaultsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:50051".into(),
+            data_dir: PathBuf::from("./.downcity"),
+            admin_key: None,
+            store: StoreConfig::default(),
+            server: ServerConfig::default(),
+            usage: UsageConfig::default(),
+            providers: Vec::new(),
+            models: Vec::new(),
+            defaults: DefaultsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite file; defaults to `<data_dir>/downcity.db`.
+    pub sqlite_path: Option<PathBuf>,
+    /// `synchronous=FULL`: survives power loss, at about 10× the commit cost.
+    /// The default, NORMAL in WAL mode, survives a process crash.
+    pub synchronous_full: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Longest a unary call may take before DEADLINE_EXCEEDED.
+    pub request_timeout_secs: u64,
+    /// Most calls served at once on one connection; more are shed (UNAVAILABLE).
+    pub max_concurrent_calls_per_connection: usize,
+    /// How long shutdown waits for in-flight calls.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            request_timeout_secs: 300,
+            max_concurrent_calls_per_connection: 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// Usage rows queued for the writer before calls wait.
+    pub queue_capacity: usize,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig { queue_capacity: 8192 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub id: String,
+    /// `mock`.
+    pub kind: String,
+    #[serde(default)]
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    pub provider: String,
+    pub upstream_model: String,
+    /// `text` or `image`.
+    pub pathway: String,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    #[serde(default = "default_max_output_tokens")]
+    pub max_output_tokens: i32,
+    #[serde(default = "default_max_input_tokens")]
+    pub max_input_tokens: i32,
+    #[serde(default)]
+    pub input_micros_per_mtok: i64,
+    #[serde(default)]
+    pub output_micros_per_mtok: i64,
+    #[serde(default)]
+    pub micros_per_image: i64,
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+pub fn default_max_output_tokens() -> i32 {
+    4096
+}
+
+pub fn default_max_input_tokens() -> i32 {
+    131_072
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultsConfig {
+    pub text: Option<String>,
+    pub image: Option<String>,
+}
+
+impl Config {
+    /// Reads the file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(figment::Error::from(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let env = Env::prefixed("DOWNCITY_")
+            .split("__")
+            .filter(|key| ENV_KEYS.iter().any(|known| key.as_str().split('.').next() == Some(*known)));
+        figment.merge(env).extract()
+    }
+
+    /// The SQLite file City uses.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.store
+            .sqlite_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("downcity.db"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("city.toml", "listen = \"127.0.0.1:1\"\nlisten_port = 3\n")?;
+            let err = Config::load(Some(Path::new("city.toml"))).unwrap_err();
+            assert!(err.to_string().contains("listen_port"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "city.toml",
+                "listen = \"127.0.0.1:1\"\n[server]\nrequest_timeout_secs = 5\n\n[[models]]\nid = \"m\"\nprovider = \"mock\"\nupstream_model = \"x\"\npathway = \"text\"\n",
+            )?;
+            jail.set_env("DOWNCITY_LISTEN", "127.0.0.1:2");
+            jail.set_env("DOWNCITY_SERVER__SHUTDOWN_GRACE_SECS", "7");
+            jail.set_env("DOWNCITY_USER_TOKEN", "ignored: a client-side variable");
+            let config = Config::load(Some(Path::new("city.toml")))?;
+            assert_eq!(config.listen, "127.0.0.1:2");
+            assert_eq!(config.server.request_timeout_secs, 5);
+            assert_eq!(config.server.shutdown_grace_secs, 7);
+            assert_eq!(config.models[0].max_output_tokens, 4096);
+            Ok(())
+        });
+    }
+}

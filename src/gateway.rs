@@ -1,0 +1,402 @@
+//! One AI call, in order: resolve the model, validate against it, call the
+//! provider (with fallback), record exactly one usage row, answer.
+//!
+//! Auth has already happened (the caller is in hand); the handlers in `api`
+//! only convert between the wire and these domain types.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::auth::{RequestId, UserCaller};
+use crate::catalog::{Catalog, CatalogCache, CatalogModel};
+use crate::error::{Error, ProviderFailure, Result};
+use crate::providers::{
+    self, ChatMessage, Finish, Image, ImageCall, StreamEvent, TextCall, TextStream,
+};
+use crate::store::{Millis, Pathway, UsageRow, now_ms};
+use crate::usage::{self, UsageWriter};
+
+/// Stream messages buffered between the relay and a slow client.
+const STREAM_BUFFER: usize = 16;
+
+/// Who is calling and when: everything a usage row needs besides the result.
+pub struct CallContext {
+    pub caller: UserCaller,
+    pub request_id: RequestId,
+    pub started: Instant,
+    pub create_ms: Millis,
+}
+
+impl CallContext {
+    pub fn new(caller: UserCaller, request_id: RequestId) -> Self {
+        CallContext {
+            caller,
+            request_id,
+            started: Instant::now(),
+            create_ms: now_ms(),
+        }
+    }
+}
+
+/// A validated text request (Text and StreamText).
+#[derive(Debug, Clone, Default)]
+pub struct TextInput {
+    /// Empty: the text pathway's default.
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop_sequences: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A validated image request.
+#[derive(Debug, Clone, Default)]
+pub struct ImageInput {
+    pub model: String,
+    pub prompt: String,
+    pub count: u32,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a call consumed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Consumption {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub images: u64,
+    pub cost_micros: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TextAnswer {
+    pub text: String,
+    pub model_id: String,
+    pub finish: Finish,
+    pub usage: Consumption,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageAnswer {
+    pub images: Vec<Image>,
+    pub model_id: String,
+    pub usage: Consumption,
+}
+
+/// One message of a relayed stream: a delta, or the end with its usage.
+#[derive(Debug, Clone)]
+pub enum StreamChunk {
+    Delta(String),
+    End { finish: Finish, usage: Consumption },
+}
+
+/// A stream that has started: the serving model and the relayed chunks.
+pub struct StartedStream {
+    pub model_id: String,
+    pub chunks: mpsc::Receiver<Result<StreamChunk>>,
+}
+
+pub struct Gateway {
+    catalog: Arc<CatalogCache>,
+    usage: UsageWriter,
+}
+
+impl Gateway {
+    pub fn new(catalog: Arc<CatalogCache>, usage: UsageWriter) -> Self {
+        Gateway { catalog, usage }
+    }
+
+    pub fn catalog(&self) -> &CatalogCache {
+        &self.catalog
+    }
+
+    pub async fn text(&self, ctx: CallContext, input: TextInput) -> Result<TextAnswer> {
+        let catalog = self.catalog.current();
+        let first = catalog.resolve(&input.model, Pathway::Text)?;
+        let max_tokens = check_text_input(&first, &input)?;
+        let (model, result) = with_fallback(&catalog, first, |model| {
+            let call = text_call(&model, &input, max_tokens);
+            async move { model.provider.text(&call).await }
+        })
+        .await;
+        let (answer, row) = match result {
+            Ok(out) => {
+                let usage = consumption(&model, out.input_tokens, out.output_tokens, 0);
+                let row = usage_row(&ctx, &model, &input.metadata, usage, None, None);
+                let answer = TextAnswer {
+                    text: out.text,
+                    model_id: model.record.id.clone(),
+                    finish: out.finish,
+                    usage,
+                };
+                (Ok(answer), row)
+            }
+            Err(err) => {
+                let row = usage_row(&ctx, &model, &input.metadata, Consumption::default(), None, Some(&err));
+                (Err(err), row)
+            }
+        };
+        self.usage.record(row).await?;
+        answer
+    }
+
+    pub async fn image(&self, ctx: CallContext, input: ImageInput) -> Result<ImageAnswer> {
+        let catalog = self.catalog.current();
+        let first = catalog.resolve(&input.model, Pathway::Image)?;
+        let (model, result) = with_fallback(&catalog, first, |model| {
+            let call = ImageCall {
+                upstream_model: model.record.upstream_model.clone(),
+                prompt: input.prompt.clone(),
+                count: input.count,
+                options: model.options.clone(),
+            };
+            async move { model.provider.image(&call).await }
+        })
+        .await;
+        let (answer, row) = match result {
+            Ok(out) => {
+                let usage = consumption(&model, 0, 0, out.images.len() as u64);
+                let row = usage_row(&ctx, &model, &input.metadata, usage, None, None);
+                let answer = ImageAnswer {
+                    images: out.images,
+                    model_id: model.record.id.clone(),
+                    usage,
+                };
+                (Ok(answer), row)
+            }
+            Err(err) => {
+                let row = usage_row(&ctx, &model, &input.metadata, Consumption::default(), None, Some(&err));
+                (Err(err), row)
+            }
+        };
+        self.usage.record(row).await?;
+        answer
+    }
+
+    /// Starts a stream: errors before the first chunk come back as an error
+    /// here (with their usage row written); afterwards a relay task owns the
+    /// call and writes its row when it ends, however it ends.
+    pub async fn stream_text(&self, ctx: CallContext, input: TextInput) -> Result<StartedStream> {
+        let catalog = self.catalog.current();
+        let first = catalog.resolve(&input.model, Pathway::Text)?;
+        let max_tokens = check_text_input(&first, &input)?;
+        let (model, result) = with_fallback(&catalog, first, |model| {
+            let call = text_call(&model, &input, max_tokens);
+            async move { model.provider.stream_text(&call).await }
+        })
+        .await;
+        let upstream = match result {
+            Ok(upstream) => upstream,
+            Err(err) => {
+                let row = usage_row(&ctx, &model, &input.metadata, Consumption::default(), None, Some(&err));
+                self.usage.record(row).await?;
+                return Err(err);
+            }
+        };
+        let (chunks, receiver) = mpsc::channel(STREAM_BUFFER);
+        let relay = Relay {
+            ctx,
+            model: model.clone(),
+            metadata: input.metadata,
+            prompt_estimate: providers::estimate_prompt_tokens(&input.messages),
+            usage: self.usage.clone(),
+            chunks,
+        };
+        tokio::spawn(relay.run(upstream));
+        Ok(StartedStream {
+            model_id: model.record.id.clone(),
+            chunks: receiver,
+        })
+    }
+}
+
+/// Checks a text request against its model; returns the max_tokens to use.
+fn check_text_input(model: &CatalogModel, input: &TextInput) -> Result<u32> {
+    let limit = model.record.max_output_tokens.max(1) as u32;
+    let max_tokens = input.max_tokens.unwrap_or(limit);
+    if max_tokens > limit {
+        return Err(Error::invalid(
+            "max_tokens",
+            format!("at most {limit} for model `{}`", model.record.id),
+        ));
+    }
+    let estimate = providers::estimate_prompt_tokens(&input.messages);
+    let prompt_limit = model.record.max_input_tokens.max(1) as u64;
+    if estimate > prompt_limit {
+        return Err(Error::invalid(
+            "messages",
+            format!("the prompt is about {estimate} tokens; model `{}` takes at most {prompt_limit}", model.record.id),
+        ));
+    }
+    Ok(max_tokens)
+}
+
+fn text_call(model: &CatalogModel, input: &TextInput, max_tokens: u32) -> TextCall {
+    TextCall {
+        upstream_model: model.record.upstream_model.clone(),
+        messages: input.messages.clone(),
+        // A fallback model may allow fewer tokens than the first one.
+        max_tokens: max_tokens.min(model.record.max_output_tokens.max(1) as u32),
+        temperature: input.temperature,
+        top_p: input.top_p,
+        stop_sequences: input.stop_sequences.clone(),
+        options: model.options.clone(),
+    }
+}
+
+/// Whether another model may succeed where this one failed.
+fn worth_falling_back(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Provider {
+            kind: ProviderFailure::Unavailable | ProviderFailure::RateLimited | ProviderFailure::Timeout,
+            ..
+        }
+    )
+}
+
+/// Tries `first`, then its fallback models in order while the failure is one
+/// another upstream may not have. Returns the model that answered last.
+async fn with_fallback<T, F, Fut>(
+    catalog: &Catalog,
+    first: Arc<CatalogModel>,
+    mut attempt: F,
+) -> (Arc<CatalogModel>, Result<T>)
+where
+    F: FnMut(Arc<CatalogModel>) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut result = attempt(first.clone()).await;
+    let mut current = first.clone();
+    let mut fallbacks = catalog.fallbacks(&first);
+    while result.as_ref().is_err_and(worth_falling_back) {
+        let Some(next) = fallbacks.next() else { break };
+        tracing::info!(from = %current.record.id, to = %next.record.id, "falling back");
+        current = next;
+        result = attempt(current.clone()).await;
+    }
+    (current, result)
+}
+
+fn consumption(model: &CatalogModel, input_tokens: u64, output_tokens: u64, images: u64) -> Consumption {
+    Consumption {
+        input_tokens,
+        output_tokens,
+        images,
+        cost_micros: usage::cost_micros(&model.record, input_tokens, output_tokens, images),
+    }
+}
+
+fn usage_row(
+    ctx: &CallContext,
+    model: &CatalogModel,
+    metadata: &BTreeMap<String, String>,
+    usage: Consumption,
+    ttft_us: Option<i64>,
+    error: Option<&Error>,
+) -> UsageRow {
+    UsageRow {
+        request_id: ctx.request_id.0.to_string(),
+        studio_id: ctx.caller.studio_id.to_string(),
+        user_id: ctx.caller.user_id.to_string(),
+        model_id: model.record.id.clone(),
+        provider_id: model.record.provider_id.clone(),
+        pathway: model.record.pathway.as_str().to_string(),
+        input_tokens: usage.input_tokens as i64,
+        output_tokens: usage.output_tokens as i64,
+        images: usage.images as i64,
+        cost_micros: usage.cost_micros,
+        status_code: error.map_or(0, |e| e.code() as i32),
+        error_reason: error.map_or_else(String::new, |e| e.reason().to_string()),
+        latency_us: ctx.started.elapsed().as_micros() as i64,
+        ttft_us,
+        create_ms: ctx.create_ms,
+        metadata: metadata.clone(),
+    }
+}
+
+/// Relays one upstream stream to one client and records its usage row.
+struct Relay {
+    ctx: CallContext,
+    model: Arc<CatalogModel>,
+    metadata: BTreeMap<String, String>,
+    prompt_estimate: u64,
+    usage: UsageWriter,
+    chunks: mpsc::Sender<Result<StreamChunk>>,
+}
+
+/// How a relayed stream ended.
+enum RelayEnd {
+    Finished(Finish, Consumption),
+    Failed(Error, Consumption),
+}
+
+impl Relay {
+    async fn run(self, mut upstream: TextStream) {
+        let mut relayed_tokens = 0u64;
+        let mut ttft_us = None;
+        let end = loop {
+            let event = tokio::select! {
+                biased;
+                _ = self.chunks.closed() => break self.cut_short(Error::Cancelled, relayed_tokens),
+                event = upstream.next() => event,
+            };
+            match event {
+                Some(Ok(StreamEvent::Delta(text))) => {
+                    ttft_us.get_or_insert_with(|| self.ctx.started.elapsed().as_micros() as i64);
+                    relayed_tokens += 1;
+                    if self.chunks.send(Ok(StreamChunk::Delta(text))).await.is_err() {
+                        break self.cut_short(Error::Cancelled, relayed_tokens);
+                    }
+                }
+                Some(Ok(StreamEvent::Finished { finish, input_tokens, output_tokens })) => {
+                    break RelayEnd::Finished(finish, consumption(&self.model, input_tokens, output_tokens, 0));
+                }
+                Some(Err(err)) => break self.cut_short(err, relayed_tokens),
+                None => {
+                    let err = Error::Provider {
+                        provider_id: self.model.record.provider_id.clone(),
+                        kind: ProviderFailure::BadResponse,
+                        message: "stream ended without a final event".into(),
+                        retry_after: None,
+                    };
+                    break self.cut_short(err, relayed_tokens);
+                }
+            }
+        };
+        drop(upstream);
+        self.finish(end, ttft_us).await;
+    }
+
+    /// The usage of a stream that ended early: the prompt estimate and the
+    /// pieces relayed so far.
+    fn cut_short(&self, err: Error, relayed_tokens: u64) -> RelayEnd {
+        RelayEnd::Failed(err, consumption(&self.model, self.prompt_estimate, relayed_tokens, 0))
+    }
+
+    /// Writes the row first, then tells the client: a client that saw the
+    /// final usage can rely on the row being durable.
+    async fn finish(self, end: RelayEnd, ttft_us: Option<i64>) {
+        let (row, last) = match end {
+            RelayEnd::Finished(finish, usage) => (
+                usage_row(&self.ctx, &self.model, &self.metadata, usage, ttft_us, None),
+                Ok(StreamChunk::End { finish, usage }),
+            ),
+            RelayEnd::Failed(err, usage) => (
+                usage_row(&self.ctx, &self.model, &self.metadata, usage, ttft_us, Some(&err)),
+                Err(err),
+            ),
+        };
+        let last = match self.usage.record(row).await {
+            Ok(()) => last,
+            Err(err) => Err(err),
+        };
+        let _ = self.chunks.send(last).await;
+    }
+}

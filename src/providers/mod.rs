@@ -1,0 +1,116 @@
+//! Upstream providers behind one trait; one file per upstream kind.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::Stream;
+
+use crate::error::Result;
+use crate::store::{ProviderKind, ProviderRecord};
+
+pub mod mock;
+
+/// Who wrote a message, in provider-neutral terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// Why an answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Stop,
+    Length,
+    ContentFilter,
+}
+
+/// One text call as a provider sees it: validated and resolved.
+#[derive(Debug, Clone)]
+pub struct TextCall {
+    pub upstream_model: String,
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: u32,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop_sequences: Vec<String>,
+    /// The catalog model's provider-specific options.
+    pub options: Arc<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextOutput {
+    pub text: String,
+    pub finish: Finish,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// One event of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// The next piece of text.
+    Delta(String),
+    /// The end of the answer, with the upstream's usage numbers.
+    Finished {
+        finish: Finish,
+        input_tokens: u64,
+        output_tokens: u64,
+    },
+}
+
+pub type TextStream = Pin<Box<dyn Stream<Item = Result<StreamEvent>> + Send>>;
+
+#[derive(Debug, Clone)]
+pub struct ImageCall {
+    pub upstream_model: String,
+    pub prompt: String,
+    pub count: u32,
+    pub options: Arc<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub data: Vec<u8>,
+    pub mime_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageOutput {
+    pub images: Vec<Image>,
+}
+
+/// An upstream that serves AI calls. Errors are `Error::Provider`.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    async fn text(&self, call: &TextCall) -> Result<TextOutput>;
+    /// Resolves once the upstream has accepted the call; events follow.
+    async fn stream_text(&self, call: &TextCall) -> Result<TextStream>;
+    async fn image(&self, call: &ImageCall) -> Result<ImageOutput>;
+}
+
+/// Builds the provider client for a stored provider entry.
+pub fn build(record: &ProviderRecord) -> Arc<dyn Provider> {
+    match record.kind {
+        ProviderKind::Mock => Arc::new(mock::MockProvider::new(record.id.clone())),
+    }
+}
+
+/// The estimate City uses before the upstream has counted: about four bytes a
+/// token plus a small per-message overhead. Used to bound prompts and to
+/// reserve quota, never to bill when the upstream reports real numbers.
+pub fn estimate_prompt_tokens(messages: &[ChatMessage]) -> u64 {
+    messages
+        .iter()
+        .map(|m| (m.content.len() as u64).div_ceil(4) + 4)
+        .sum()
+}

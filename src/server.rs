@@ -1,0 +1,277 @@
+//! Starting and serving City: open the store, fill the caches, start the
+//! usage writer, then serve gRPC until the shutdown signal, and flush.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::api::admin::AdminApi;
+use crate::api::ai::AiApi;
+use crate::auth::{AdminAuth, Directory, UserAuth, secret};
+use crate::catalog::CatalogCache;
+use crate::config::{Config, ModelConfig};
+use crate::gateway::Gateway;
+use crate::proto::admin_service_server::AdminServiceServer;
+use crate::proto::ai_service_server::AiServiceServer;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ModelRecord, Pathway, ProviderKind, ProviderRecord, Store};
+use crate::usage::{UsageWriter, WriterHandle};
+
+const ADMIN_KEY_SETTING: &str = "admin_key_sha256";
+const BUILTIN_CATALOG_SETTING: &str = "builtin_catalog_seeded";
+
+/// The built-in provider and models every fresh City starts with.
+pub const MOCK_PROVIDER: &str = "mock";
+pub const MOCK_TEXT_MODEL: &str = "mock-text";
+pub const MOCK_IMAGE_MODEL: &str = "mock-image";
+
+/// A City with its state loaded, ready to serve.
+pub struct City {
+    config: Config,
+    store: Arc<dyn Store>,
+    directory: Arc<Directory>,
+    catalog: Arc<CatalogCache>,
+    usage: UsageWriter,
+    usage_task: WriterHandle,
+    generated_admin_key: Option<String>,
+}
+
+impl City {
+    /// Opens the store (running migrations), loads the caches, seeds the
+    /// built-in catalog once and applies the config's catalog.
+    pub async fn start(config: Config) -> anyhow::Result<City> {
+        let path = config.sqlite_path();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&path, config.store.synchronous_full)
+                .await
+                .with_context(|| format!("opening the store at {}", path.display()))?,
+        );
+        let (admin_key_hash, generated_admin_key) = admin_key(&config, store.as_ref()).await?;
+        seed_builtin_catalog(store.as_ref()).await?;
+        apply_config_catalog(&config, store.as_ref()).await?;
+        let snapshot = store.snapshot().await?;
+        let directory = Arc::new(Directory::new(store.clone(), admin_key_hash, &snapshot));
+        let catalog = Arc::new(CatalogCache::load(store.clone()).await?);
+        let (usage, usage_task) = UsageWriter::start(store.clone(), config.usage.queue_capacity);
+        Ok(City {
+            config,
+            store,
+            directory,
+            catalog,
+            usage,
+            usage_task,
+            generated_admin_key,
+        })
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// The admin key this start generated, to show once; `None` when it
+    /// came from the config or from an earlier start.
+    pub fn generated_admin_key(&self) -> Option<&str> {
+        self.generated_admin_key.as_deref()
+    }
+
+    /// Replaces the admin key with a new one and returns it (for `--dev`
+    /// when the key written earlier is gone).
+    pub async fn rotate_admin_key(&mut self) -> anyhow::Result<String> {
+        let key = secret::mint_admin_key();
+        let hash = secret::hash_secret(&key);
+        self.store.put_setting(ADMIN_KEY_SETTING, &hex::encode(hash)).await?;
+        self.directory.set_admin_key_hash(hash);
+        self.generated_admin_key = Some(key.clone());
+        Ok(key)
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` resolves, then lets
+    /// in-flight calls finish (bounded by the grace period) and commits every
+    /// queued usage row before returning.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let City {
+            config,
+            store,
+            directory,
+            catalog,
+            usage,
+            usage_task,
+            ..
+        } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<AiServiceServer<AiApi>>().await;
+        health.set_serving::<AdminServiceServer<AdminApi>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let gateway = Arc::new(Gateway::new(catalog.clone(), usage));
+        let ai = AiServiceServer::with_interceptor(AiApi::new(gateway), UserAuth {
+            directory: directory.clone(),
+        });
+        let admin = AdminServiceServer::with_interceptor(
+            AdminApi::new(directory.clone(), catalog, store),
+            AdminAuth { directory },
+        );
+
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight calls");
+            let _ = stopping_tx.send(true);
+        };
+        let server = Server::builder()
+            .timeout(Duration::from_secs(config.server.request_timeout_secs))
+            .concurrency_limit_per_connection(config.server.max_concurrent_calls_per_connection)
+            .load_shed(true)
+            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(ai)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(incoming, signal);
+        let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+        tokio::select! {
+            result = server => result.context("serving gRPC")?,
+            () = grace_expired(stopping_rx, grace) => {
+                tracing::warn!(?grace, "grace period over; dropping the calls still in flight");
+            }
+        }
+        health.set_not_serving::<AiServiceServer<AiApi>>().await;
+        // The writer ends once every sender (held by handlers and relays) is
+        // gone, after committing everything queued.
+        usage_task.finish().await;
+        tracing::info!("usage flushed; City stopped");
+        Ok(())
+    }
+}
+
+/// Serves City on `listener` until `shutdown` resolves.
+pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    City::start(config).await?.serve(listener, shutdown).await
+}
+
+/// Resolves once shutdown has begun and `grace` has passed.
+async fn grace_expired(mut stopping: tokio::sync::watch::Receiver<bool>, grace: Duration) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        // The server ended on its own; never fire.
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
+}
+
+/// The admin key's hash: from the config, else the stored one, else a new
+/// key (returned so it can be shown once).
+async fn admin_key(config: &Config, store: &dyn Store) -> anyhow::Result<([u8; 32], Option<String>)> {
+    if let Some(key) = config.admin_key.as_deref().filter(|k| !k.is_empty()) {
+        return Ok((secret::hash_secret(key), None));
+    }
+    if let Some(stored) = store.get_setting(ADMIN_KEY_SETTING).await? {
+        let hash: [u8; 32] = hex::decode(&stored)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .context("the stored admin key hash is corrupt")?;
+        return Ok((hash, None));
+    }
+    let key = secret::mint_admin_key();
+    let hash = secret::hash_secret(&key);
+    store.put_setting(ADMIN_KEY_SETTING, &hex::encode(hash)).await?;
+    Ok((hash, Some(key)))
+}
+
+/// Adds the mock provider and its two default models, once per store.
+async fn seed_builtin_catalog(store: &dyn Store) -> anyhow::Result<()> {
+    if store.get_setting(BUILTIN_CATALOG_SETTING).await?.is_some() {
+        return Ok(());
+    }
+    store
+        .upsert_provider(&ProviderRecord {
+            id: MOCK_PROVIDER.into(),
+            kind: ProviderKind::Mock,
+            base_url: String::new(),
+            update_ms: crate::store::now_ms(),
+        })
+        .await?;
+    for (id, name, pathway) in [
+        (MOCK_TEXT_MODEL, "Mock text (built in)", Pathway::Text),
+        (MOCK_IMAGE_MODEL, "Mock image (built in)", Pathway::Image),
+    ] {
+        let model = ModelConfig {
+            id: id.into(),
+            display_name: name.into(),
+            provider: MOCK_PROVIDER.into(),
+            upstream_model: id.into(),
+            pathway: pathway.as_str().into(),
+            enabled: true,
+            max_output_tokens: crate::config::default_max_output_tokens(),
+            max_input_tokens: crate::config::default_max_input_tokens(),
+            input_micros_per_mtok: 0,
+            output_micros_per_mtok: 0,
+            micros_per_image: 0,
+            fallback: Vec::new(),
+            options: Default::default(),
+        };
+        store.upsert_model(&model_record(&model)?).await?;
+        store.set_default_model(pathway, id).await?;
+    }
+    store.put_setting(BUILTIN_CATALOG_SETTING, "1").await?;
+    Ok(())
+}
+
+/// Loads the config file's providers, models and defaults into the store.
+async fn apply_config_catalog(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+    for provider in &config.providers {
+        let kind = ProviderKind::parse(&provider.kind)
+            .with_context(|| format!("provider `{}`: unknown kind `{}`", provider.id, provider.kind))?;
+        store
+            .upsert_provider(&ProviderRecord {
+                id: provider.id.clone(),
+                kind,
+                base_url: provider.base_url.clone(),
+                update_ms: crate::store::now_ms(),
+            })
+            .await?;
+    }
+    for model in &config.models {
+        store.upsert_model(&model_record(model)?).await?;
+    }
+    for (pathway, model) in [(Pathway::Text, &config.defaults.text), (Pathway::Image, &config.defaults.image)] {
+        if let Some(model) = model {
+            store.set_default_model(pathway, model).await?;
+        }
+    }
+    Ok(())
+}
+
+fn model_record(model: &ModelConfig) -> anyhow::Result<ModelRecord> {
+    let pathway = Pathway::parse(&model.pathway)
+        .with_context(|| format!("model `{}`: pathway must be text or image", model.id))?;
+    Ok(ModelRecord {
+        id: model.id.clone(),
+        display_name: model.display_name.clone(),
+        provider_id: model.provider.clone(),
+        upstream_model: model.upstream_model.clone(),
+        pathway,
+        enabled: model.enabled,
+        max_output_tokens: model.max_output_tokens,
+        max_input_tokens: model.max_input_tokens,
+        input_micros_per_mtok: model.input_micros_per_mtok,
+        output_micros_per_mtok: model.output_micros_per_mtok,
+        micros_per_image: model.micros_per_image,
+        fallback_model_ids: model.fallback.clone(),
+        options: model.options.clone(),
+        update_ms: crate::store::now_ms(),
+    })
+}

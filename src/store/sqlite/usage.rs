@@ -1,0 +1,138 @@
+//! The usage table: the group-commit insert, newest-first pages and aggregates.
+
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use super::rows::{self, to_json};
+use super::sql::Conditions;
+use crate::error::Result;
+use crate::store::{GroupBy, UsageAggregateRow, UsageFilter, UsageRow};
+
+const INSERT: &str = "INSERT INTO usage (request_id, studio_id, user_id, model_id, provider_id, \
+     pathway, input_tokens, output_tokens, images, cost_micros, status_code, error_reason, \
+     latency_us, ttft_us, create_ms, metadata) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// The calendar day (UTC) of a row.
+const DAY: &str = "strftime('%Y-%m-%d', create_ms / 1000, 'unixepoch')";
+
+/// Inserts all rows in one transaction: one fsync for the whole batch, and
+/// the same statement text each time so the connection reuses its prepared
+/// statement.
+pub(super) async fn insert(pool: &SqlitePool, rows: &[UsageRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for row in rows {
+        sqlx::query(INSERT)
+            .bind(&row.request_id)
+            .bind(&row.studio_id)
+            .bind(&row.user_id)
+            .bind(&row.model_id)
+            .bind(&row.provider_id)
+            .bind(&row.pathway)
+            .bind(row.input_tokens)
+            .bind(row.output_tokens)
+            .bind(row.images)
+            .bind(row.cost_micros)
+            .bind(row.status_code)
+            .bind(&row.error_reason)
+            .bind(row.latency_us)
+            .bind(row.ttft_us)
+            .bind(row.create_ms)
+            .bind(to_json(&row.metadata)?)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    filter: &UsageFilter,
+    before_seq: Option<i64>,
+    limit: u32,
+) -> Result<Vec<(i64, UsageRow)>> {
+    let mut where_ = Conditions::new("SELECT * FROM usage");
+    push_filter(&mut where_, filter);
+    if let Some(seq) = before_seq {
+        where_.and("seq < ", seq);
+    }
+    let mut query = where_.finish();
+    query.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(limit));
+    let found = query.build().fetch_all(pool).await?;
+    found.iter().map(rows::usage).collect()
+}
+
+pub(super) async fn aggregate(
+    pool: &SqlitePool,
+    filter: &UsageFilter,
+    group_by: GroupBy,
+    offset: u64,
+    limit: u32,
+) -> Result<Vec<UsageAggregateRow>> {
+    // A user id is only unique within its studio, so users group by studio too.
+    let dimensions = [
+        ("studio_id", "studio_id", group_by.studio || group_by.user),
+        ("user_id", "user_id", group_by.user),
+        ("model_id", "model_id", group_by.model),
+        ("day", DAY, group_by.day),
+    ];
+    let mut select = String::from("SELECT ");
+    for (name, expr, on) in dimensions {
+        let expr = if on { expr } else { "''" };
+        select += &format!("{expr} AS {name}, ");
+    }
+    // COALESCE: with no GROUP BY, an empty match still yields one row of zeros.
+    select += "count(*) AS calls, \
+        count(*) FILTER (WHERE status_code != 0) AS failed_calls, \
+        COALESCE(sum(input_tokens), 0) AS input_tokens, \
+        COALESCE(sum(output_tokens), 0) AS output_tokens, \
+        COALESCE(sum(images), 0) AS images, \
+        COALESCE(sum(cost_micros), 0) AS cost_micros \
+        FROM usage";
+
+    let mut where_ = Conditions::new(&select);
+    push_filter(&mut where_, filter);
+    let mut query = where_.finish();
+    let grouped: Vec<&str> = dimensions
+        .iter()
+        .filter(|(_, _, on)| *on)
+        .map(|(name, _, _)| *name)
+        .collect();
+    if !grouped.is_empty() {
+        let columns = grouped.join(", ");
+        query.push(format!(" GROUP BY {columns} ORDER BY {columns}"));
+    }
+    push_limit(&mut query, offset, limit);
+    let found = query.build().fetch_all(pool).await?;
+    found.iter().map(rows::aggregate).collect()
+}
+
+fn push_filter<'a>(where_: &mut Conditions<'a>, filter: &'a UsageFilter) {
+    if let Some(studio_id) = &filter.studio_id {
+        where_.and("studio_id = ", studio_id.as_str());
+    }
+    if let Some(user_id) = &filter.user_id {
+        where_.and("user_id = ", user_id.as_str());
+    }
+    if let Some(model_id) = &filter.model_id {
+        where_.and("model_id = ", model_id.as_str());
+    }
+    if let Some(start_ms) = filter.start_ms {
+        where_.and("create_ms >= ", start_ms);
+    }
+    if let Some(end_ms) = filter.end_ms {
+        where_.and("create_ms < ", end_ms);
+    }
+}
+
+fn push_limit(query: &mut QueryBuilder<'_, Sqlite>, offset: u64, limit: u32) {
+    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+    query
+        .push(" LIMIT ")
+        .push_bind(i64::from(limit))
+        .push(" OFFSET ")
+        .push_bind(offset);
+}

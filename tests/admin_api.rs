@@ -1,0 +1,1036 @@
+//! AdminService end to end: studios, studio keys, user tokens, the catalog,
+//! admin authentication, health and reflection, against a real City.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{TestCity, assert_error, text_request, violated_fields};
+use downcity::proto::{self, Pathway, ProviderKind, StudioStatus};
+use tonic::Code;
+
+fn create_studio(id: &str, name: &str) -> proto::CreateStudioRequest {
+    proto::CreateStudioRequest {
+        studio_id: id.into(),
+        display_name: name.into(),
+    }
+}
+
+fn text_model(id: &str, provider: &str) -> proto::Model {
+    proto::Model {
+        id: id.into(),
+        display_name: format!("Model {id}"),
+        provider_id: provider.into(),
+        upstream_model: "echo".into(),
+        pathway: Pathway::Text as i32,
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------- studios
+
+#[tokio::test]
+async fn studios_create_get_duplicate_invalid_and_unknown() {
+    let city = TestCity::start().await;
+    let mut admin = city.admin();
+
+    let acme = admin
+        .create_studio(create_studio("acme", "Acme"))
+        .await
+        .unwrap()
+        .into_inner()
+        .studio
+        .unwrap();
+    assert_eq!(acme.id, "acme");
+    assert_eq!(acme.display_name, "Acme");
+    assert_eq!(acme.status, StudioStatus::Active as i32);
+    assert!(acme.create_time.is_some() && acme.update_time.is_some());
+
+    // No id: City picks a valid one.
+    let picked = admin
+        .create_studio(create_studio("", "Picked"))
+        .await
+        .unwrap()
+        .into_inner()
+        .studio
+        .unwrap();
+    assert!(!picked.id.is_empty());
+    assert_ne!(picked.id, "acme");
+    downcity::auth::validate_studio_id(&picked.id).expect("a City-chosen id is a valid studio id");
+    let fetched = admin
+        .get_studio(proto::GetStudioRequest {
+            studio_id: picked.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .studio
+        .unwrap();
+    assert_eq!(fetched, picked);
+
+    // Two studios without an id get two ids.
+    let another = admin.create_studio(create_studio("", "Another")).await.unwrap().into_inner().studio.unwrap();
+    assert_ne!(another.id, picked.id);
+
+    let dup = admin.create_studio(create_studio("acme", "Acme again")).await.unwrap_err();
+    assert_error(&dup, Code::AlreadyExists, "ALREADY_EXISTS");
+    // The duplicate changed nothing.
+    let still = admin
+        .get_studio(proto::GetStudioRequest {
+            studio_id: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .studio
+        .unwrap();
+    assert_eq!(still.display_name, "Acme");
+
+    let bad = admin.create_studio(create_studio("Bad Id!", "Bad")).await.unwrap_err();
+    assert_error(&bad, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&bad), ["studio_id"]);
+
+    let unknown = admin
+        .get_studio(proto::GetStudioRequest {
+            studio_id: "nowhere".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&unknown, Code::NotFound, "NOT_FOUND");
+
+    // Only the three valid studios exist.
+    let all = admin
+        .list_studios(proto::ListStudiosRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: BTreeSet<_> = all.studios.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, BTreeSet::from(["acme".to_string(), picked.id.clone(), another.id.clone()]));
+    city.stop().await;
+}
+
+#[tokio::test]
+async fn studios_list_paginates_by_id() {
+    let city = TestCity::start().await;
+    let mut admin = city.admin();
+    // Created out of order: the list is ordered by id.
+    let ids = ["s-g", "s-c", "s-a", "s-e", "s-b", "s-f", "s-d"];
+    for id in ids {
+        admin.create_studio(create_studio(id, id)).await.unwrap();
+    }
+
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    let mut pages = Vec::new();
+    loop {
+        let page = admin
+            .list_studios(proto::ListStudiosRequest {
+                page_size: 3,
+                page_token: page_token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.studios.len() <= 3, "{page:?}");
+        pages.push(page.studios.len());
+        seen.extend(page.studios.iter().map(|s| s.id.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        assert!(pages.len() < 10, "pagination does not end");
+        page_token = page.next_page_token;
+    }
+    assert_eq!(pages, [3, 3, 1]);
+    let mut expected: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "every studio exactly once, in id order");
+
+    // A page token of another list is refused.
+    let models = admin
+        .list_catalog_models(proto::ListCatalogModelsRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!models.next_page_token.is_empty(), "two built-in models, page of one");
+    let err = admin
+        .list_studios(proto::ListStudiosRequest {
+            page_size: 3,
+            page_token: models.next_page_token,
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&err), ["page_token"]);
+
+    // ... and the other way round.
+    let first = admin
+        .list_studios(proto::ListStudiosRequest {
+            page_size: 3,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let err = admin
+        .list_catalog_models(proto::ListCatalogModelsRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+
+    // Garbage is refused too, and so is a page size beyond 1000.
+    let err = admin
+        .list_studios(proto::ListStudiosRequest {
+            page_size: 3,
+            page_token: "not-a-token!".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let err = admin
+        .list_studios(proto::ListStudiosRequest {
+            page_size: 1001,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&err), ["page_size"]);
+    city.stop().await;
+}
+
+#[tokio::test]
+async fn studios_update_name_and_status() {
+    let city = TestCity::start().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    let mut admin = city.admin();
+
+    let renamed = admin
+        .update_studio(proto::UpdateStudioRequest {
+            studio_id: "acme".into(),
+            display_name: Some("Acme Corp".into()),
+            status: StudioStatus::Unspecified as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .studio
+        .unwrap();
+    assert_eq!(renamed.display_name, "Acme Corp");
+    assert_eq!(renamed.status, StudioStatus::Active as i32, "unspecified leaves the status");
+
+    let suspended = admin
+        .update_studio(proto::UpdateStudioRequest {
+            studio_id: "acme".into(),
+            display_name: None,
+            status: StudioStatus::Suspended as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .studio
+        .unwrap();
+    assert_eq!(suspended.display_name, "Acme Corp", "unset leaves the name");
+    assert_eq!(suspended.status, StudioStatus::Suspended as i32);
+
+    let got = admin
+        .get_studio(proto::GetStudioRequest {
+            studio_id: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .studio
+        .unwrap();
+    assert_eq!(got.display_name, "Acme Corp");
+    assert_eq!(got.status, StudioStatus::Suspended as i32);
+
+    // The suspension applies to the very next call.
+    let err = city.ai("acme", &token).text(text_request("hi")).await.unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "STUDIO_SUSPENDED");
+
+    admin
+        .update_studio(proto::UpdateStudioRequest {
+            studio_id: "acme".into(),
+            display_name: None,
+            status: StudioStatus::Active as i32,
+        })
+        .await
+        .unwrap();
+    city.ai("acme", &token).text(text_request("hi")).await.expect("active again");
+
+    let err = admin
+        .update_studio(proto::UpdateStudioRequest {
+            studio_id: "nowhere".into(),
+            display_name: Some("x".into()),
+            status: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    city.stop().await;
+}
+
+// ---------------------------------------------------------------- studio keys
+
+#[tokio::test]
+async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
+    let city = TestCity::start().await;
+    let acme_user = city.studio_with_user("acme", "u-acme").await;
+    let globex_user = city.studio_with_user("globex", "u-globex").await;
+    // One usage row in each studio.
+    city.ai("acme", &acme_user).text(text_request("hello acme")).await.unwrap();
+    city.ai("globex", &globex_user).text(text_request("hello globex")).await.unwrap();
+
+    let mut admin = city.admin();
+    let created = admin
+        .create_studio_key(proto::CreateStudioKeyRequest {
+            studio_id: "acme".into(),
+            display_name: "backend".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let key = created.key.unwrap();
+    let secret = created.secret;
+    assert!(secret.starts_with("dck_"), "{secret}");
+    assert!(secret.starts_with(&format!("dck_{}_", key.id)), "{secret} / {}", key.id);
+    assert_eq!(key.studio_id, "acme");
+    assert_eq!(key.display_name, "backend");
+    assert!(key.revoke_time.is_none());
+    let secret_part = &secret[format!("dck_{}_", key.id).len()..];
+    assert!(secret_part.len() >= 16);
+
+    let listed = admin
+        .list_studio_keys(proto::ListStudioKeysRequest {
+            studio_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.keys.len(), 1);
+    assert_eq!(listed.keys[0].id, key.id);
+    assert_eq!(listed.keys[0].display_name, "backend");
+    let shown = format!("{listed:?}");
+    assert!(!shown.contains(secret_part), "the list shows the secret: {shown}");
+    // Another studio's list does not show it.
+    let other = admin
+        .list_studio_keys(proto::ListStudioKeysRequest {
+            studio_id: "globex".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.keys.is_empty(), "{other:?}");
+
+    // The key works for its own studio's scoped calls.
+    let mut backend = city.admin_with(Some(&secret));
+    let issued = backend
+        .issue_user_token(proto::IssueUserTokenRequest {
+            studio_id: "acme".into(),
+            user_id: "u-new".into(),
+            ttl: None,
+        })
+        .await
+        .expect("a studio key issues tokens in its studio")
+        .into_inner();
+    city.ai("acme", &issued.secret).text(text_request("from a key-issued token")).await.unwrap();
+    let tokens = backend
+        .list_user_tokens(proto::ListUserTokensRequest {
+            studio_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a studio key lists its studio's tokens")
+        .into_inner();
+    assert_eq!(tokens.tokens.len(), 2);
+    assert!(tokens.tokens.iter().all(|t| t.studio_id == "acme"));
+    backend
+        .get_studio(proto::GetStudioRequest {
+            studio_id: "acme".into(),
+        })
+        .await
+        .expect("a studio key reads its studio");
+    // Usage with no studio in the filter means its own studio.
+    let usage = backend
+        .list_usage_records(proto::ListUsageRecordsRequest::default())
+        .await
+        .expect("a studio key lists its studio's usage")
+        .into_inner();
+    assert_eq!(usage.records.len(), 2, "{usage:?}");
+    assert!(usage.records.iter().all(|r| r.studio_id == "acme"), "{usage:?}");
+    let usage = backend
+        .list_usage_records(proto::ListUsageRecordsRequest {
+            filter: Some(proto::UsageFilter {
+                studio_id: "acme".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(usage.records.len(), 2);
+
+    // Another studio: denied.
+    let err = backend
+        .issue_user_token(proto::IssueUserTokenRequest {
+            studio_id: "globex".into(),
+            user_id: "intruder".into(),
+            ttl: None,
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = backend
+        .list_user_tokens(proto::ListUserTokensRequest {
+            studio_id: "globex".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = backend
+        .list_usage_records(proto::ListUsageRecordsRequest {
+            filter: Some(proto::UsageFilter {
+                studio_id: "globex".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = backend
+        .get_studio(proto::GetStudioRequest {
+            studio_id: "globex".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+
+    // Operator-only calls: denied, and they changed nothing.
+    let err = backend.create_studio(create_studio("sneaky", "Sneaky")).await.unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = backend
+        .upsert_model(proto::UpsertModelRequest {
+            model: Some(text_model("sneaky-model", "mock")),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = backend.list_studios(proto::ListStudiosRequest::default()).await.unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = backend
+        .create_studio_key(proto::CreateStudioKeyRequest {
+            studio_id: "acme".into(),
+            display_name: "second".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = admin
+        .get_studio(proto::GetStudioRequest {
+            studio_id: "sneaky".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    let models = admin
+        .list_catalog_models(proto::ListCatalogModelsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(models.models.iter().all(|m| m.id != "sneaky-model"));
+
+    // A wrong secret for the real key id is not the key.
+    let forged = format!("dck_{}_{}", key.id, "x".repeat(secret_part.len()));
+    let err = city
+        .admin_with(Some(&forged))
+        .list_user_tokens(proto::ListUserTokensRequest {
+            studio_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
+
+    // Revocation applies to the next call.
+    let revoked = admin
+        .revoke_studio_key(proto::RevokeStudioKeyRequest {
+            studio_id: "acme".into(),
+            key_id: key.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    assert!(revoked.revoke_time.is_some());
+    let err = backend
+        .list_user_tokens(proto::ListUserTokensRequest {
+            studio_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::Unauthenticated, "TOKEN_REVOKED");
+    let listed = admin
+        .list_studio_keys(proto::ListStudioKeysRequest {
+            studio_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.keys[0].revoke_time.is_some());
+
+    // Revoking it through another studio: NOT_FOUND.
+    let err = admin
+        .revoke_studio_key(proto::RevokeStudioKeyRequest {
+            studio_id: "globex".into(),
+            key_id: key.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    city.stop().await;
+}
+
+// ---------------------------------------------------------------- user tokens
+
+#[tokio::test]
+async fn user_tokens_issue_list_and_revoke() {
+    let city = TestCity::start().await;
+    let mut admin = city.admin();
+    admin.create_studio(create_studio("acme", "Acme")).await.unwrap();
+    admin.create_studio(create_studio("globex", "Globex")).await.unwrap();
+
+    let with_ttl = admin
+        .issue_user_token(proto::IssueUserTokenRequest {
+            studio_id: "acme".into(),
+            user_id: "alice".into(),
+            ttl: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let token = with_ttl.token.clone().unwrap();
+    assert!(with_ttl.secret.starts_with(&format!("dcu_{}_", token.id)), "{}", with_ttl.secret);
+    assert_eq!(token.studio_id, "acme");
+    assert_eq!(token.user_id, "alice");
+    let created = token.create_time.unwrap();
+    let expires = token.expire_time.expect("a ttl sets expire_time");
+    assert_eq!(expires.seconds - created.seconds, 3600, "{created:?} → {expires:?}");
+    assert!(token.revoke_time.is_none());
+
+    let forever = admin
+        .issue_user_token(proto::IssueUserTokenRequest {
+            studio_id: "acme".into(),
+            user_id: "alice".into(),
+            ttl: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(forever.token.as_ref().unwrap().expire_time.is_none(), "no ttl: never expires");
+    let bob = admin
+        .issue_user_token(proto::IssueUserTokenRequest {
+            studio_id: "acme".into(),
+            user_id: "bob".into(),
+            ttl: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let globex = admin
+        .issue_user_token(proto::IssueUserTokenRequest {
+            studio_id: "globex".into(),
+            user_id: "alice".into(),
+            ttl: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Every token works.
+    for secret in [&with_ttl.secret, &forever.secret, &bob.secret] {
+        city.ai("acme", secret).text(text_request("hi")).await.expect("a fresh token works");
+    }
+    city.ai("globex", &globex.secret).text(text_request("hi")).await.unwrap();
+
+    // Bad input.
+    let err = admin
+        .issue_user_token(proto::IssueUserTokenRequest {
+            studio_id: "acme".into(),
+            user_id: String::new(),
+            ttl: None,
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&err), ["user_id"]);
+    let err = admin
+        .issue_user_token(proto::IssueUserTokenRequest {
+            studio_id: "acme".into(),
+            user_id: "carol".into(),
+            ttl: Some(prost_types::Duration {
+                seconds: -5,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&err), ["ttl"]);
+    let err = admin
+        .issue_user_token(proto::IssueUserTokenRequest {
+            studio_id: "nowhere".into(),
+            user_id: "carol".into(),
+            ttl: None,
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "NOT_FOUND");
+
+    // List by user.
+    let alice = admin
+        .list_user_tokens(proto::ListUserTokensRequest {
+            studio_id: "acme".into(),
+            user_id: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: BTreeSet<_> = alice.tokens.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([token.id.clone(), forever.token.as_ref().unwrap().id.clone()]),
+        "{alice:?}"
+    );
+    assert!(alice.tokens.iter().all(|t| t.user_id == "alice" && t.studio_id == "acme"));
+    let listed_ttl = alice.tokens.iter().find(|t| t.id == token.id).unwrap();
+    assert_eq!(listed_ttl.expire_time, token.expire_time);
+    let all = admin
+        .list_user_tokens(proto::ListUserTokensRequest {
+            studio_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.tokens.len(), 3, "{all:?}");
+    let shown = format!("{all:?}");
+    for secret in [&with_ttl.secret, &forever.secret, &bob.secret] {
+        let suffix = secret.rsplit('_').next().unwrap();
+        assert!(!shown.contains(suffix), "the list shows a secret: {shown}");
+    }
+
+    // Revoke.
+    let revoked = admin
+        .revoke_user_token(proto::RevokeUserTokenRequest {
+            studio_id: "acme".into(),
+            token_id: token.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+        .unwrap();
+    assert!(revoked.revoke_time.is_some());
+    assert_eq!(revoked.id, token.id);
+    let err = city.ai("acme", &with_ttl.secret).text(text_request("hi")).await.unwrap_err();
+    assert_error(&err, Code::Unauthenticated, "TOKEN_REVOKED");
+    // The other tokens still work.
+    city.ai("acme", &forever.secret).text(text_request("hi")).await.unwrap();
+    let alice = admin
+        .list_user_tokens(proto::ListUserTokensRequest {
+            studio_id: "acme".into(),
+            user_id: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for t in &alice.tokens {
+        assert_eq!(t.revoke_time.is_some(), t.id == token.id, "{t:?}");
+    }
+
+    // A token of another studio: NOT_FOUND, and it stays valid.
+    let globex_id = globex.token.as_ref().unwrap().id.clone();
+    let err = admin
+        .revoke_user_token(proto::RevokeUserTokenRequest {
+            studio_id: "acme".into(),
+            token_id: globex_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    city.ai("globex", &globex.secret).text(text_request("still here")).await.unwrap();
+    let globex_tokens = admin
+        .list_user_tokens(proto::ListUserTokensRequest {
+            studio_id: "globex".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(globex_tokens.tokens.len(), 1);
+    assert!(globex_tokens.tokens[0].revoke_time.is_none());
+    let err = admin
+        .revoke_user_token(proto::RevokeUserTokenRequest {
+            studio_id: "acme".into(),
+            token_id: "no-such-token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    city.stop().await;
+}
+
+// ---------------------------------------------------------------- catalog
+
+#[tokio::test]
+async fn providers_models_and_defaults() {
+    let city = TestCity::start().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    let mut admin = city.admin();
+
+    let provider = admin
+        .upsert_provider(proto::UpsertProviderRequest {
+            provider: Some(proto::Provider {
+                id: "local-mock".into(),
+                kind: ProviderKind::Mock as i32,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .provider
+        .unwrap();
+    assert_eq!(provider.id, "local-mock");
+    assert_eq!(provider.kind, ProviderKind::Mock as i32);
+    assert!(provider.update_time.is_some());
+
+    let mut fast = text_model("fast-text", "local-mock");
+    fast.options.insert("reply".into(), "from fast-text".into());
+    fast.output_micros_per_mtok = 2_000_000;
+    let model = admin
+        .upsert_model(proto::UpsertModelRequest { model: Some(fast) })
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(model.id, "fast-text");
+    assert_eq!(model.provider_id, "local-mock");
+    assert_eq!(model.pathway, Pathway::Text as i32);
+    assert!(!model.is_default);
+    assert_eq!(model.max_output_tokens, 4096, "0 takes the default");
+
+    let providers = admin
+        .list_providers(proto::ListProvidersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = providers.providers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["local-mock", "mock"], "ordered by id");
+    let models = admin
+        .list_catalog_models(proto::ListCatalogModelsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let listed: Vec<_> = models.models.iter().map(|m| (m.id.as_str(), m.is_default)).collect();
+    assert_eq!(listed, [("fast-text", false), ("mock-image", true), ("mock-text", true)]);
+    let listed_fast = models.models.iter().find(|m| m.id == "fast-text").unwrap();
+    assert_eq!(listed_fast.options.get("reply").map(String::as_str), Some("from fast-text"));
+    assert_eq!(listed_fast.output_micros_per_mtok, 2_000_000);
+
+    // The new model serves calls that name it.
+    let answer = city
+        .ai("acme", &token)
+        .text(proto::TextRequest {
+            model: "fast-text".into(),
+            ..text_request("hi")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.model, "fast-text");
+    assert_eq!(answer.text, "from fast-text");
+
+    // Wrong pathway.
+    let err = admin
+        .set_default_model(proto::SetDefaultModelRequest {
+            pathway: Pathway::Image as i32,
+            model_id: "fast-text".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let err = admin
+        .set_default_model(proto::SetDefaultModelRequest {
+            pathway: Pathway::Unspecified as i32,
+            model_id: "fast-text".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let err = admin
+        .set_default_model(proto::SetDefaultModelRequest {
+            pathway: Pathway::Text as i32,
+            model_id: "no-such-model".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    // The right pathway: the default changes, and calls without a model follow.
+    let default = admin
+        .set_default_model(proto::SetDefaultModelRequest {
+            pathway: Pathway::Text as i32,
+            model_id: "fast-text".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(default.id, "fast-text");
+    assert!(default.is_default);
+    let answer = city.ai("acme", &token).text(text_request("hi")).await.unwrap().into_inner();
+    assert_eq!(answer.model, "fast-text");
+    let models = admin
+        .list_catalog_models(proto::ListCatalogModelsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let listed: Vec<_> = models.models.iter().map(|m| (m.id.as_str(), m.is_default)).collect();
+    assert_eq!(listed, [("fast-text", true), ("mock-image", true), ("mock-text", false)]);
+
+    // In use / default: refused, and nothing changed.
+    let err = admin
+        .delete_provider(proto::DeleteProviderRequest {
+            provider_id: "local-mock".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "PROVIDER_IN_USE");
+    let err = admin
+        .delete_model(proto::DeleteModelRequest {
+            model_id: "fast-text".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "MODEL_IS_DEFAULT");
+    let answer = city.ai("acme", &token).text(text_request("hi")).await.unwrap().into_inner();
+    assert_eq!(answer.model, "fast-text");
+
+    // Unknown provider.
+    let err = admin
+        .upsert_model(proto::UpsertModelRequest {
+            model: Some(text_model("orphan", "no-such-provider")),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    let models = admin
+        .list_catalog_models(proto::ListCatalogModelsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(models.models.iter().all(|m| m.id != "orphan"));
+
+    // Kind unspecified.
+    let err = admin
+        .upsert_provider(proto::UpsertProviderRequest {
+            provider: Some(proto::Provider {
+                id: "kindless".into(),
+                kind: ProviderKind::Unspecified as i32,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&err), ["provider.kind"]);
+    let providers = admin
+        .list_providers(proto::ListProvidersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(providers.providers.iter().all(|p| p.id != "kindless"));
+
+    // Undo in order: default back, delete the model, then the provider.
+    admin
+        .set_default_model(proto::SetDefaultModelRequest {
+            pathway: Pathway::Text as i32,
+            model_id: "mock-text".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .delete_model(proto::DeleteModelRequest {
+            model_id: "fast-text".into(),
+        })
+        .await
+        .expect("a model that is no default can be deleted");
+    admin
+        .delete_provider(proto::DeleteProviderRequest {
+            provider_id: "local-mock".into(),
+        })
+        .await
+        .expect("a provider no model uses can be deleted");
+    let providers = admin
+        .list_providers(proto::ListProvidersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = providers.providers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["mock"]);
+    let err = city
+        .ai("acme", &token)
+        .text(proto::TextRequest {
+            model: "fast-text".into(),
+            ..text_request("hi")
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "MODEL_NOT_FOUND");
+    let answer = city.ai("acme", &token).text(text_request("hi")).await.unwrap().into_inner();
+    assert_eq!(answer.model, "mock-text");
+    city.stop().await;
+}
+
+// ---------------------------------------------------------------- admin auth
+
+#[tokio::test]
+async fn admin_calls_need_the_admin_key() {
+    let city = TestCity::start().await;
+    let user_token = city.studio_with_user("acme", "u1").await;
+
+    let err = city
+        .admin_with(None)
+        .list_studios(proto::ListStudiosRequest::default())
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::Unauthenticated, "TOKEN_MISSING");
+    let err = city
+        .admin_with(Some("not-the-admin-key"))
+        .list_studios(proto::ListStudiosRequest::default())
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    let almost = format!("{}x", common::ADMIN_KEY);
+    let err = city
+        .admin_with(Some(&almost))
+        .create_studio(create_studio("sneaky", "Sneaky"))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    // A user token is no admin credential.
+    let err = city
+        .admin_with(Some(&user_token))
+        .list_studios(proto::ListStudiosRequest::default())
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+
+    // Nothing was created by the refused calls.
+    let studios = city
+        .admin()
+        .list_studios(proto::ListStudiosRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = studios.studios.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["acme"]);
+    city.stop().await;
+}
+
+// ---------------------------------------------------------------- health, reflection
+
+#[tokio::test]
+async fn health_reports_serving() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let city = TestCity::start().await;
+    let mut health = HealthClient::new(city.channel());
+    for service in ["", "downcity.v1.AIService", "downcity.v1.AdminService"] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health of {service:?}: {e:?}"))
+            .into_inner();
+        assert_eq!(response.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let err = health
+        .check(HealthCheckRequest {
+            service: "downcity.v1.NoSuchService".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    city.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let city = TestCity::start().await;
+    let mut client = ServerReflectionClient::new(city.channel());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("not a list of services: {response:?}");
+    };
+    let services: BTreeSet<_> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in ["downcity.v1.AIService", "downcity.v1.AdminService", "grpc.health.v1.Health"] {
+        assert!(services.contains(expected), "{expected} missing from {services:?}");
+    }
+
+    // The descriptors behind a service are served too (what grpcurl needs).
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol("downcity.v1.AdminService".into())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("one response");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("no descriptors: {response:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    city.stop().await;
+}
