@@ -152,18 +152,22 @@ pub struct DefaultsConfig {
 
 impl Config {
     /// Reads the file (if any), then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
-                return Err(figment::Error::from(format!("config file {} does not exist", file.display())));
+                let message = format!("config file {} does not exist", file.display());
+                return Err(Box::new(figment::Error::from(message)));
             }
             figment = figment.merge(Toml::file(file));
         }
         let env = Env::prefixed("DOWNCITY_")
             .split("__")
-            .filter(|key| ENV_KEYS.iter().any(|known| key.as_str().split('.').next() == Some(*known)));
-        figment.merge(env).extract()
+            .filter(|key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
+            });
+        figment.merge(env).extract().map_err(Box::new)
     }
 
     /// The SQLite file City uses.
@@ -176,6 +180,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's Jail closures return its (large) error type by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -199,7 +205,7 @@ mod tests {
             jail.set_env("DOWNCITY_LISTEN", "127.0.0.1:2");
             jail.set_env("DOWNCITY_SERVER__SHUTDOWN_GRACE_SECS", "7");
             jail.set_env("DOWNCITY_USER_TOKEN", "ignored: a client-side variable");
-            let config = Config::load(Some(Path::new("city.toml")))?;
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
             assert_eq!(config.listen, "127.0.0.1:2");
             assert_eq!(config.server.request_timeout_secs, 5);
             assert_eq!(config.server.shutdown_grace_secs, 7);

@@ -120,9 +120,9 @@ impl Gateway {
         let catalog = self.catalog.current();
         let first = catalog.resolve(&input.model, Pathway::Text)?;
         let max_tokens = check_text_input(&first, &input)?;
-        let (model, result) = with_fallback(&catalog, first, |model| {
-            let call = text_call(&model, &input, max_tokens);
-            async move { model.provider.text(&call).await }
+        let request = &input;
+        let (model, result) = with_fallback(&catalog, first, |model| async move {
+            model.provider.text(text_call(&model, request, max_tokens)).await
         })
         .await;
         let (answer, row) = match result {
@@ -149,14 +149,15 @@ impl Gateway {
     pub async fn image(&self, ctx: CallContext, input: ImageInput) -> Result<ImageAnswer> {
         let catalog = self.catalog.current();
         let first = catalog.resolve(&input.model, Pathway::Image)?;
-        let (model, result) = with_fallback(&catalog, first, |model| {
+        let request = &input;
+        let (model, result) = with_fallback(&catalog, first, |model| async move {
             let call = ImageCall {
-                upstream_model: model.record.upstream_model.clone(),
-                prompt: input.prompt.clone(),
-                count: input.count,
-                options: model.options.clone(),
+                upstream_model: &model.record.upstream_model,
+                prompt: &request.prompt,
+                count: request.count,
+                options: &model.record.options,
             };
-            async move { model.provider.image(&call).await }
+            model.provider.image(call).await
         })
         .await;
         let (answer, row) = match result {
@@ -186,9 +187,9 @@ impl Gateway {
         let catalog = self.catalog.current();
         let first = catalog.resolve(&input.model, Pathway::Text)?;
         let max_tokens = check_text_input(&first, &input)?;
-        let (model, result) = with_fallback(&catalog, first, |model| {
-            let call = text_call(&model, &input, max_tokens);
-            async move { model.provider.stream_text(&call).await }
+        let request = &input;
+        let (model, result) = with_fallback(&catalog, first, |model| async move {
+            model.provider.stream_text(text_call(&model, request, max_tokens)).await
         })
         .await;
         let upstream = match result {
@@ -237,16 +238,16 @@ fn check_text_input(model: &CatalogModel, input: &TextInput) -> Result<u32> {
     Ok(max_tokens)
 }
 
-fn text_call(model: &CatalogModel, input: &TextInput, max_tokens: u32) -> TextCall {
+fn text_call<'a>(model: &'a CatalogModel, input: &'a TextInput, max_tokens: u32) -> TextCall<'a> {
     TextCall {
-        upstream_model: model.record.upstream_model.clone(),
-        messages: input.messages.clone(),
+        upstream_model: &model.record.upstream_model,
+        messages: &input.messages,
         // A fallback model may allow fewer tokens than the first one.
         max_tokens: max_tokens.min(model.record.max_output_tokens.max(1) as u32),
         temperature: input.temperature,
         top_p: input.top_p,
-        stop_sequences: input.stop_sequences.clone(),
-        options: model.options.clone(),
+        stop_sequences: &input.stop_sequences,
+        options: &model.record.options,
     }
 }
 

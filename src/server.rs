@@ -120,7 +120,7 @@ impl City {
             directory: directory.clone(),
         });
         let admin = AdminServiceServer::with_interceptor(
-            AdminApi::new(directory.clone(), catalog, store),
+            AdminApi::new(directory.clone(), catalog, store.clone()),
             AdminAuth { directory },
         );
 
@@ -153,6 +153,7 @@ impl City {
         // The writer ends once every sender (held by handlers and relays) is
         // gone, after committing everything queued.
         usage_task.finish().await;
+        store.close().await;
         tracing::info!("usage flushed; City stopped");
         Ok(())
     }

@@ -70,10 +70,19 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
     assert_eq!(fetched, picked);
 
     // Two studios without an id get two ids.
-    let another = admin.create_studio(create_studio("", "Another")).await.unwrap().into_inner().studio.unwrap();
+    let another = admin
+        .create_studio(create_studio("", "Another"))
+        .await
+        .unwrap()
+        .into_inner()
+        .studio
+        .unwrap();
     assert_ne!(another.id, picked.id);
 
-    let dup = admin.create_studio(create_studio("acme", "Acme again")).await.unwrap_err();
+    let dup = admin
+        .create_studio(create_studio("acme", "Acme again"))
+        .await
+        .unwrap_err();
     assert_error(&dup, Code::AlreadyExists, "ALREADY_EXISTS");
     // The duplicate changed nothing.
     let still = admin
@@ -87,7 +96,10 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
         .unwrap();
     assert_eq!(still.display_name, "Acme");
 
-    let bad = admin.create_studio(create_studio("Bad Id!", "Bad")).await.unwrap_err();
+    let bad = admin
+        .create_studio(create_studio("Bad Id!", "Bad"))
+        .await
+        .unwrap_err();
     assert_error(&bad, Code::InvalidArgument, "INVALID_ARGUMENT");
     assert_eq!(violated_fields(&bad), ["studio_id"]);
 
@@ -106,7 +118,10 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
         .unwrap()
         .into_inner();
     let ids: BTreeSet<_> = all.studios.iter().map(|s| s.id.clone()).collect();
-    assert_eq!(ids, BTreeSet::from(["acme".to_string(), picked.id.clone(), another.id.clone()]));
+    assert_eq!(
+        ids,
+        BTreeSet::from(["acme".to_string(), picked.id.clone(), another.id.clone()])
+    );
     city.stop().await;
 }
 
@@ -155,7 +170,10 @@ async fn studios_list_paginates_by_id() {
         .await
         .unwrap()
         .into_inner();
-    assert!(!models.next_page_token.is_empty(), "two built-in models, page of one");
+    assert!(
+        !models.next_page_token.is_empty(),
+        "two built-in models, page of one"
+    );
     let err = admin
         .list_studios(proto::ListStudiosRequest {
             page_size: 3,
@@ -223,7 +241,11 @@ async fn studios_update_name_and_status() {
         .studio
         .unwrap();
     assert_eq!(renamed.display_name, "Acme Corp");
-    assert_eq!(renamed.status, StudioStatus::Active as i32, "unspecified leaves the status");
+    assert_eq!(
+        renamed.status,
+        StudioStatus::Active as i32,
+        "unspecified leaves the status"
+    );
 
     let suspended = admin
         .update_studio(proto::UpdateStudioRequest {
@@ -252,7 +274,11 @@ async fn studios_update_name_and_status() {
     assert_eq!(got.status, StudioStatus::Suspended as i32);
 
     // The suspension applies to the very next call.
-    let err = city.ai("acme", &token).text(text_request("hi")).await.unwrap_err();
+    let err = city
+        .ai("acme", &token)
+        .text(text_request("hi"))
+        .await
+        .unwrap_err();
     assert_error(&err, Code::PermissionDenied, "STUDIO_SUSPENDED");
 
     admin
@@ -263,7 +289,10 @@ async fn studios_update_name_and_status() {
         })
         .await
         .unwrap();
-    city.ai("acme", &token).text(text_request("hi")).await.expect("active again");
+    city.ai("acme", &token)
+        .text(text_request("hi"))
+        .await
+        .expect("active again");
 
     let err = admin
         .update_studio(proto::UpdateStudioRequest {
@@ -285,8 +314,14 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
     let acme_user = city.studio_with_user("acme", "u-acme").await;
     let globex_user = city.studio_with_user("globex", "u-globex").await;
     // One usage row in each studio.
-    city.ai("acme", &acme_user).text(text_request("hello acme")).await.unwrap();
-    city.ai("globex", &globex_user).text(text_request("hello globex")).await.unwrap();
+    city.ai("acme", &acme_user)
+        .text(text_request("hello acme"))
+        .await
+        .unwrap();
+    city.ai("globex", &globex_user)
+        .text(text_request("hello globex"))
+        .await
+        .unwrap();
 
     let mut admin = city.admin();
     let created = admin
@@ -300,7 +335,11 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
     let key = created.key.unwrap();
     let secret = created.secret;
     assert!(secret.starts_with("dck_"), "{secret}");
-    assert!(secret.starts_with(&format!("dck_{}_", key.id)), "{secret} / {}", key.id);
+    assert!(
+        secret.starts_with(&format!("dck_{}_", key.id)),
+        "{secret} / {}",
+        key.id
+    );
     assert_eq!(key.studio_id, "acme");
     assert_eq!(key.display_name, "backend");
     assert!(key.revoke_time.is_none());
@@ -319,7 +358,10 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
     assert_eq!(listed.keys[0].id, key.id);
     assert_eq!(listed.keys[0].display_name, "backend");
     let shown = format!("{listed:?}");
-    assert!(!shown.contains(secret_part), "the list shows the secret: {shown}");
+    assert!(
+        !shown.contains(secret_part),
+        "the list shows the secret: {shown}"
+    );
     // Another studio's list does not show it.
     let other = admin
         .list_studio_keys(proto::ListStudioKeysRequest {
@@ -342,7 +384,10 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
         .await
         .expect("a studio key issues tokens in its studio")
         .into_inner();
-    city.ai("acme", &issued.secret).text(text_request("from a key-issued token")).await.unwrap();
+    city.ai("acme", &issued.secret)
+        .text(text_request("from a key-issued token"))
+        .await
+        .unwrap();
     let tokens = backend
         .list_user_tokens(proto::ListUserTokensRequest {
             studio_id: "acme".into(),
@@ -366,7 +411,10 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
         .expect("a studio key lists its studio's usage")
         .into_inner();
     assert_eq!(usage.records.len(), 2, "{usage:?}");
-    assert!(usage.records.iter().all(|r| r.studio_id == "acme"), "{usage:?}");
+    assert!(
+        usage.records.iter().all(|r| r.studio_id == "acme"),
+        "{usage:?}"
+    );
     let usage = backend
         .list_usage_records(proto::ListUsageRecordsRequest {
             filter: Some(proto::UsageFilter {
@@ -418,7 +466,10 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
     assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
 
     // Operator-only calls: denied, and they changed nothing.
-    let err = backend.create_studio(create_studio("sneaky", "Sneaky")).await.unwrap_err();
+    let err = backend
+        .create_studio(create_studio("sneaky", "Sneaky"))
+        .await
+        .unwrap_err();
     assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
     let err = backend
         .upsert_model(proto::UpsertModelRequest {
@@ -427,7 +478,10 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
         .await
         .unwrap_err();
     assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = backend.list_studios(proto::ListStudiosRequest::default()).await.unwrap_err();
+    let err = backend
+        .list_studios(proto::ListStudiosRequest::default())
+        .await
+        .unwrap_err();
     assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
     let err = backend
         .create_studio_key(proto::CreateStudioKeyRequest {
@@ -511,8 +565,14 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
 async fn user_tokens_issue_list_and_revoke() {
     let city = TestCity::start().await;
     let mut admin = city.admin();
-    admin.create_studio(create_studio("acme", "Acme")).await.unwrap();
-    admin.create_studio(create_studio("globex", "Globex")).await.unwrap();
+    admin
+        .create_studio(create_studio("acme", "Acme"))
+        .await
+        .unwrap();
+    admin
+        .create_studio(create_studio("globex", "Globex"))
+        .await
+        .unwrap();
 
     let with_ttl = admin
         .issue_user_token(proto::IssueUserTokenRequest {
@@ -527,12 +587,20 @@ async fn user_tokens_issue_list_and_revoke() {
         .unwrap()
         .into_inner();
     let token = with_ttl.token.clone().unwrap();
-    assert!(with_ttl.secret.starts_with(&format!("dcu_{}_", token.id)), "{}", with_ttl.secret);
+    assert!(
+        with_ttl.secret.starts_with(&format!("dcu_{}_", token.id)),
+        "{}",
+        with_ttl.secret
+    );
     assert_eq!(token.studio_id, "acme");
     assert_eq!(token.user_id, "alice");
     let created = token.create_time.unwrap();
     let expires = token.expire_time.expect("a ttl sets expire_time");
-    assert_eq!(expires.seconds - created.seconds, 3600, "{created:?} → {expires:?}");
+    assert_eq!(
+        expires.seconds - created.seconds,
+        3600,
+        "{created:?} → {expires:?}"
+    );
     assert!(token.revoke_time.is_none());
 
     let forever = admin
@@ -544,7 +612,10 @@ async fn user_tokens_issue_list_and_revoke() {
         .await
         .unwrap()
         .into_inner();
-    assert!(forever.token.as_ref().unwrap().expire_time.is_none(), "no ttl: never expires");
+    assert!(
+        forever.token.as_ref().unwrap().expire_time.is_none(),
+        "no ttl: never expires"
+    );
     let bob = admin
         .issue_user_token(proto::IssueUserTokenRequest {
             studio_id: "acme".into(),
@@ -565,9 +636,15 @@ async fn user_tokens_issue_list_and_revoke() {
         .into_inner();
     // Every token works.
     for secret in [&with_ttl.secret, &forever.secret, &bob.secret] {
-        city.ai("acme", secret).text(text_request("hi")).await.expect("a fresh token works");
+        city.ai("acme", secret)
+            .text(text_request("hi"))
+            .await
+            .expect("a fresh token works");
     }
-    city.ai("globex", &globex.secret).text(text_request("hi")).await.unwrap();
+    city.ai("globex", &globex.secret)
+        .text(text_request("hi"))
+        .await
+        .unwrap();
 
     // Bad input.
     let err = admin
@@ -619,7 +696,12 @@ async fn user_tokens_issue_list_and_revoke() {
         BTreeSet::from([token.id.clone(), forever.token.as_ref().unwrap().id.clone()]),
         "{alice:?}"
     );
-    assert!(alice.tokens.iter().all(|t| t.user_id == "alice" && t.studio_id == "acme"));
+    assert!(
+        alice
+            .tokens
+            .iter()
+            .all(|t| t.user_id == "alice" && t.studio_id == "acme")
+    );
     let listed_ttl = alice.tokens.iter().find(|t| t.id == token.id).unwrap();
     assert_eq!(listed_ttl.expire_time, token.expire_time);
     let all = admin
@@ -650,10 +732,17 @@ async fn user_tokens_issue_list_and_revoke() {
         .unwrap();
     assert!(revoked.revoke_time.is_some());
     assert_eq!(revoked.id, token.id);
-    let err = city.ai("acme", &with_ttl.secret).text(text_request("hi")).await.unwrap_err();
+    let err = city
+        .ai("acme", &with_ttl.secret)
+        .text(text_request("hi"))
+        .await
+        .unwrap_err();
     assert_error(&err, Code::Unauthenticated, "TOKEN_REVOKED");
     // The other tokens still work.
-    city.ai("acme", &forever.secret).text(text_request("hi")).await.unwrap();
+    city.ai("acme", &forever.secret)
+        .text(text_request("hi"))
+        .await
+        .unwrap();
     let alice = admin
         .list_user_tokens(proto::ListUserTokensRequest {
             studio_id: "acme".into(),
@@ -677,7 +766,10 @@ async fn user_tokens_issue_list_and_revoke() {
         .await
         .unwrap_err();
     assert_error(&err, Code::NotFound, "NOT_FOUND");
-    city.ai("globex", &globex.secret).text(text_request("still here")).await.unwrap();
+    city.ai("globex", &globex.secret)
+        .text(text_request("still here"))
+        .await
+        .unwrap();
     let globex_tokens = admin
         .list_user_tokens(proto::ListUserTokensRequest {
             studio_id: "globex".into(),
@@ -752,10 +844,24 @@ async fn providers_models_and_defaults() {
         .await
         .unwrap()
         .into_inner();
-    let listed: Vec<_> = models.models.iter().map(|m| (m.id.as_str(), m.is_default)).collect();
-    assert_eq!(listed, [("fast-text", false), ("mock-image", true), ("mock-text", true)]);
+    let listed: Vec<_> = models
+        .models
+        .iter()
+        .map(|m| (m.id.as_str(), m.is_default))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("fast-text", false),
+            ("mock-image", true),
+            ("mock-text", true)
+        ]
+    );
     let listed_fast = models.models.iter().find(|m| m.id == "fast-text").unwrap();
-    assert_eq!(listed_fast.options.get("reply").map(String::as_str), Some("from fast-text"));
+    assert_eq!(
+        listed_fast.options.get("reply").map(String::as_str),
+        Some("from fast-text")
+    );
     assert_eq!(listed_fast.output_micros_per_mtok, 2_000_000);
 
     // The new model serves calls that name it.
@@ -810,15 +916,31 @@ async fn providers_models_and_defaults() {
         .unwrap();
     assert_eq!(default.id, "fast-text");
     assert!(default.is_default);
-    let answer = city.ai("acme", &token).text(text_request("hi")).await.unwrap().into_inner();
+    let answer = city
+        .ai("acme", &token)
+        .text(text_request("hi"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(answer.model, "fast-text");
     let models = admin
         .list_catalog_models(proto::ListCatalogModelsRequest::default())
         .await
         .unwrap()
         .into_inner();
-    let listed: Vec<_> = models.models.iter().map(|m| (m.id.as_str(), m.is_default)).collect();
-    assert_eq!(listed, [("fast-text", true), ("mock-image", true), ("mock-text", false)]);
+    let listed: Vec<_> = models
+        .models
+        .iter()
+        .map(|m| (m.id.as_str(), m.is_default))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("fast-text", true),
+            ("mock-image", true),
+            ("mock-text", false)
+        ]
+    );
 
     // In use / default: refused, and nothing changed.
     let err = admin
@@ -835,7 +957,12 @@ async fn providers_models_and_defaults() {
         .await
         .unwrap_err();
     assert_error(&err, Code::FailedPrecondition, "MODEL_IS_DEFAULT");
-    let answer = city.ai("acme", &token).text(text_request("hi")).await.unwrap().into_inner();
+    let answer = city
+        .ai("acme", &token)
+        .text(text_request("hi"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(answer.model, "fast-text");
 
     // Unknown provider.
@@ -909,7 +1036,12 @@ async fn providers_models_and_defaults() {
         .await
         .unwrap_err();
     assert_error(&err, Code::NotFound, "MODEL_NOT_FOUND");
-    let answer = city.ai("acme", &token).text(text_request("hi")).await.unwrap().into_inner();
+    let answer = city
+        .ai("acme", &token)
+        .text(text_request("hi"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(answer.model, "mock-text");
     city.stop().await;
 }
@@ -978,7 +1110,11 @@ async fn health_reports_serving() {
             .await
             .unwrap_or_else(|e| panic!("health of {service:?}: {e:?}"))
             .into_inner();
-        assert_eq!(response.status, ServingStatus::Serving as i32, "{service:?}");
+        assert_eq!(
+            response.status,
+            ServingStatus::Serving as i32,
+            "{service:?}"
+        );
     }
     let err = health
         .check(HealthCheckRequest {
@@ -992,10 +1128,10 @@ async fn health_reports_serving() {
 
 #[tokio::test]
 async fn reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let city = TestCity::start().await;
     let mut client = ServerReflectionClient::new(city.channel());
@@ -1013,14 +1149,23 @@ async fn reflection_lists_the_services() {
         panic!("not a list of services: {response:?}");
     };
     let services: BTreeSet<_> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["downcity.v1.AIService", "downcity.v1.AdminService", "grpc.health.v1.Health"] {
-        assert!(services.contains(expected), "{expected} missing from {services:?}");
+    for expected in [
+        "downcity.v1.AIService",
+        "downcity.v1.AdminService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            services.contains(expected),
+            "{expected} missing from {services:?}"
+        );
     }
 
     // The descriptors behind a service are served too (what grpcurl needs).
     let request = ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol("downcity.v1.AdminService".into())),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "downcity.v1.AdminService".into(),
+        )),
     };
     let mut responses = client
         .server_reflection_info(tokio_stream::iter([request]))

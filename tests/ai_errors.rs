@@ -36,7 +36,11 @@ async fn assert_rejected_with_rows<T: Debug>(
     let status = expect_err(result);
     assert_error(&status, code, expected_reason);
     let recorded = city.usage_rows(Default::default()).await;
-    assert_eq!(recorded.len(), rows, "a rejected call wrote usage: {recorded:?}");
+    assert_eq!(
+        recorded.len(),
+        rows,
+        "a rejected call wrote usage: {recorded:?}"
+    );
     status
 }
 
@@ -51,18 +55,34 @@ async fn assert_rejected<T: Debug>(
 }
 
 /// Asserts an INVALID_ARGUMENT naming `field`, with no usage row.
-async fn assert_invalid<T: Debug>(city: &TestCity, result: Result<Response<T>, Status>, field: &str) {
+async fn assert_invalid<T: Debug>(
+    city: &TestCity,
+    result: Result<Response<T>, Status>,
+    field: &str,
+) {
     let status = assert_rejected(city, result, Code::InvalidArgument, "INVALID_ARGUMENT").await;
     let fields = violated_fields(&status);
-    assert!(fields.iter().any(|f| f == field), "no violation on `{field}`: {fields:?}");
+    assert!(
+        fields.iter().any(|f| f == field),
+        "no violation on `{field}`: {fields:?}"
+    );
 }
 
 /// A Text call with `bearer` (or none) on the studio.
-async fn text_with_bearer(city: &TestCity, bearer: Option<&str>) -> Result<Response<proto::TextResponse>, Status> {
-    city.ai_with(Some(STUDIO), bearer).text(text_request("hello")).await
+async fn text_with_bearer(
+    city: &TestCity,
+    bearer: Option<&str>,
+) -> Result<Response<proto::TextResponse>, Status> {
+    city.ai_with(Some(STUDIO), bearer)
+        .text(text_request("hello"))
+        .await
 }
 
-async fn text_on_model(city: &TestCity, token: &str, model: &str) -> Result<Response<proto::TextResponse>, Status> {
+async fn text_on_model(
+    city: &TestCity,
+    token: &str,
+    model: &str,
+) -> Result<Response<proto::TextResponse>, Status> {
     let request = proto::TextRequest {
         model: model.into(),
         ..text_request("hello there")
@@ -70,7 +90,11 @@ async fn text_on_model(city: &TestCity, token: &str, model: &str) -> Result<Resp
     city.ai(STUDIO, token).text(request).await
 }
 
-async fn image(city: &TestCity, token: &str, request: proto::ImageRequest) -> Result<Response<proto::ImageResponse>, Status> {
+async fn image(
+    city: &TestCity,
+    token: &str,
+    request: proto::ImageRequest,
+) -> Result<Response<proto::ImageResponse>, Status> {
     city.ai(STUDIO, token).image(request).await
 }
 
@@ -144,14 +168,20 @@ async fn right_id_with_wrong_secret_is_token_invalid() {
 #[tokio::test]
 async fn missing_studio_id_is_studio_id_missing() {
     let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    let result = city.ai_with(None, Some(&token)).text(text_request("hello")).await;
+    let result = city
+        .ai_with(None, Some(&token))
+        .text(text_request("hello"))
+        .await;
     assert_rejected(&city, result, Code::Unauthenticated, "STUDIO_ID_MISSING").await;
 }
 
 #[tokio::test]
 async fn expired_token_is_token_expired() {
     let (city, _token) = TestCity::start_with_user(STUDIO, USER).await;
-    let one_ms = prost_types::Duration { seconds: 0, nanos: 1_000_000 };
+    let one_ms = prost_types::Duration {
+        seconds: 0,
+        nanos: 1_000_000,
+    };
     let (_id, secret) = issue_token(&city, Some(one_ms)).await;
     // Expiry is a point in time, not an event to wait for.
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -163,7 +193,9 @@ async fn expired_token_is_token_expired() {
 async fn revoked_token_fails_on_the_very_next_call() {
     let (city, _token) = TestCity::start_with_user(STUDIO, USER).await;
     let (id, secret) = issue_token(&city, None).await;
-    text_with_bearer(&city, Some(&secret)).await.expect("the token works before revocation");
+    text_with_bearer(&city, Some(&secret))
+        .await
+        .expect("the token works before revocation");
 
     city.admin()
         .revoke_user_token(proto::RevokeUserTokenRequest {
@@ -183,7 +215,10 @@ async fn revoked_token_fails_on_the_very_next_call() {
 async fn token_of_another_studio_is_studio_mismatch() {
     let (city, token_a) = TestCity::start_with_user("studio-a", USER).await;
     city.studio_with_user("studio-b", USER).await;
-    let result = city.ai("studio-b", &token_a).text(text_request("hello")).await;
+    let result = city
+        .ai("studio-b", &token_a)
+        .text(text_request("hello"))
+        .await;
     assert_rejected(&city, result, Code::PermissionDenied, "STUDIO_MISMATCH").await;
 }
 
@@ -196,7 +231,9 @@ async fn suspended_studio_is_refused_at_once_and_reactivation_restores_it() {
     assert_rejected(&city, result, Code::PermissionDenied, "STUDIO_SUSPENDED").await;
 
     set_studio_status(&city, STUDIO, proto::StudioStatus::Active).await;
-    text_with_bearer(&city, Some(&token)).await.expect("served again once active");
+    text_with_bearer(&city, Some(&token))
+        .await
+        .expect("served again once active");
 }
 
 #[tokio::test]
@@ -255,7 +292,10 @@ async fn image_with_a_text_model_is_invalid_model() {
 #[tokio::test]
 async fn empty_messages_are_invalid() {
     let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    let result = city.ai(STUDIO, &token).text(proto::TextRequest::default()).await;
+    let result = city
+        .ai(STUDIO, &token)
+        .text(proto::TextRequest::default())
+        .await;
     assert_invalid(&city, result, "messages").await;
 }
 
@@ -356,14 +396,20 @@ fn stream_request(model: &str) -> proto::StreamTextRequest {
 #[tokio::test]
 async fn stream_without_authorization_is_token_missing() {
     let (city, _token) = TestCity::start_with_user(STUDIO, USER).await;
-    let result = city.ai_with(Some(STUDIO), None).stream_text(stream_request("")).await;
+    let result = city
+        .ai_with(Some(STUDIO), None)
+        .stream_text(stream_request(""))
+        .await;
     assert_rejected(&city, result, Code::Unauthenticated, "TOKEN_MISSING").await;
 }
 
 #[tokio::test]
 async fn stream_with_unknown_model_is_model_not_found() {
     let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    let result = city.ai(STUDIO, &token).stream_text(stream_request("no-such-model")).await;
+    let result = city
+        .ai(STUDIO, &token)
+        .stream_text(stream_request("no-such-model"))
+        .await;
     assert_rejected(&city, result, Code::NotFound, "MODEL_NOT_FOUND").await;
 }
 
@@ -372,7 +418,8 @@ async fn stream_with_unknown_model_is_model_not_found() {
 /// Calls a model that fails with `fail`; asserts the status and the one row.
 async fn assert_provider_failure(fail: &str, code: Code, expected_reason: &str) -> Status {
     let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    city.upsert_model(text_model("failing-text", &[("fail", fail)])).await;
+    city.upsert_model(text_model("failing-text", &[("fail", fail)]))
+        .await;
 
     let status = expect_err(text_on_model(&city, &token, "failing-text").await);
     assert_error(&status, code, expected_reason);
@@ -397,7 +444,12 @@ async fn unavailable_provider_is_provider_unavailable_with_one_row() {
 
 #[tokio::test]
 async fn rate_limited_provider_is_resource_exhausted_with_retry_info() {
-    let status = assert_provider_failure("rate_limited", Code::ResourceExhausted, "PROVIDER_RATE_LIMITED").await;
+    let status = assert_provider_failure(
+        "rate_limited",
+        Code::ResourceExhausted,
+        "PROVIDER_RATE_LIMITED",
+    )
+    .await;
     let retry = status.get_details_retry_info().expect("RetryInfo");
     let delay = retry.retry_delay.expect("a retry delay");
     assert!(delay > Duration::ZERO, "{delay:?}");

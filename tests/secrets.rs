@@ -16,7 +16,9 @@ struct Secrets(Vec<(String, String)>);
 impl Secrets {
     /// `dca_<secret>`: the admin key and its secret part.
     fn admin_key(&mut self, key: &str) {
-        let part = key.strip_prefix("dca_").expect("a generated admin key starts with dca_");
+        let part = key
+            .strip_prefix("dca_")
+            .expect("a generated admin key starts with dca_");
         self.add("admin key", key);
         self.add("admin key secret part", part);
     }
@@ -24,7 +26,11 @@ impl Secrets {
     /// `dck_<id>_<secret>` or `dcu_<id>_<secret>`: the bearer and its secret part.
     fn bearer(&mut self, what: &str, bearer: &str) {
         let mut parts = bearer.splitn(3, '_');
-        let (prefix, id, secret) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let (prefix, id, secret) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
         assert!(matches!(prefix, "dck" | "dcu"), "{bearer}");
         assert!(!id.is_empty() && secret.len() >= 16, "{bearer}");
         self.add(what, bearer);
@@ -39,7 +45,10 @@ impl Secrets {
     #[track_caller]
     fn assert_absent(&self, place: &str, text: &str) {
         for (what, secret) in &self.0 {
-            assert!(!text.contains(secret.as_str()), "the {what} appears in {place}:\n{text}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "the {what} appears in {place}:\n{text}"
+            );
         }
     }
 }
@@ -50,7 +59,14 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     let logs = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
     let mut city = CityProcess::spawn(
-        &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir, "--dev"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir,
+            "--dev",
+        ],
         &[("RUST_LOG", "trace")],
         logs.path(),
         "city",
@@ -172,13 +188,16 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
         .await
         .unwrap_err();
     assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = admin_client(channel.clone(), Some(&format!("dck_{key_id}_{}", "K".repeat(32))))
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "acme".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = admin_client(
+        channel.clone(),
+        Some(&format!("dck_{key_id}_{}", "K".repeat(32))),
+    )
+    .list_user_tokens(proto::ListUserTokensRequest {
+        studio_id: "acme".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
     assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
     let err = admin_client(channel.clone(), Some(&format!("{}x", env.admin_key)))
         .list_studios(proto::ListStudiosRequest::default())
@@ -195,7 +214,11 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     // Every list and get.
     responses.push(format!(
         "{:?}",
-        admin.list_studios(proto::ListStudiosRequest::default()).await.unwrap().into_inner()
+        admin
+            .list_studios(proto::ListStudiosRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
     ));
     for studio in ["acme", "demo"] {
         responses.push(format!(
@@ -272,7 +295,11 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     ));
     responses.push(format!(
         "{:?}",
-        admin.list_providers(proto::ListProvidersRequest::default()).await.unwrap().into_inner()
+        admin
+            .list_providers(proto::ListProvidersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
     ));
     responses.push(format!(
         "{:?}",
@@ -292,24 +319,40 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     ));
     // The responses are real: they name what the calls created.
     let all = responses.join("\n");
-    assert!(all.contains(&key_id) && all.contains(&alice_id) && all.contains("dave"), "{all}");
+    assert!(
+        all.contains(&key_id) && all.contains(&alice_id) && all.contains("dave"),
+        "{all}"
+    );
     secrets.assert_absent("a list/get response", &all);
 
     drop(admin);
     drop(backend);
     drop(channel);
     let status = city.terminate().await;
-    assert!(status.success(), "SIGTERM should end City with exit 0, got {status}\n{}", city.stderr());
+    assert!(
+        status.success(),
+        "SIGTERM should end City with exit 0, got {status}\n{}",
+        city.stderr()
+    );
 
     let stderr = city.stderr();
     // The log is really at trace level and covers the calls and the shutdown.
-    assert!(stderr.contains("TRACE"), "RUST_LOG=trace logged no TRACE line:\n{stderr}");
+    assert!(
+        stderr.contains("TRACE"),
+        "RUST_LOG=trace logged no TRACE line:\n{stderr}"
+    );
     assert!(stderr.contains("/downcity.v1.AIService/Text"), "{stderr}");
-    assert!(stderr.contains("/downcity.v1.AdminService/CreateStudioKey"), "{stderr}");
+    assert!(
+        stderr.contains("/downcity.v1.AdminService/CreateStudioKey"),
+        "{stderr}"
+    );
     assert!(stderr.contains("usage flushed"), "{stderr}");
     secrets.assert_absent("City's log (stderr)", &stderr);
 
     // stdout is the "shown once" channel: the admin key at most once there.
     let stdout = city.stdout();
-    assert!(stdout.matches(env.admin_key.as_str()).count() <= 1, "{stdout}");
+    assert!(
+        stdout.matches(env.admin_key.as_str()).count() <= 1,
+        "{stdout}"
+    );
 }

@@ -183,7 +183,10 @@ mod conformance {
         let mut duplicate = studio("studio-03");
         duplicate.display_name = "other".to_string();
         assert_already_exists(store.insert_studio(&duplicate).await, "studio", "studio-03");
-        assert_eq!(store.get_studio("studio-03").await.unwrap(), Some(studio("studio-03")));
+        assert_eq!(
+            store.get_studio("studio-03").await.unwrap(),
+            Some(studio("studio-03"))
+        );
         assert_eq!(store.get_studio("nope").await.unwrap(), None);
 
         let mut updated = studio("studio-07");
@@ -194,13 +197,18 @@ mod conformance {
         assert_eq!(store.get_studio("studio-07").await.unwrap(), Some(updated));
         assert_not_found(store.update_studio(&studio("nope")).await, "studio", "nope");
 
-        let listed = all_pages(7, |s: &StudioRecord| &s.id, |page| async move {
-            store.list_studios(&page).await
-        })
+        let listed = all_pages(
+            7,
+            |s: &StudioRecord| &s.id,
+            |page| async move { store.list_studios(&page).await },
+        )
         .await;
         let listed: Vec<String> = listed.into_iter().map(|s| s.id).collect();
         assert_eq!(listed, ids);
-        let first = PageQuery { after: None, limit: 2 };
+        let first = PageQuery {
+            after: None,
+            limit: 2,
+        };
         assert_eq!(store.list_studios(&first).await.unwrap().len(), 2);
     }
 
@@ -208,14 +216,27 @@ mod conformance {
         store.insert_studio(&studio("s1")).await.unwrap();
         store.insert_studio(&studio("s2")).await.unwrap();
         for id in ["k5", "k3", "k1", "k4", "k2"] {
-            store.insert_studio_key(&studio_key(id, "s1")).await.unwrap();
+            store
+                .insert_studio_key(&studio_key(id, "s1"))
+                .await
+                .unwrap();
         }
-        store.insert_studio_key(&studio_key("k6", "s2")).await.unwrap();
+        store
+            .insert_studio_key(&studio_key("k6", "s2"))
+            .await
+            .unwrap();
         let duplicate = studio_key("k2", "s2");
-        assert_already_exists(store.insert_studio_key(&duplicate).await, "studio key", "k2");
+        assert_already_exists(
+            store.insert_studio_key(&duplicate).await,
+            "studio key",
+            "k2",
+        );
         let orphan = studio_key("k9", "ghost");
         assert_not_found(store.insert_studio_key(&orphan).await, "studio", "ghost");
-        assert_eq!(store.get_studio_key("k3").await.unwrap(), Some(studio_key("k3", "s1")));
+        assert_eq!(
+            store.get_studio_key("k3").await.unwrap(),
+            Some(studio_key("k3", "s1"))
+        );
         assert_eq!(store.get_studio_key("k9").await.unwrap(), None);
 
         // Revocation keeps its first time.
@@ -226,13 +247,18 @@ mod conformance {
         assert_eq!(store.get_studio_key("k1").await.unwrap(), Some(revoked));
         assert_not_found(store.revoke_studio_key("k9", 1).await, "studio key", "k9");
 
-        let listed = all_pages(2, |k: &StudioKeyRecord| &k.id, |page| async move {
-            store.list_studio_keys("s1", &page).await
-        })
+        let listed = all_pages(
+            2,
+            |k: &StudioKeyRecord| &k.id,
+            |page| async move { store.list_studio_keys("s1", &page).await },
+        )
         .await;
         let ids: Vec<&str> = listed.iter().map(|k| k.id.as_str()).collect();
         assert_eq!(ids, ["k1", "k2", "k3", "k4", "k5"]);
-        let page = PageQuery { after: None, limit: 10 };
+        let page = PageQuery {
+            after: None,
+            limit: 10,
+        };
         let other = store.list_studio_keys("s2", &page).await.unwrap();
         assert_eq!(other, vec![studio_key("k6", "s2")]);
     }
@@ -248,7 +274,11 @@ mod conformance {
         forever.expire_ms = None;
         store.insert_user_token(&forever).await.unwrap();
         let duplicate = user_token("t05", "s2", "u9");
-        assert_already_exists(store.insert_user_token(&duplicate).await, "user token", "t05");
+        assert_already_exists(
+            store.insert_user_token(&duplicate).await,
+            "user token",
+            "t05",
+        );
         let orphan = user_token("t50", "ghost", "u0");
         assert_not_found(store.insert_user_token(&orphan).await, "studio", "ghost");
         assert_eq!(store.get_user_token("t99").await.unwrap(), Some(forever));
@@ -260,21 +290,31 @@ mod conformance {
         assert_eq!(again.revoke_ms, Some(START_MS + 7));
         assert_not_found(store.revoke_user_token("t50", 1).await, "user token", "t50");
 
-        let of_studio = all_pages(5, |t: &UserTokenRecord| &t.id, |page| async move {
-            store.list_user_tokens("s1", None, &page).await
-        })
+        let of_studio = all_pages(
+            5,
+            |t: &UserTokenRecord| &t.id,
+            |page| async move { store.list_user_tokens("s1", None, &page).await },
+        )
         .await;
         assert_eq!(of_studio.len(), 12);
         assert!(of_studio.windows(2).all(|w| w[0].id < w[1].id));
-        let of_user = all_pages(2, |t: &UserTokenRecord| &t.id, |page| async move {
-            store.list_user_tokens("s1", Some("u1"), &page).await
-        })
+        let of_user = all_pages(
+            2,
+            |t: &UserTokenRecord| &t.id,
+            |page| async move { store.list_user_tokens("s1", Some("u1"), &page).await },
+        )
         .await;
         let ids: Vec<&str> = of_user.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["t01", "t04", "t07", "t10"]);
         assert_eq!(of_user[1], revoked);
-        let page = PageQuery { after: None, limit: 9 };
-        let none = store.list_user_tokens("s2", Some("u1"), &page).await.unwrap();
+        let page = PageQuery {
+            after: None,
+            limit: 9,
+        };
+        let none = store
+            .list_user_tokens("s2", Some("u1"), &page)
+            .await
+            .unwrap();
         assert!(none.is_empty());
     }
 
@@ -286,9 +326,11 @@ mod conformance {
         moved.base_url = "http://elsewhere.invalid".to_string();
         moved.update_ms = START_MS + 1;
         store.upsert_provider(&moved).await.unwrap();
-        let providers = all_pages(2, |p: &ProviderRecord| &p.id, |page| async move {
-            store.list_providers(&page).await
-        })
+        let providers = all_pages(
+            2,
+            |p: &ProviderRecord| &p.id,
+            |page| async move { store.list_providers(&page).await },
+        )
         .await;
         assert_eq!(providers, vec![moved, provider("p2"), provider("p3")]);
 
@@ -299,14 +341,19 @@ mod conformance {
         m1.options = BTreeMap::from([("temperature".to_string(), "0.5".to_string())]);
         let m2 = model("m2", "p2", Pathway::Image);
         store.upsert_model(&m2).await.unwrap();
-        store.upsert_model(&model("m1", "p3", Pathway::Text)).await.unwrap();
+        store
+            .upsert_model(&model("m1", "p3", Pathway::Text))
+            .await
+            .unwrap();
         store.upsert_model(&m1).await.unwrap();
         let mut m2_moved = m2.clone();
         m2_moved.provider_id = "ghost".to_string();
         assert_not_found(store.upsert_model(&m2_moved).await, "provider", "ghost");
-        let models = all_pages(1, |m: &ModelRecord| &m.id, |page| async move {
-            store.list_models(&page).await
-        })
+        let models = all_pages(
+            1,
+            |m: &ModelRecord| &m.id,
+            |page| async move { store.list_models(&page).await },
+        )
         .await;
         assert_eq!(models, vec![m1.clone(), m2.clone()]);
 
@@ -321,16 +368,27 @@ mod conformance {
         store.delete_provider("p2").await.unwrap();
         store.delete_model("m1").await.unwrap();
         store.delete_provider("p1").await.unwrap();
-        let page = PageQuery { after: None, limit: 10 };
+        let page = PageQuery {
+            after: None,
+            limit: 10,
+        };
         assert!(store.list_models(&page).await.unwrap().is_empty());
     }
 
     pub async fn defaults(store: &dyn Store) {
         store.upsert_provider(&provider("p1")).await.unwrap();
-        for (id, pathway) in [("t1", Pathway::Text), ("t2", Pathway::Text), ("i1", Pathway::Image)] {
+        for (id, pathway) in [
+            ("t1", Pathway::Text),
+            ("t2", Pathway::Text),
+            ("i1", Pathway::Image),
+        ] {
             store.upsert_model(&model(id, "p1", pathway)).await.unwrap();
         }
-        assert_not_found(store.set_default_model(Pathway::Text, "nope").await, "model", "nope");
+        assert_not_found(
+            store.set_default_model(Pathway::Text, "nope").await,
+            "model",
+            "nope",
+        );
         store.set_default_model(Pathway::Text, "t1").await.unwrap();
         store.set_default_model(Pathway::Image, "i1").await.unwrap();
         assert_precondition(store.delete_model("t1").await, "MODEL_IS_DEFAULT");
@@ -353,10 +411,19 @@ mod conformance {
         assert!(empty.studios.is_empty() && empty.models.is_empty() && empty.defaults.is_empty());
 
         store.insert_studio(&studio("s1")).await.unwrap();
-        store.insert_studio_key(&studio_key("k1", "s1")).await.unwrap();
-        store.insert_user_token(&user_token("t1", "s1", "u1")).await.unwrap();
+        store
+            .insert_studio_key(&studio_key("k1", "s1"))
+            .await
+            .unwrap();
+        store
+            .insert_user_token(&user_token("t1", "s1", "u1"))
+            .await
+            .unwrap();
         store.upsert_provider(&provider("p1")).await.unwrap();
-        store.upsert_model(&model("m1", "p1", Pathway::Text)).await.unwrap();
+        store
+            .upsert_model(&model("m1", "p1", Pathway::Text))
+            .await
+            .unwrap();
         store.set_default_model(Pathway::Text, "m1").await.unwrap();
 
         let snapshot = store.snapshot().await.unwrap();
@@ -365,7 +432,10 @@ mod conformance {
         assert_eq!(snapshot.user_tokens, vec![user_token("t1", "s1", "u1")]);
         assert_eq!(snapshot.providers, vec![provider("p1")]);
         assert_eq!(snapshot.models, vec![model("m1", "p1", Pathway::Text)]);
-        assert_eq!(snapshot.defaults.get(&Pathway::Text).map(String::as_str), Some("m1"));
+        assert_eq!(
+            snapshot.defaults.get(&Pathway::Text).map(String::as_str),
+            Some("m1")
+        );
     }
 
     fn matches(filter: &UsageFilter, row: &UsageRow) -> bool {
@@ -378,7 +448,11 @@ mod conformance {
     }
 
     /// Follows newest-first usage pages to the end.
-    async fn all_usage(store: &dyn Store, filter: &UsageFilter, limit: u32) -> Vec<(i64, UsageRow)> {
+    async fn all_usage(
+        store: &dyn Store,
+        filter: &UsageFilter,
+        limit: u32,
+    ) -> Vec<(i64, UsageRow)> {
         let mut all: Vec<(i64, UsageRow)> = Vec::new();
         loop {
             let before = all.last().map(|(seq, _)| *seq);
@@ -394,7 +468,13 @@ mod conformance {
 
     pub async fn usage_list(store: &dyn Store) {
         store.insert_usage(&[]).await.unwrap();
-        assert!(store.list_usage(&UsageFilter::default(), None, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .list_usage(&UsageFilter::default(), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let rows = usage_rows(1000);
         store.insert_usage(&rows).await.unwrap();
 
@@ -424,11 +504,15 @@ mod conformance {
             let listed = all_usage(store, filter, 97).await;
             // Newest first, each row once.
             assert!(listed.windows(2).all(|w| w[0].0 > w[1].0), "{filter:?}");
-            let expected: Vec<&UsageRow> = rows.iter().rev().filter(|r| matches(filter, r)).collect();
+            let expected: Vec<&UsageRow> =
+                rows.iter().rev().filter(|r| matches(filter, r)).collect();
             let got: Vec<&UsageRow> = listed.iter().map(|(_, row)| row).collect();
             assert_eq!(got, expected, "{filter:?}");
         }
-        let newest = store.list_usage(&UsageFilter::default(), None, 1).await.unwrap();
+        let newest = store
+            .list_usage(&UsageFilter::default(), None, 1)
+            .await
+            .unwrap();
         assert_eq!(newest[0].1, rows[999]);
         let first_seq = newest[0].0 - 999;
         let all = UsageFilter::default();
@@ -492,7 +576,10 @@ mod conformance {
         store.insert_usage(&rows).await.unwrap();
 
         let none = GroupBy::default();
-        let totals = store.aggregate_usage(&UsageFilter::default(), none, 0, 10).await.unwrap();
+        let totals = store
+            .aggregate_usage(&UsageFilter::default(), none, 0, 10)
+            .await
+            .unwrap();
         let sum = |f: fn(&UsageRow) -> i64| rows.iter().map(f).sum::<i64>();
         assert_eq!(
             totals,
@@ -509,12 +596,28 @@ mod conformance {
 
         let group_bys = [
             none,
-            GroupBy { studio: true, ..none },
+            GroupBy {
+                studio: true,
+                ..none
+            },
             GroupBy { user: true, ..none },
-            GroupBy { model: true, ..none },
+            GroupBy {
+                model: true,
+                ..none
+            },
             GroupBy { day: true, ..none },
-            GroupBy { studio: true, model: true, day: true, ..none },
-            GroupBy { user: true, model: true, day: true, ..none },
+            GroupBy {
+                studio: true,
+                model: true,
+                day: true,
+                ..none
+            },
+            GroupBy {
+                user: true,
+                model: true,
+                day: true,
+                ..none
+            },
         ];
         let filters = [
             UsageFilter::default(),
@@ -548,7 +651,9 @@ mod conformance {
                 assert_eq!(paged, expected, "{filter:?} {by:?} paged");
             }
         }
-        let days = store.aggregate_usage(&UsageFilter::default(), group_bys[4], 0, 1).await;
+        let days = store
+            .aggregate_usage(&UsageFilter::default(), group_bys[4], 0, 1)
+            .await;
         assert_eq!(days.unwrap()[0].day, "2024-01-01");
     }
 
@@ -560,13 +665,19 @@ mod conformance {
                 let rows = usage_rows(25);
                 store.insert_usage(&rows).await.unwrap();
                 let id = format!("t{w}-{batch}");
-                store.insert_user_token(&user_token(&id, "s0", "u")).await.unwrap();
+                store
+                    .insert_user_token(&user_token(&id, "s0", "u"))
+                    .await
+                    .unwrap();
                 store.snapshot().await.unwrap();
             }
         });
         futures_util::future::join_all(writers).await;
         let all = UsageFilter::default();
-        let totals = store.aggregate_usage(&all, GroupBy::default(), 0, 1).await.unwrap();
+        let totals = store
+            .aggregate_usage(&all, GroupBy::default(), 0, 1)
+            .await
+            .unwrap();
         assert_eq!(totals[0].calls, 8 * 20 * 25);
         let tokens = store.snapshot().await.unwrap().user_tokens;
         let ids: BTreeSet<String> = tokens.into_iter().map(|t| t.id).collect();
@@ -590,7 +701,9 @@ macro_rules! conformance_tests {
 
 async fn open_sqlite() -> (TempDir, SqliteStore) {
     let dir = TempDir::new().unwrap();
-    let store = SqliteStore::open(&dir.path().join("city.db"), false).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("city.db"), false)
+        .await
+        .unwrap();
     (dir, store)
 }
 
@@ -618,7 +731,10 @@ async fn sqlite_keeps_data_across_reopen() {
     // A missing parent directory is created.
     let path = dir.path().join("state").join("city.db");
     let store = SqliteStore::open(&path, false).await.unwrap();
-    store.insert_studio(&conformance::studio("s1")).await.unwrap();
+    store
+        .insert_studio(&conformance::studio("s1"))
+        .await
+        .unwrap();
     store.put_setting("k", "v").await.unwrap();
     let rows = conformance::usage_rows(50);
     store.insert_usage(&rows).await.unwrap();
@@ -640,6 +756,9 @@ async fn sqlite_keeps_data_across_reopen() {
     assert_eq!(got, rows);
     // Sequence numbers keep growing after a reopen.
     store.insert_usage(&rows[..1]).await.unwrap();
-    let newest = store.list_usage(&Default::default(), None, 1).await.unwrap();
+    let newest = store
+        .list_usage(&Default::default(), None, 1)
+        .await
+        .unwrap();
     assert_eq!(newest[0].0, 51);
 }

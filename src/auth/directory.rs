@@ -248,7 +248,7 @@ impl Directory {
             user_id,
             secret_hash: hash,
             create_ms: now,
-            expire_ms: ttl.map(|ttl| now.saturating_add(ttl.as_millis() as Millis)),
+            expire_ms: ttl.map(|ttl| now.saturating_add(ttl_millis(ttl))),
             revoke_ms: None,
         };
         self.store.insert_user_token(&token).await?;
@@ -308,6 +308,11 @@ fn token_entry(token: &UserTokenRecord) -> TokenEntry {
         expire_ms: token.expire_ms,
         revoked: token.revoke_ms.is_some(),
     }
+}
+
+/// A TTL in whole milliseconds, rounded up so a tiny TTL is not already over.
+fn ttl_millis(ttl: Duration) -> Millis {
+    Millis::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(Millis::MAX)
 }
 
 /// Studio ids: 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter.

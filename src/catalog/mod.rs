@@ -2,7 +2,7 @@
 //! default model of each pathway. Held in memory as an immutable `Catalog`
 //! swapped whole on every admin write, so a call reads it without waiting.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result, Violation};
@@ -12,7 +12,6 @@ use crate::store::{ModelRecord, PageQuery, Pathway, ProviderRecord, Store, now_m
 /// A model ready to serve: its record and the provider client behind it.
 pub struct CatalogModel {
     pub record: ModelRecord,
-    pub options: Arc<BTreeMap<String, String>>,
     pub provider: Arc<dyn Provider>,
     pub is_default: bool,
 }
@@ -48,7 +47,6 @@ impl Catalog {
                 let (_, provider) = providers.get(&record.provider_id)?;
                 let model = CatalogModel {
                     is_default: defaults.get(&record.pathway) == Some(&record.id),
-                    options: Arc::new(record.options.clone()),
                     provider: provider.clone(),
                     record,
                 };
@@ -143,7 +141,7 @@ impl CatalogCache {
 
     /// Re-reads providers, models and defaults from the store.
     pub async fn reload(&self) -> Result<()> {
-        let snapshot = self.store.snapshot().await?;
+        let snapshot = self.store.catalog_snapshot().await?;
         let previous = self.current();
         let catalog = Catalog::build(snapshot.providers, snapshot.models, &snapshot.defaults, &previous);
         *self.current.write().expect("catalog lock") = Arc::new(catalog);
@@ -186,6 +184,7 @@ impl CatalogCache {
 
     /// Makes an enabled model of `pathway` that pathway's default.
     pub async fn set_default(&self, pathway: Pathway, model_id: &str) -> Result<Arc<CatalogModel>> {
+        validate_id("model_id", model_id)?;
         self.current().resolve(model_id, pathway)?;
         self.store.set_default_model(pathway, model_id).await?;
         self.reload().await?;

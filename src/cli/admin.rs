@@ -355,7 +355,8 @@ fn parse_time_at(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     if let Ok(ago) = humantime::parse_duration(s) {
         return now
             .checked_sub(ago)
-            .ok_or_else(|| format!("`{s}` ago is before the epoch"));
+            .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+            .ok_or_else(|| format!("`{s}` ago is before 1970"));
     }
     Err(format!(
         "`{s}` is neither an RFC 3339 time (`2025-01-31T08:00:00Z`) nor a duration ago (`24h`)"

@@ -118,12 +118,12 @@ fn duration_json(d: Option<&prost_types::Duration>) -> Value {
     })
 }
 
-/// A duration for people, to the millisecond: `1s 234ms`.
+/// A duration for people, to the microsecond (City adds microseconds): `1ms 234us`.
 fn duration_cell(d: Option<&prost_types::Duration>) -> String {
     d.and_then(|d| Duration::try_from(*d).ok())
         .map(|d| {
-            let millis = Duration::from_millis(d.as_millis() as u64);
-            humantime::format_duration(millis).to_string()
+            let micros = Duration::from_micros(d.as_micros() as u64);
+            humantime::format_duration(micros).to_string()
         })
         .unwrap_or_default()
 }
@@ -566,7 +566,7 @@ mod tests {
         assert_eq!(duration_json(d(0, 1_000).as_ref()), json!("0.000001s"));
         assert_eq!(duration_json(d(0, 7).as_ref()), json!("0.000000007s"));
         assert_eq!(duration_json(d(-1, -500_000_000).as_ref()), json!("-1.500s"));
-        assert_eq!(duration_cell(d(1, 234_567_000).as_ref()), "1s 234ms");
+        assert_eq!(duration_cell(d(1, 234_567_000).as_ref()), "1s 234ms 567us");
     }
 
     #[test]

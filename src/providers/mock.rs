@@ -64,7 +64,7 @@ fn count_tokens(text: &str) -> u64 {
 }
 
 /// The words of the answer, cut at `max_tokens`, and why it ended.
-fn answer(call: &TextCall) -> (Vec<String>, Finish) {
+fn answer(call: &TextCall<'_>) -> (Vec<String>, Finish) {
     let full = match call.options.get("reply") {
         Some(reply) => reply.clone(),
         None => {
@@ -96,23 +96,23 @@ fn option_u64(options: &BTreeMap<String, String>, key: &str) -> Option<u64> {
 
 #[async_trait]
 impl Provider for MockProvider {
-    async fn text(&self, call: &TextCall) -> Result<TextOutput> {
-        self.check_fail(&call.options)?;
-        let (words, finish) = answer(call);
+    async fn text(&self, call: TextCall<'_>) -> Result<TextOutput> {
+        self.check_fail(call.options)?;
+        let (words, finish) = answer(&call);
         Ok(TextOutput {
             output_tokens: words.len() as u64,
             text: words.join(" "),
             finish,
-            input_tokens: input_tokens(&call.messages),
+            input_tokens: input_tokens(call.messages),
         })
     }
 
-    async fn stream_text(&self, call: &TextCall) -> Result<TextStream> {
-        self.check_fail(&call.options)?;
-        let (words, finish) = answer(call);
-        let delay = Duration::from_millis(option_u64(&call.options, "chunk_delay_ms").unwrap_or(0));
-        let fail_after = option_u64(&call.options, "fail_after_chunks").map(|n| n as usize);
-        let input_tokens = input_tokens(&call.messages);
+    async fn stream_text(&self, call: TextCall<'_>) -> Result<TextStream> {
+        self.check_fail(call.options)?;
+        let (words, finish) = answer(&call);
+        let delay = Duration::from_millis(option_u64(call.options, "chunk_delay_ms").unwrap_or(0));
+        let fail_after = option_u64(call.options, "fail_after_chunks").map(|n| n as usize);
+        let input_tokens = input_tokens(call.messages);
         let output_tokens = words.len() as u64;
         let failure = self.failure(ProviderFailure::Unavailable);
         let events = futures_util::stream::unfold(
@@ -145,12 +145,12 @@ impl Provider for MockProvider {
         Ok(Box::pin(events))
     }
 
-    async fn image(&self, call: &ImageCall) -> Result<ImageOutput> {
-        self.check_fail(&call.options)?;
+    async fn image(&self, call: ImageCall<'_>) -> Result<ImageOutput> {
+        self.check_fail(call.options)?;
         let images = (0..call.count)
             .map(|index| {
                 Ok(Image {
-                    data: render_png(&call.prompt, index).map_err(Error::internal)?,
+                    data: render_png(call.prompt, index).map_err(Error::internal)?,
                     mime_type: "image/png".to_string(),
                 })
             })
@@ -185,36 +185,41 @@ fn render_png(prompt: &str, index: u32) -> std::result::Result<Vec<u8>, png::Enc
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use futures_util::StreamExt;
 
     use super::*;
 
-    fn call(content: &str, max_tokens: u32, options: &[(&str, &str)]) -> TextCall {
-        TextCall {
-            upstream_model: "mock".into(),
+    struct Fixture {
+        messages: Vec<ChatMessage>,
+        options: BTreeMap<String, String>,
+    }
+
+    fn fixture(content: &str, options: &[(&str, &str)]) -> Fixture {
+        Fixture {
             messages: vec![ChatMessage {
                 role: Role::User,
                 content: content.into(),
             }],
+            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn call(fixture: &Fixture, max_tokens: u32) -> TextCall<'_> {
+        TextCall {
+            upstream_model: "mock",
+            messages: &fixture.messages,
             max_tokens,
             temperature: None,
             top_p: None,
-            stop_sequences: vec![],
-            options: Arc::new(
-                options
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
+            stop_sequences: &[],
+            options: &fixture.options,
         }
     }
 
     #[tokio::test]
     async fn text_echoes_and_counts() {
         let out = MockProvider::new("m".into())
-            .text(&call("hello there", 100, &[]))
+            .text(call(&fixture("hello there", &[]), 100))
             .await
             .unwrap();
         assert_eq!(out.text, "Echo: hello there");
@@ -225,7 +230,7 @@ mod tests {
     #[tokio::test]
     async fn max_tokens_cuts_with_length() {
         let out = MockProvider::new("m".into())
-            .text(&call("a b c d", 2, &[]))
+            .text(call(&fixture("a b c d", &[]), 2))
             .await
             .unwrap();
         assert_eq!(out.text, "Echo: a");
@@ -235,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn stream_yields_words_then_usage() {
         let events: Vec<_> = MockProvider::new("m".into())
-            .stream_text(&call("x y", 10, &[]))
+            .stream_text(call(&fixture("x y", &[]), 10))
             .await
             .unwrap()
             .collect()
@@ -259,7 +264,7 @@ mod tests {
     #[tokio::test]
     async fn stream_fails_after_chunks() {
         let events: Vec<_> = MockProvider::new("m".into())
-            .stream_text(&call("x y", 10, &[("fail_after_chunks", "1")]))
+            .stream_text(call(&fixture("x y", &[("fail_after_chunks", "1")]), 10))
             .await
             .unwrap()
             .collect()

@@ -34,17 +34,18 @@ pub enum Finish {
     ContentFilter,
 }
 
-/// One text call as a provider sees it: validated and resolved.
-#[derive(Debug, Clone)]
-pub struct TextCall {
-    pub upstream_model: String,
-    pub messages: Vec<ChatMessage>,
+/// One text call as a provider sees it: validated and resolved. Borrowed
+/// from the request, so trying a fallback model copies nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct TextCall<'a> {
+    pub upstream_model: &'a str,
+    pub messages: &'a [ChatMessage],
     pub max_tokens: u32,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
-    pub stop_sequences: Vec<String>,
+    pub stop_sequences: &'a [String],
     /// The catalog model's provider-specific options.
-    pub options: Arc<BTreeMap<String, String>>,
+    pub options: &'a BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,12 +71,13 @@ pub enum StreamEvent {
 
 pub type TextStream = Pin<Box<dyn Stream<Item = Result<StreamEvent>> + Send>>;
 
-#[derive(Debug, Clone)]
-pub struct ImageCall {
-    pub upstream_model: String,
-    pub prompt: String,
+/// One image call as a provider sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageCall<'a> {
+    pub upstream_model: &'a str,
+    pub prompt: &'a str,
     pub count: u32,
-    pub options: Arc<BTreeMap<String, String>>,
+    pub options: &'a BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,10 +94,10 @@ pub struct ImageOutput {
 /// An upstream that serves AI calls. Errors are `Error::Provider`.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
-    async fn text(&self, call: &TextCall) -> Result<TextOutput>;
+    async fn text(&self, call: TextCall<'_>) -> Result<TextOutput>;
     /// Resolves once the upstream has accepted the call; events follow.
-    async fn stream_text(&self, call: &TextCall) -> Result<TextStream>;
-    async fn image(&self, call: &ImageCall) -> Result<ImageOutput>;
+    async fn stream_text(&self, call: TextCall<'_>) -> Result<TextStream>;
+    async fn image(&self, call: ImageCall<'_>) -> Result<ImageOutput>;
 }
 
 /// Builds the provider client for a stored provider entry.

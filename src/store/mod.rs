@@ -211,6 +211,14 @@ pub struct Snapshot {
     pub defaults: HashMap<Pathway, String>,
 }
 
+/// The catalog part of a snapshot: what a catalog change reloads.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogSnapshot {
+    pub providers: Vec<ProviderRecord>,
+    pub models: Vec<ModelRecord>,
+    pub defaults: HashMap<Pathway, String>,
+}
+
 /// A page request: keyset pagination after the last key of the previous page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageQuery {
@@ -224,6 +232,10 @@ pub struct PageQuery {
 pub trait Store: Send + Sync + 'static {
     /// Loads everything the caches hold.
     async fn snapshot(&self) -> Result<Snapshot>;
+    /// Closes the store; called once, after the last write.
+    async fn close(&self);
+    /// Loads providers, models and defaults only.
+    async fn catalog_snapshot(&self) -> Result<CatalogSnapshot>;
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     async fn put_setting(&self, key: &str, value: &str) -> Result<()>;

@@ -36,7 +36,10 @@ pub fn command(args: &[&str]) -> Command {
 
 /// Runs the binary to completion (used for `downcity admin ...`).
 pub fn run(args: &[&str]) -> Output {
-    command(args).stdin(Stdio::null()).output().expect("runs the downcity binary")
+    command(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs the downcity binary")
 }
 
 /// A running `downcity` child process; killed on drop unless it has exited.
@@ -49,7 +52,12 @@ pub struct CityProcess {
 impl CityProcess {
     /// Spawns `downcity <args>` with `extra_env`, capturing stdout and stderr
     /// into `<log_dir>/<name>.stdout` and `<log_dir>/<name>.stderr`.
-    pub fn spawn(args: &[&str], extra_env: &[(&str, &str)], log_dir: &Path, name: &str) -> CityProcess {
+    pub fn spawn(
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+        log_dir: &Path,
+        name: &str,
+    ) -> CityProcess {
         let stdout_path = log_dir.join(format!("{name}.stdout"));
         let stderr_path = log_dir.join(format!("{name}.stderr"));
         let mut command = command(args);
@@ -81,7 +89,11 @@ impl CityProcess {
     /// Polls `probe` every 20 ms until it yields a value, for at most
     /// [`WAIT_LIMIT`]; panics (showing the output) if the process exits first
     /// or the time runs out.
-    pub async fn wait_for<T>(&mut self, what: &str, mut probe: impl FnMut(&Self) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &mut self,
+        what: &str,
+        mut probe: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + WAIT_LIMIT;
         loop {
             if let Some(value) = probe(self) {
@@ -124,8 +136,10 @@ impl CityProcess {
 
     /// Waits for the "City listening" log line and returns its address.
     pub async fn wait_listening(&mut self) -> String {
-        self.wait_for("the \"City listening\" log line", |p| listening_addr(&p.stderr()))
-            .await
+        self.wait_for("the \"City listening\" log line", |p| {
+            listening_addr(&p.stderr())
+        })
+        .await
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.
@@ -135,7 +149,11 @@ impl CityProcess {
             .arg(self.id().to_string())
             .status()
             .expect("runs kill");
-        assert!(status.success(), "kill -TERM {} failed: {status}", self.id());
+        assert!(
+            status.success(),
+            "kill -TERM {} failed: {status}",
+            self.id()
+        );
         self.exit_status().await
     }
 
@@ -223,9 +241,14 @@ pub fn strip_ansi(text: &str) -> String {
 /// The `addr=` of the "City listening" log line, if it has been written.
 pub fn listening_addr(stderr: &str) -> Option<String> {
     let stderr = strip_ansi(stderr);
-    let line = stderr.lines().find(|line| line.contains("City listening"))?;
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("City listening"))?;
     let start = line.find("addr=")? + "addr=".len();
-    let addr: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let addr: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
     (!addr.is_empty()).then_some(addr)
 }
 

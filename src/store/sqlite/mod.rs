@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{
-    GroupBy, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, Snapshot, Store,
+    CatalogSnapshot, GroupBy, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, Snapshot, Store,
     StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
 };
 use crate::error::{Error, Result};
@@ -46,9 +46,9 @@ impl SqliteStore {
     /// loss without losing the last commits; NORMAL in WAL mode never corrupts.
     pub async fn open(path: &Path, synchronous_full: bool) -> Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                Error::Internal(format!("store: creating {}: {e}", dir.display()))
-            })?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| Error::Internal(format!("store: creating {}: {e}", dir.display())))?;
         }
         let synchronous = if synchronous_full {
             SqliteSynchronous::Full
@@ -73,18 +73,18 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    /// Closes every connection, so the WAL is checkpointed before exit.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
+    /// The row of `table` with this id.
     async fn get<T>(
         &self,
-        sql: &str,
+        table: &str,
         id: &str,
         convert: fn(&SqliteRow) -> Result<T>,
     ) -> Result<Option<T>> {
-        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        let sql = format!("SELECT * FROM {table} WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(convert).transpose()
     }
 
@@ -106,8 +106,9 @@ impl SqliteStore {
         at: Millis,
         convert: fn(&SqliteRow) -> Result<T>,
     ) -> Result<T> {
-        let sql =
-            format!("UPDATE {table} SET revoke_ms = COALESCE(revoke_ms, ?) WHERE id = ? RETURNING *");
+        let sql = format!(
+            "UPDATE {table} SET revoke_ms = COALESCE(revoke_ms, ?) WHERE id = ? RETURNING *"
+        );
         let row = sqlx::query(&sql)
             .bind(at)
             .bind(id)
@@ -177,12 +178,14 @@ fn insert_error(err: sqlx::Error, resource: &'static str, id: &str, studio_id: &
     }
 }
 
+/// Every row of a table, ordered by its key (the first column).
 async fn all<T>(
     conn: &mut SqliteConnection,
-    sql: &str,
+    table: &str,
     convert: fn(&SqliteRow) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let found = sqlx::query(sql).fetch_all(conn).await?;
+    let sql = format!("SELECT * FROM {table} ORDER BY 1");
+    let found = sqlx::query(&sql).fetch_all(conn).await?;
     found.iter().map(convert).collect()
 }
 
@@ -196,14 +199,31 @@ impl Store for SqliteStore {
         // One read transaction, so the caches see a single consistent state.
         let mut tx = self.pool.begin().await?;
         let snapshot = Snapshot {
-            studios: all(&mut tx, "SELECT * FROM studios ORDER BY id", rows::studio).await?,
-            studio_keys: all(&mut tx, "SELECT * FROM studio_keys ORDER BY id", rows::studio_key)
-                .await?,
-            user_tokens: all(&mut tx, "SELECT * FROM user_tokens ORDER BY id", rows::user_token)
-                .await?,
-            providers: all(&mut tx, "SELECT * FROM providers ORDER BY id", rows::provider).await?,
-            models: all(&mut tx, "SELECT * FROM models ORDER BY id", rows::model).await?,
-            defaults: all(&mut tx, "SELECT * FROM defaults", default_entry)
+            studios: all(&mut tx, "studios", rows::studio).await?,
+            studio_keys: all(&mut tx, "studio_keys", rows::studio_key).await?,
+            user_tokens: all(&mut tx, "user_tokens", rows::user_token).await?,
+            providers: all(&mut tx, "providers", rows::provider).await?,
+            models: all(&mut tx, "models", rows::model).await?,
+            defaults: all(&mut tx, "defaults", default_entry)
+                .await?
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        };
+        tx.commit().await?;
+        Ok(snapshot)
+    }
+
+    async fn close(&self) {
+        // Closing every connection checkpoints the WAL before exit.
+        self.pool.close().await;
+    }
+
+    async fn catalog_snapshot(&self) -> Result<CatalogSnapshot> {
+        let mut tx = self.pool.begin().await?;
+        let snapshot = CatalogSnapshot {
+            providers: all(&mut tx, "providers", rows::provider).await?,
+            models: all(&mut tx, "models", rows::model).await?,
+            defaults: all(&mut tx, "defaults", default_entry)
                 .await?
                 .into_iter()
                 .collect::<HashMap<_, _>>(),
@@ -272,8 +292,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_studio(&self, id: &str) -> Result<Option<StudioRecord>> {
-        self.get("SELECT * FROM studios WHERE id = ?", id, rows::studio)
-            .await
+        self.get("studios", id, rows::studio).await
     }
 
     async fn list_studios(&self, page: &PageQuery) -> Result<Vec<StudioRecord>> {
@@ -300,8 +319,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_studio_key(&self, id: &str) -> Result<Option<StudioKeyRecord>> {
-        self.get("SELECT * FROM studio_keys WHERE id = ?", id, rows::studio_key)
-            .await
+        self.get("studio_keys", id, rows::studio_key).await
     }
 
     async fn revoke_studio_key(&self, id: &str, at: Millis) -> Result<StudioKeyRecord> {
@@ -339,8 +357,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_user_token(&self, id: &str) -> Result<Option<UserTokenRecord>> {
-        self.get("SELECT * FROM user_tokens WHERE id = ?", id, rows::user_token)
-            .await
+        self.get("user_tokens", id, rows::user_token).await
     }
 
     async fn revoke_user_token(&self, id: &str, at: Millis) -> Result<UserTokenRecord> {

@@ -37,7 +37,10 @@ impl<'a> Conditions<'a> {
 }
 
 /// Keyset pagination: the rows after the previous page's last id, in id order.
-pub(super) fn paged<'a>(mut where_: Conditions<'a>, page: &'a PageQuery) -> QueryBuilder<'a, Sqlite> {
+pub(super) fn paged<'a>(
+    mut where_: Conditions<'a>,
+    page: &'a PageQuery,
+) -> QueryBuilder<'a, Sqlite> {
     if let Some(after) = &page.after {
         where_.and("id > ", after.as_str());
     }

@@ -60,7 +60,9 @@ pub(super) async fn list(
         where_.and("seq < ", seq);
     }
     let mut query = where_.finish();
-    query.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(limit));
+    query
+        .push(" ORDER BY seq DESC LIMIT ")
+        .push_bind(i64::from(limit));
     let found = query.build().fetch_all(pool).await?;
     found.iter().map(rows::usage).collect()
 }

@@ -47,11 +47,13 @@ CREATE TABLE providers (
     update_ms INTEGER NOT NULL
 ) STRICT;
 
--- RESTRICT makes deleting a provider in use fail instead of orphaning models.
+-- The foreign keys of models and defaults make deleting a referenced row fail.
+-- They keep the default NO ACTION: SQLite reports its failure as a foreign-key
+-- violation, which the store maps, whereas RESTRICT reports a trigger error.
 CREATE TABLE models (
     id                     TEXT PRIMARY KEY NOT NULL,
     display_name           TEXT NOT NULL,
-    provider_id            TEXT NOT NULL REFERENCES providers (id) ON DELETE RESTRICT,
+    provider_id            TEXT NOT NULL REFERENCES providers (id),
     upstream_model         TEXT NOT NULL,
     pathway                TEXT NOT NULL,
     enabled                INTEGER NOT NULL,
@@ -70,7 +72,7 @@ CREATE INDEX models_provider ON models (provider_id);
 
 CREATE TABLE defaults (
     pathway  TEXT PRIMARY KEY NOT NULL,
-    model_id TEXT NOT NULL REFERENCES models (id) ON DELETE RESTRICT
+    model_id TEXT NOT NULL REFERENCES models (id)
 ) STRICT;
 
 CREATE INDEX defaults_model ON defaults (model_id);
