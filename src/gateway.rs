@@ -125,25 +125,17 @@ impl Gateway {
             model.provider.text(text_call(&model, request, max_tokens)).await
         })
         .await;
-        let (answer, row) = match result {
-            Ok(out) => {
-                let usage = consumption(&model, out.input_tokens, out.output_tokens, 0);
-                let row = usage_row(&ctx, &model, &input.metadata, usage, None, None);
-                let answer = TextAnswer {
-                    text: out.text,
-                    model_id: model.record.id.clone(),
-                    finish: out.finish,
-                    usage,
-                };
-                (Ok(answer), row)
-            }
-            Err(err) => {
-                let row = usage_row(&ctx, &model, &input.metadata, Consumption::default(), None, Some(&err));
-                (Err(err), row)
-            }
-        };
-        self.usage.record(row).await?;
-        answer
+        let result = result.map(|out| {
+            let usage = consumption(&model, out.input_tokens, out.output_tokens, 0);
+            let answer = TextAnswer {
+                text: out.text,
+                model_id: model.record.id.clone(),
+                finish: out.finish,
+                usage,
+            };
+            (answer, usage)
+        });
+        self.settle(&ctx, &model, &input.metadata, result).await
     }
 
     pub async fn image(&self, ctx: CallContext, input: ImageInput) -> Result<ImageAnswer> {
@@ -160,19 +152,31 @@ impl Gateway {
             model.provider.image(call).await
         })
         .await;
+        let result = result.map(|out| {
+            let usage = consumption(&model, 0, 0, out.images.len() as u64);
+            let answer = ImageAnswer {
+                images: out.images,
+                model_id: model.record.id.clone(),
+                usage,
+            };
+            (answer, usage)
+        });
+        self.settle(&ctx, &model, &input.metadata, result).await
+    }
+
+    /// Records the usage row of a unary call, then hands back its outcome:
+    /// the answer leaves only once its row is committed.
+    async fn settle<T>(
+        &self,
+        ctx: &CallContext,
+        model: &CatalogModel,
+        metadata: &BTreeMap<String, String>,
+        result: Result<(T, Consumption)>,
+    ) -> Result<T> {
         let (answer, row) = match result {
-            Ok(out) => {
-                let usage = consumption(&model, 0, 0, out.images.len() as u64);
-                let row = usage_row(&ctx, &model, &input.metadata, usage, None, None);
-                let answer = ImageAnswer {
-                    images: out.images,
-                    model_id: model.record.id.clone(),
-                    usage,
-                };
-                (Ok(answer), row)
-            }
+            Ok((answer, usage)) => (Ok(answer), usage_row(ctx, model, metadata, usage, None, None)),
             Err(err) => {
-                let row = usage_row(&ctx, &model, &input.metadata, Consumption::default(), None, Some(&err));
+                let row = usage_row(ctx, model, metadata, Consumption::default(), None, Some(&err));
                 (Err(err), row)
             }
         };

@@ -257,8 +257,8 @@ async fn stream_relays_the_text_answer_in_order() {
     assert!(failure.is_none(), "{failure:?}");
     assert_eq!(concat_deltas(&messages), answer.text);
 
-    let (first, last) = (&messages[0], messages.last().unwrap());
     assert!(messages.len() > 2, "{messages:?}");
+    let (first, last) = (&messages[0], &messages[messages.len() - 1]);
     assert_eq!(first.model, "mock-text");
     assert!(!first.request_id.is_empty());
     for message in &messages[..messages.len() - 1] {
@@ -289,16 +289,25 @@ async fn stream_relays_the_text_answer_in_order() {
     );
 }
 
-#[tokio::test]
-async fn cancelled_stream_leaves_its_row() {
+/// A fresh City with a text model made of these mock options, and a stream
+/// on it opened by a user of the studio.
+async fn stream_on_custom_model(
+    options: &[(&str, &str)],
+    prompt: &str,
+) -> (TestCity, Streaming<StreamTextResponse>) {
     let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    city.upsert_model(text_model("slow-text", &[("chunk_delay_ms", "50")]))
-        .await;
-    let mut stream = open_stream(
+    city.upsert_model(text_model("custom-text", options)).await;
+    let stream = open_stream(
         &mut city.ai(STUDIO, &token),
-        stream_on("slow-text", &words(40)),
+        stream_on("custom-text", prompt),
     )
     .await;
+    (city, stream)
+}
+
+#[tokio::test]
+async fn cancelled_stream_leaves_its_row() {
+    let (city, mut stream) = stream_on_custom_model(&[("chunk_delay_ms", "50")], &words(40)).await;
     let first = stream.message().await.expect("first").expect("first");
     stream.message().await.expect("second").expect("second");
     drop(stream);
@@ -315,14 +324,7 @@ async fn cancelled_stream_leaves_its_row() {
 
 #[tokio::test]
 async fn stream_failing_midway_ends_with_unavailable() {
-    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    city.upsert_model(text_model("breaking-text", &[("fail_after_chunks", "2")]))
-        .await;
-    let mut stream = open_stream(
-        &mut city.ai(STUDIO, &token),
-        stream_on("breaking-text", "a b c d"),
-    )
-    .await;
+    let (city, mut stream) = stream_on_custom_model(&[("fail_after_chunks", "2")], "a b c d").await;
     let (messages, failure) = read_to_end(&mut stream).await;
     assert_eq!(concat_deltas(&messages), "Echo: a");
     assert_eq!(messages.len(), 2);
@@ -425,30 +427,12 @@ async fn list_models_shows_enabled_models_with_pathways_and_defaults() {
 
 // ---- usage: rows, pages and aggregates -------------------------------------
 
-/// Every page of the studio's usage records at `page_size`.
-async fn usage_pages(city: &TestCity, page_size: i32) -> Vec<Vec<UsageRecord>> {
-    let mut admin = city.admin();
-    let mut pages = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = admin
-            .list_usage_records(proto::ListUsageRecordsRequest {
-                filter: Some(studio_filter(STUDIO)),
-                page_size,
-                page_token,
-            })
-            .await
-            .expect("list usage")
-            .into_inner();
-        pages.push(page.records);
-        if page.next_page_token.is_empty() {
-            return pages;
-        }
-        page_token = page.next_page_token;
-    }
-}
-
-async fn aggregate(city: &TestCity, by: proto::UsageDimension) -> Vec<proto::UsageAggregate> {
+/// The studio's usage summed by one dimension, keyed by `key` of each group.
+async fn aggregate_by(
+    city: &TestCity,
+    by: proto::UsageDimension,
+    key: fn(&proto::UsageAggregate) -> String,
+) -> BTreeMap<String, Totals> {
     let response = city
         .admin()
         .aggregate_usage(proto::AggregateUsageRequest {
@@ -460,21 +444,11 @@ async fn aggregate(city: &TestCity, by: proto::UsageDimension) -> Vec<proto::Usa
         .expect("aggregate usage")
         .into_inner();
     assert!(response.next_page_token.is_empty());
-    response.rows
-}
-
-/// The UTC calendar day (YYYY-MM-DD) of a Unix time, by the civil-from-days algorithm.
-fn utc_day(unix_seconds: i64) -> String {
-    let z = unix_seconds.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    response
+        .rows
+        .iter()
+        .map(|a| (key(a), Totals::of_aggregate(a)))
+        .collect()
 }
 
 #[tokio::test]
@@ -497,7 +471,7 @@ async fn usage_records_and_aggregates_agree_with_the_responses() {
     }
 
     // Pages of 7: every row exactly once, newest first.
-    let pages = usage_pages(&city, 7).await;
+    let pages = city.usage_pages(studio_filter(STUDIO), 7).await;
     let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
     assert_eq!(sizes, [7, 7, 7, 4]);
     let rows: Vec<UsageRecord> = pages.into_iter().flatten().collect();
@@ -513,35 +487,23 @@ async fn usage_records_and_aggregates_agree_with_the_responses() {
             .all(|w| (w[0].seconds, w[0].nanos) >= (w[1].seconds, w[1].nanos))
     );
 
-    let by_user: BTreeMap<String, Totals> = aggregate(&city, proto::UsageDimension::User)
-        .await
-        .iter()
-        .map(|a| (a.user_id.clone(), Totals::of_aggregate(a)))
-        .collect();
+    let by_user = aggregate_by(&city, proto::UsageDimension::User, |a| a.user_id.clone()).await;
     assert_eq!(by_user, per_user);
 
-    let sum = Totals::of_rows(&rows);
-    let by_model = aggregate(&city, proto::UsageDimension::Model).await;
-    assert_eq!(by_model.len(), 1);
+    let by_model = aggregate_by(&city, proto::UsageDimension::Model, |a| a.model_id.clone()).await;
     assert_eq!(
-        (
-            by_model[0].model_id.as_str(),
-            Totals::of_aggregate(&by_model[0])
-        ),
-        ("mock-text", sum)
+        by_model,
+        BTreeMap::from([("mock-text".to_string(), Totals::of_rows(&rows))])
     );
 
     let mut days: BTreeMap<String, Totals> = BTreeMap::new();
     for row in &rows {
-        days.entry(utc_day(row.create_time.unwrap().seconds))
+        let day = utc_day(row.create_time.expect("create_time").seconds * 1000);
+        days.entry(day)
             .or_default()
             .add(row.input_tokens, row.output_tokens);
     }
-    let by_day: BTreeMap<String, Totals> = aggregate(&city, proto::UsageDimension::Day)
-        .await
-        .iter()
-        .map(|a| (a.day.clone(), Totals::of_aggregate(a)))
-        .collect();
+    let by_day = aggregate_by(&city, proto::UsageDimension::Day, |a| a.day.clone()).await;
     assert_eq!(by_day, days);
 }
 

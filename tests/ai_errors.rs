@@ -68,14 +68,23 @@ async fn assert_invalid<T: Debug>(
     );
 }
 
+/// A Text call with this `x-studio-id` and bearer (each may be missing).
+async fn text_as(
+    city: &TestCity,
+    studio: Option<&str>,
+    bearer: Option<&str>,
+) -> Result<Response<proto::TextResponse>, Status> {
+    city.ai_with(studio, bearer)
+        .text(text_request("hello"))
+        .await
+}
+
 /// A Text call with `bearer` (or none) on the studio.
 async fn text_with_bearer(
     city: &TestCity,
     bearer: Option<&str>,
 ) -> Result<Response<proto::TextResponse>, Status> {
-    city.ai_with(Some(STUDIO), bearer)
-        .text(text_request("hello"))
-        .await
+    text_as(city, Some(STUDIO), bearer).await
 }
 
 async fn text_on_model(
@@ -168,10 +177,7 @@ async fn right_id_with_wrong_secret_is_token_invalid() {
 #[tokio::test]
 async fn missing_studio_id_is_studio_id_missing() {
     let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    let result = city
-        .ai_with(None, Some(&token))
-        .text(text_request("hello"))
-        .await;
+    let result = text_as(&city, None, Some(&token)).await;
     assert_rejected(&city, result, Code::Unauthenticated, "STUDIO_ID_MISSING").await;
 }
 
@@ -215,10 +221,7 @@ async fn revoked_token_fails_on_the_very_next_call() {
 async fn token_of_another_studio_is_studio_mismatch() {
     let (city, token_a) = TestCity::start_with_user("studio-a", USER).await;
     city.studio_with_user("studio-b", USER).await;
-    let result = city
-        .ai("studio-b", &token_a)
-        .text(text_request("hello"))
-        .await;
+    let result = text_as(&city, Some("studio-b"), Some(&token_a)).await;
     assert_rejected(&city, result, Code::PermissionDenied, "STUDIO_MISMATCH").await;
 }
 

@@ -8,9 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
+use tonic::{Response, Status};
 
-use super::client::{Bearer, Client, PageArgs, collect, connect, unary};
-use super::render::Output;
+use super::client::{
+    Bearer, Client, PageArgs, PagedRequest, PagedResponse, collect, connect, unary,
+};
+use super::render::{Output, Render};
 use crate::proto::{
     AggregateUsageRequest, CreateStudioKeyRequest, CreateStudioRequest, DeleteModelRequest,
     DeleteProviderRequest, GetStudioRequest, IssueUserTokenRequest, ListCatalogModelsRequest,
@@ -20,6 +23,9 @@ use crate::proto::{
     UpsertModelRequest, UpsertProviderRequest, UsageDimension, UsageFilter,
 };
 
+/// The help heading of the options every admin command takes.
+const GLOBAL: &str = "Global options";
+
 /// Manage the studios, credentials, model catalog and usage of a running City.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -28,15 +34,22 @@ pub struct AdminArgs {
         long,
         env = "DOWNCITY_ADDR",
         default_value = "127.0.0.1:50051",
-        global = true
+        global = true,
+        help_heading = GLOBAL
     )]
     addr: String,
     /// The operator's admin key, or a studio key (`dck_...`) for the
     /// studio-scoped calls.
-    #[arg(long, env = "DOWNCITY_ADMIN_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "DOWNCITY_ADMIN_KEY",
+        hide_env_values = true,
+        global = true,
+        help_heading = GLOBAL
+    )]
     admin_key: Option<String>,
     /// Print the response messages as JSON instead of tables.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
     #[command(subcommand)]
     command: AdminCommand,
@@ -79,21 +92,36 @@ enum StudiosCommand {
         name: Option<String>,
     },
     /// Show one studio.
-    Get { id: String },
+    Get {
+        /// The studio's id.
+        id: String,
+    },
     /// List studios by id.
     List(PageArgs),
     /// Suspend a studio: its calls fail at once.
-    Suspend { id: String },
+    Suspend {
+        /// The studio's id.
+        id: String,
+    },
     /// Let a suspended studio make calls again.
-    Activate { id: String },
+    Activate {
+        /// The studio's id.
+        id: String,
+    },
     /// Change a studio's name.
-    Rename { id: String, name: String },
+    Rename {
+        /// The studio's id.
+        id: String,
+        /// The new human-readable name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Create a studio key and print its secret, once.
     Create {
+        /// The studio the key is for.
         studio: String,
         /// Human-readable name.
         #[arg(long)]
@@ -101,18 +129,25 @@ enum KeysCommand {
     },
     /// List a studio's keys, without secrets.
     List {
+        /// The studio's id.
         studio: String,
         #[command(flatten)]
         page: PageArgs,
     },
     /// Revoke a studio key at once.
-    Revoke { studio: String, key_id: String },
+    Revoke {
+        /// The studio the key belongs to.
+        studio: String,
+        /// The key's public id.
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum TokensCommand {
     /// Issue a user token and print its secret, once.
     Issue {
+        /// The studio the token is for.
         studio: String,
         /// The studio's own id of the end user.
         user: String,
@@ -122,6 +157,7 @@ enum TokensCommand {
     },
     /// List a studio's user tokens, without secrets.
     List {
+        /// The studio's id.
         studio: String,
         /// Only this user's tokens.
         #[arg(long)]
@@ -130,13 +166,19 @@ enum TokensCommand {
         page: PageArgs,
     },
     /// Revoke a user token at once.
-    Revoke { studio: String, token_id: String },
+    Revoke {
+        /// The studio the token belongs to.
+        studio: String,
+        /// The token's public id.
+        token_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum ProvidersCommand {
     /// Create or replace a provider.
     Upsert {
+        /// Stable id, referenced by models.
         id: String,
         /// The upstream protocol the provider speaks.
         #[arg(long, value_enum)]
@@ -148,7 +190,10 @@ enum ProvidersCommand {
     /// List providers by id.
     List(PageArgs),
     /// Delete a provider that no model uses.
-    Delete { id: String },
+    Delete {
+        /// The provider's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,7 +203,10 @@ enum ModelsCommand {
     /// List the catalog with its upstream details.
     List(PageArgs),
     /// Delete a model that is no pathway's default.
-    Delete { id: String },
+    Delete {
+        /// The model's id.
+        id: String,
+    },
 }
 
 /// Every field of a model; an upsert replaces the whole model.
@@ -208,8 +256,10 @@ struct ModelArgs {
 enum DefaultsCommand {
     /// Make a model the default of its pathway.
     Set {
+        /// The pathway whose default to set.
         #[arg(value_enum)]
         pathway: PathwayArg,
+        /// The model; it must serve that pathway.
         model: String,
     },
 }
@@ -268,51 +318,50 @@ impl FilterArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum KindArg {
-    /// The built-in deterministic mock.
-    Mock,
+/// A clap value enum for some values of a proto enum, which it converts to
+/// the `i32` the messages hold.
+macro_rules! proto_choice {
+    ($(#[$doc:meta])* $arg:ident => $proto:ident { $($(#[$value_doc:meta])* $value:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+        enum $arg {
+            $($(#[$value_doc])* $value),+
+        }
+
+        impl From<$arg> for i32 {
+            fn from(arg: $arg) -> i32 {
+                match arg {
+                    $($arg::$value => $proto::$value.into()),+
+                }
+            }
+        }
+    };
 }
 
-impl From<KindArg> for ProviderKind {
-    fn from(kind: KindArg) -> Self {
-        match kind {
-            KindArg::Mock => ProviderKind::Mock,
-        }
+proto_choice! {
+    /// The upstream protocol of a provider.
+    KindArg => ProviderKind {
+        /// The built-in deterministic mock: no network.
+        Mock,
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum PathwayArg {
-    Text,
-    Image,
+proto_choice! {
+    /// The kind of AI call a model serves.
+    PathwayArg => Pathway { Text, Image }
 }
 
-impl From<PathwayArg> for Pathway {
-    fn from(pathway: PathwayArg) -> Self {
-        match pathway {
-            PathwayArg::Text => Pathway::Text,
-            PathwayArg::Image => Pathway::Image,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DimensionArg {
-    Studio,
-    User,
-    Model,
-    Day,
-}
-
-impl From<DimensionArg> for UsageDimension {
-    fn from(dimension: DimensionArg) -> Self {
-        match dimension {
-            DimensionArg::Studio => UsageDimension::Studio,
-            DimensionArg::User => UsageDimension::User,
-            DimensionArg::Model => UsageDimension::Model,
-            DimensionArg::Day => UsageDimension::Day,
-        }
+proto_choice! {
+    /// A dimension to group usage by.
+    DimensionArg => UsageDimension {
+        /// Group by studio.
+        Studio,
+        /// Group by studio and user.
+        User,
+        /// Group by model.
+        Model,
+        /// Group by calendar day (UTC).
+        Day,
     }
 }
 
@@ -415,42 +464,64 @@ async fn execute(args: AdminArgs) -> Result<()> {
     }
 }
 
+/// Lists with `rpc` page after page, then prints what it got.
+async fn list<Req, Resp>(
+    out: Output,
+    page: PageArgs,
+    request: Req,
+    rpc: impl AsyncFnMut(Req) -> Result<Response<Resp>, Status>,
+) -> Result<()>
+where
+    Req: PagedRequest,
+    Resp: PagedResponse<Item: Render>,
+{
+    out.list(&collect(page, request, rpc).await?)
+}
+
 async fn studios(client: &mut Client, out: Output, command: StudiosCommand) -> Result<()> {
-    let update = match command {
+    match command {
         StudiosCommand::Create { id, name } => {
             let request = CreateStudioRequest {
                 studio_id: id.unwrap_or_default(),
                 display_name: name.unwrap_or_default(),
             };
             let response = unary(client.create_studio(request)).await?;
-            return out.item("studio", response.studio.as_ref());
+            out.item("studio", response.studio.as_ref())
         }
         StudiosCommand::Get { id } => {
             let response = unary(client.get_studio(GetStudioRequest { studio_id: id })).await?;
-            return out.item("studio", response.studio.as_ref());
+            out.item("studio", response.studio.as_ref())
         }
         StudiosCommand::List(page) => {
             let request = ListStudiosRequest::default();
-            let listing = collect(page, request, async |r| unary(client.list_studios(r)).await);
-            return out.list(&listing.await?);
+            list(out, page, request, async |r| client.list_studios(r).await).await
         }
-        StudiosCommand::Suspend { id } => UpdateStudioRequest {
-            studio_id: id,
-            display_name: None,
-            status: StudioStatus::Suspended.into(),
-        },
-        StudiosCommand::Activate { id } => UpdateStudioRequest {
-            studio_id: id,
-            display_name: None,
-            status: StudioStatus::Active.into(),
-        },
-        StudiosCommand::Rename { id, name } => UpdateStudioRequest {
-            studio_id: id,
-            display_name: Some(name),
-            status: StudioStatus::Unspecified.into(),
-        },
+        StudiosCommand::Suspend { id } => {
+            update_studio(client, out, id, None, StudioStatus::Suspended).await
+        }
+        StudiosCommand::Activate { id } => {
+            update_studio(client, out, id, None, StudioStatus::Active).await
+        }
+        StudiosCommand::Rename { id, name } => {
+            update_studio(client, out, id, Some(name), StudioStatus::Unspecified).await
+        }
+    }
+}
+
+/// Changes a studio's name (unless `None`) and status (unless unspecified).
+async fn update_studio(
+    client: &mut Client,
+    out: Output,
+    id: String,
+    name: Option<String>,
+    status: StudioStatus,
+) -> Result<()> {
+    let request = UpdateStudioRequest {
+        studio_id: id,
+        display_name: name,
+        status: status.into(),
     };
-    let response = unary(client.update_studio(update)).await?;
+    let response = unary(client.update_studio(request)).await?;
     out.item("studio", response.studio.as_ref())
 }
 
@@ -469,10 +540,10 @@ async fn keys(client: &mut Client, out: Output, command: KeysCommand) -> Result<
                 studio_id: studio,
                 ..Default::default()
             };
-            let listing = collect(page, request, async |r| {
-                unary(client.list_studio_keys(r)).await
-            });
-            out.list(&listing.await?)
+            list(out, page, request, async |r| {
+                client.list_studio_keys(r).await
+            })
+            .await
         }
         KeysCommand::Revoke { studio, key_id } => {
             let request = RevokeStudioKeyRequest {
@@ -507,10 +578,10 @@ async fn tokens(client: &mut Client, out: Output, command: TokensCommand) -> Res
                 user_id: user.unwrap_or_default(),
                 ..Default::default()
             };
-            let listing = collect(page, request, async |r| {
-                unary(client.list_user_tokens(r)).await
-            });
-            out.list(&listing.await?)
+            list(out, page, request, async |r| {
+                client.list_user_tokens(r).await
+            })
+            .await
         }
         TokensCommand::Revoke { studio, token_id } => {
             let request = RevokeUserTokenRequest {
@@ -528,7 +599,7 @@ async fn providers(client: &mut Client, out: Output, command: ProvidersCommand) 
         ProvidersCommand::Upsert { id, kind, base_url } => {
             let provider = Provider {
                 id,
-                kind: ProviderKind::from(kind).into(),
+                kind: kind.into(),
                 base_url: base_url.unwrap_or_default(),
                 update_time: None,
             };
@@ -540,8 +611,7 @@ async fn providers(client: &mut Client, out: Output, command: ProvidersCommand) 
         }
         ProvidersCommand::List(page) => {
             let request = ListProvidersRequest::default();
-            let listing = collect(page, request, async |r| unary(client.list_providers(r)).await);
-            out.list(&listing.await?)
+            list(out, page, request, async |r| client.list_providers(r).await).await
         }
         ProvidersCommand::Delete { id } => {
             let request = DeleteProviderRequest {
@@ -560,7 +630,7 @@ impl ModelArgs {
             display_name: self.name.unwrap_or_default(),
             provider_id: self.provider,
             upstream_model: self.upstream,
-            pathway: Pathway::from(self.pathway).into(),
+            pathway: self.pathway.into(),
             enabled: !self.disabled,
             is_default: false,
             max_output_tokens: self.max_output_tokens,
@@ -586,10 +656,10 @@ async fn models(client: &mut Client, out: Output, command: ModelsCommand) -> Res
         }
         ModelsCommand::List(page) => {
             let request = ListCatalogModelsRequest::default();
-            let listing = collect(page, request, async |r| {
-                unary(client.list_catalog_models(r)).await
-            });
-            out.list(&listing.await?)
+            list(out, page, request, async |r| {
+                client.list_catalog_models(r).await
+            })
+            .await
         }
         ModelsCommand::Delete { id } => {
             let request = DeleteModelRequest {
@@ -604,7 +674,7 @@ async fn models(client: &mut Client, out: Output, command: ModelsCommand) -> Res
 async fn defaults(client: &mut Client, out: Output, command: DefaultsCommand) -> Result<()> {
     let DefaultsCommand::Set { pathway, model } = command;
     let request = SetDefaultModelRequest {
-        pathway: Pathway::from(pathway).into(),
+        pathway: pathway.into(),
         model_id: model,
     };
     let response = unary(client.set_default_model(request)).await?;
@@ -618,19 +688,21 @@ async fn usage(client: &mut Client, out: Output, command: UsageCommand) -> Resul
                 filter: Some(filter.into_proto()),
                 ..Default::default()
             };
-            let listing = collect(page, request, async |r| {
-                unary(client.list_usage_records(r)).await
-            });
-            out.list(&listing.await?)
+            list(out, page, request, async |r| {
+                client.list_usage_records(r).await
+            })
+            .await
         }
         UsageCommand::Aggregate { by, filter, page } => {
             let request = AggregateUsageRequest {
                 filter: Some(filter.into_proto()),
-                group_by: by.into_iter().map(|d| UsageDimension::from(d).into()).collect(),
+                group_by: by.into_iter().map(i32::from).collect(),
                 ..Default::default()
             };
-            let listing = collect(page, request, async |r| unary(client.aggregate_usage(r)).await);
-            out.list(&listing.await?)
+            list(out, page, request, async |r| {
+                client.aggregate_usage(r).await
+            })
+            .await
         }
     }
 }
@@ -669,14 +741,24 @@ mod tests {
     #[test]
     fn global_options_go_anywhere() {
         let args = Cli::try_parse_from([
-            "admin", "studios", "get", "s1", "--json", "--addr", "http://c:2", "--admin-key", "x",
+            "admin",
+            "studios",
+            "get",
+            "s1",
+            "--json",
+            "--addr",
+            "http://c:2",
+            "--admin-key",
+            "x",
         ])
         .unwrap()
         .admin;
         assert!(args.json);
         assert_eq!(args.addr, "http://c:2");
         assert_eq!(args.admin_key.as_deref(), Some("x"));
-        assert!(matches!(args.command, AdminCommand::Studios(StudiosCommand::Get { id }) if id == "s1"));
+        assert!(
+            matches!(args.command, AdminCommand::Studios(StudiosCommand::Get { id }) if id == "s1")
+        );
     }
 
     #[test]
@@ -688,11 +770,21 @@ mod tests {
                 if id == "acme" && name == "Acme"
         ));
         let args = parse_ok(&["studios", "list"]);
-        let expected = PageArgs { page_size: 100, all: false };
-        assert!(matches!(args.command, AdminCommand::Studios(StudiosCommand::List(p)) if p == expected));
+        let expected = PageArgs {
+            page_size: 100,
+            all: false,
+        };
+        assert!(
+            matches!(args.command, AdminCommand::Studios(StudiosCommand::List(p)) if p == expected)
+        );
         let args = parse_ok(&["studios", "list", "--page-size", "5", "--all"]);
-        let expected = PageArgs { page_size: 5, all: true };
-        assert!(matches!(args.command, AdminCommand::Studios(StudiosCommand::List(p)) if p == expected));
+        let expected = PageArgs {
+            page_size: 5,
+            all: true,
+        };
+        assert!(
+            matches!(args.command, AdminCommand::Studios(StudiosCommand::List(p)) if p == expected)
+        );
         let args = parse_ok(&["studios", "rename", "acme", "New name"]);
         assert!(matches!(
             args.command,
@@ -736,7 +828,10 @@ mod tests {
             }
         };
         assert_eq!(ttl_of(&[]), Ttl(Some(Duration::from_secs(24 * 3600))));
-        assert_eq!(ttl_of(&["--ttl", "90m"]), Ttl(Some(Duration::from_secs(5400))));
+        assert_eq!(
+            ttl_of(&["--ttl", "90m"]),
+            Ttl(Some(Duration::from_secs(5400)))
+        );
         assert_eq!(ttl_of(&["--ttl", "never"]), Ttl(None));
         assert!(fails(&["tokens", "issue", "acme", "u1", "--ttl", "0s"]));
         assert!(fails(&["tokens", "issue", "acme", "u1", "--ttl", "soon"]));
@@ -764,11 +859,34 @@ mod tests {
     #[test]
     fn model_upserts_carry_every_field() {
         let args = parse_ok(&[
-            "models", "upsert", "fast", "--provider", "mock1", "--upstream", "mock-large",
-            "--pathway", "text", "--name", "Fast", "--disabled", "--max-output-tokens", "512",
-            "--max-input-tokens", "4096", "--input-price", "150", "--output-price", "600",
-            "--fallback", "slow", "--fallback", "slower", "--option", "chunk_delay_ms=20",
-            "--option", "fail=a=b",
+            "models",
+            "upsert",
+            "fast",
+            "--provider",
+            "mock1",
+            "--upstream",
+            "mock-large",
+            "--pathway",
+            "text",
+            "--name",
+            "Fast",
+            "--disabled",
+            "--max-output-tokens",
+            "512",
+            "--max-input-tokens",
+            "4096",
+            "--input-price",
+            "150",
+            "--output-price",
+            "600",
+            "--fallback",
+            "slow",
+            "--fallback",
+            "slower",
+            "--option",
+            "chunk_delay_ms=20",
+            "--option",
+            "fail=a=b",
         ]);
         let AdminCommand::Models(ModelsCommand::Upsert(model)) = args.command else {
             panic!("not an upsert");
@@ -780,8 +898,14 @@ mod tests {
         assert_eq!(model.upstream_model, "mock-large");
         assert_eq!(model.pathway, Pathway::Text as i32);
         assert!(!model.enabled);
-        assert_eq!((model.max_output_tokens, model.max_input_tokens), (512, 4096));
-        assert_eq!((model.input_micros_per_mtok, model.output_micros_per_mtok), (150, 600));
+        assert_eq!(
+            (model.max_output_tokens, model.max_input_tokens),
+            (512, 4096)
+        );
+        assert_eq!(
+            (model.input_micros_per_mtok, model.output_micros_per_mtok),
+            (150, 600)
+        );
         assert_eq!(model.micros_per_image, 0);
         assert_eq!(model.fallback_model_ids, ["slow", "slower"]);
         assert_eq!(model.options["chunk_delay_ms"], "20");
@@ -790,9 +914,22 @@ mod tests {
 
     #[test]
     fn model_upserts_reject_bad_values() {
-        let base = ["models", "upsert", "m", "--provider", "p", "--upstream", "u"];
+        let base = [
+            "models",
+            "upsert",
+            "m",
+            "--provider",
+            "p",
+            "--upstream",
+            "u",
+        ];
         let with = |extra: &[&'static str]| [&base[..], extra].concat();
-        assert!(!fails(&with(&["--pathway", "image", "--image-price", "40000"])));
+        assert!(!fails(&with(&[
+            "--pathway",
+            "image",
+            "--image-price",
+            "40000"
+        ])));
         assert!(fails(&with(&[])));
         assert!(fails(&with(&["--pathway", "audio"])));
         assert!(fails(&with(&["--pathway", "text", "--option", "novalue"])));
@@ -815,15 +952,36 @@ mod tests {
     #[test]
     fn usage_commands_parse() {
         let args = parse_ok(&[
-            "usage", "list", "--studio", "acme", "--user", "u1", "--model", "fast",
-            "--since", "2025-01-31T00:00:00Z", "--until", "2025-02-01", "--limit", "20",
+            "usage",
+            "list",
+            "--studio",
+            "acme",
+            "--user",
+            "u1",
+            "--model",
+            "fast",
+            "--since",
+            "2025-01-31T00:00:00Z",
+            "--until",
+            "2025-02-01",
+            "--limit",
+            "20",
         ]);
         let AdminCommand::Usage(UsageCommand::List { filter, page }) = args.command else {
             panic!("not a usage list");
         };
-        assert_eq!(page, PageArgs { page_size: 20, all: false });
+        assert_eq!(
+            page,
+            PageArgs {
+                page_size: 20,
+                all: false
+            }
+        );
         let filter = filter.into_proto();
-        assert_eq!((filter.studio_id.as_str(), filter.user_id.as_str()), ("acme", "u1"));
+        assert_eq!(
+            (filter.studio_id.as_str(), filter.user_id.as_str()),
+            ("acme", "u1")
+        );
         assert_eq!(filter.model_id, "fast");
         assert_eq!(filter.start_time.map(|t| t.seconds), Some(1_738_281_600));
         assert_eq!(filter.end_time.map(|t| t.seconds), Some(1_738_368_000));
@@ -832,7 +990,10 @@ mod tests {
         let AdminCommand::Usage(UsageCommand::Aggregate { by, filter, .. }) = args.command else {
             panic!("not a usage aggregate");
         };
-        assert_eq!(by, [DimensionArg::Studio, DimensionArg::Day, DimensionArg::Model]);
+        assert_eq!(
+            by,
+            [DimensionArg::Studio, DimensionArg::Day, DimensionArg::Model]
+        );
         assert_eq!(filter.into_proto(), UsageFilter::default());
         assert!(fails(&["usage", "aggregate", "--by", "week"]));
         assert!(fails(&["usage", "list", "--since", "yesterday"]));
@@ -842,8 +1003,11 @@ mod tests {
     fn since_takes_rfc3339_or_a_duration_ago() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_738_300_000);
         let at = |s: &str| {
-            parse_time_at(s, now)
-                .map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64())
+            parse_time_at(s, now).map(|t| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs_f64()
+            })
         };
         assert_eq!(at("2025-01-31T00:00:00Z"), Ok(1_738_281_600.0));
         assert_eq!(at("2025-01-31T00:00:00.5Z"), Ok(1_738_281_600.5));
@@ -854,7 +1018,13 @@ mod tests {
         assert_eq!(at(" 24h "), Ok(1_738_300_000.0 - 86_400.0));
         assert_eq!(at("7d"), Ok(1_738_300_000.0 - 7.0 * 86_400.0));
         assert_eq!(at("1h 30m"), Ok(1_738_300_000.0 - 5_400.0));
-        for bad in ["", "yesterday", "2025-13-01T00:00:00Z", "2025-01-31T00:00:00+25:00", "2025-01-31T00:00:00x02:00"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2025-13-01T00:00:00Z",
+            "2025-01-31T00:00:00+25:00",
+            "2025-01-31T00:00:00x02:00",
+        ] {
             assert!(at(bad).is_err(), "{bad:?} parsed");
         }
         assert!(at("100000000000h").is_err());

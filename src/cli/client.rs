@@ -33,12 +33,15 @@ pub(super) struct Bearer(MetadataValue<Ascii>);
 impl Bearer {
     /// The header for `key`; `None` or blank is an error naming the env var.
     pub(super) fn new(key: Option<&str>) -> Result<Self> {
-        let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or_else(|| {
-            anyhow!(
-                "no admin key: set DOWNCITY_ADMIN_KEY or pass --admin-key \
+        let key = key
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                anyhow!(
+                    "no admin key: set DOWNCITY_ADMIN_KEY or pass --admin-key \
                  (a studio key `dck_...` works for the studio-scoped calls)"
-            )
-        })?;
+                )
+            })?;
         let mut value = MetadataValue::try_from(format!("Bearer {key}"))
             .map_err(|_| anyhow!("the admin key holds characters not allowed in a gRPC header"))?;
         value.set_sensitive(true);
@@ -172,7 +175,7 @@ pub(super) struct Listing<T> {
 pub(super) async fn collect<Req, Resp>(
     page: PageArgs,
     mut request: Req,
-    mut rpc: impl AsyncFnMut(Req) -> Result<Resp>,
+    mut rpc: impl AsyncFnMut(Req) -> Result<Response<Resp>, Status>,
 ) -> Result<Listing<Resp::Item>>
 where
     Req: PagedRequest,
@@ -185,7 +188,7 @@ where
         let wanted = limit.map_or(page.page_size as usize, |l| l - items.len());
         let size = wanted.min(page.page_size.min(MAX_PAGE_SIZE) as usize);
         request.set_page(size as i32, token.clone());
-        let (mut got, next) = rpc(request.clone()).await?.into_page();
+        let (mut got, next) = unary(rpc(request.clone())).await?.into_page();
         items.append(&mut got);
         if !next.is_empty() && next == token {
             bail!("the server returned page token `{next}` twice");
@@ -223,7 +226,10 @@ mod tests {
     #[test]
     fn a_missing_key_names_the_env_var() {
         for key in [None, Some(""), Some("  ")] {
-            let err = Bearer::new(key).err().expect("no key must fail").to_string();
+            let err = Bearer::new(key)
+                .err()
+                .expect("no key must fail")
+                .to_string();
             assert!(err.contains("DOWNCITY_ADMIN_KEY"), "{err}");
         }
         let bearer = Bearer::new(Some("dck_abc_secret")).expect("valid key");
@@ -241,7 +247,8 @@ mod tests {
     #[test]
     fn status_lines_carry_code_message_and_reason() {
         let details = ErrorDetails::with_error_info("STUDIO_NOT_FOUND", "downcity", HashMap::new());
-        let status = Status::with_error_details(Code::NotFound, "studio `x` does not exist", details);
+        let status =
+            Status::with_error_details(Code::NotFound, "studio `x` does not exist", details);
         assert_eq!(
             status_line(&status),
             "NOT_FOUND: studio `x` does not exist (reason: STUDIO_NOT_FOUND)"
@@ -255,14 +262,10 @@ mod tests {
         total: usize,
         cap: usize,
         calls: &mut Vec<(i32, String)>,
-    ) -> impl AsyncFnMut(ListStudiosRequest) -> Result<ListStudiosResponse> {
+    ) -> impl AsyncFnMut(ListStudiosRequest) -> Result<Response<ListStudiosResponse>, Status> {
         async move |request: ListStudiosRequest| {
             calls.push((request.page_size, request.page_token.clone()));
-            let start: usize = if request.page_token.is_empty() {
-                0
-            } else {
-                request.page_token.parse()?
-            };
+            let start: usize = request.page_token.parse().unwrap_or(0);
             let end = (start + (request.page_size as usize).min(cap)).min(total);
             let studios = (start..end)
                 .map(|i| Studio {
@@ -270,11 +273,15 @@ mod tests {
                     ..Default::default()
                 })
                 .collect();
-            let next_page_token = if end < total { end.to_string() } else { String::new() };
-            Ok(ListStudiosResponse {
+            let next_page_token = if end < total {
+                end.to_string()
+            } else {
+                String::new()
+            };
+            Ok(Response::new(ListStudiosResponse {
                 studios,
                 next_page_token,
-            })
+            }))
         }
     }
 
@@ -285,9 +292,13 @@ mod tests {
     #[tokio::test]
     async fn collect_stops_at_the_page_size() {
         let mut calls = Vec::new();
-        let listing = collect(page(3, false), ListStudiosRequest::default(), fake_list(10, 2, &mut calls))
-            .await
-            .unwrap();
+        let listing = collect(
+            page(3, false),
+            ListStudiosRequest::default(),
+            fake_list(10, 2, &mut calls),
+        )
+        .await
+        .unwrap();
         assert_eq!(listing.field, "studios");
         assert_eq!(listing.items.len(), 3);
         assert_eq!(listing.next_page_token, "3");
@@ -297,11 +308,18 @@ mod tests {
     #[tokio::test]
     async fn collect_follows_every_page_with_all() {
         let mut calls = Vec::new();
-        let listing = collect(page(4, true), ListStudiosRequest::default(), fake_list(10, 100, &mut calls))
-            .await
-            .unwrap();
+        let listing = collect(
+            page(4, true),
+            ListStudiosRequest::default(),
+            fake_list(10, 100, &mut calls),
+        )
+        .await
+        .unwrap();
         let ids: Vec<_> = listing.items.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids, ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"]);
+        assert_eq!(
+            ids,
+            ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"]
+        );
         assert!(listing.next_page_token.is_empty());
         assert_eq!(calls.len(), 3);
         assert!(calls.iter().all(|(size, _)| *size == 4));
@@ -310,20 +328,36 @@ mod tests {
     #[tokio::test]
     async fn collect_clamps_requests_to_the_server_maximum() {
         let mut calls = Vec::new();
-        let listing = collect(page(2500, false), ListStudiosRequest::default(), fake_list(5, 1000, &mut calls))
-            .await
-            .unwrap();
+        let listing = collect(
+            page(2500, false),
+            ListStudiosRequest::default(),
+            fake_list(5, 1000, &mut calls),
+        )
+        .await
+        .unwrap();
         assert_eq!(listing.items.len(), 5);
         assert_eq!(calls, [(1000, String::new())]);
     }
 
     #[tokio::test]
+    async fn collect_reports_a_refused_page() {
+        let refused =
+            async |_: ListStudiosRequest| -> Result<Response<ListStudiosResponse>, Status> {
+                Err(Status::permission_denied("no"))
+            };
+        let err = collect(page(5, false), ListStudiosRequest::default(), refused)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "PERMISSION_DENIED: no");
+    }
+
+    #[tokio::test]
     async fn collect_refuses_a_repeated_token() {
         let stuck = async |_: ListStudiosRequest| {
-            Ok(ListStudiosResponse {
+            Ok(Response::new(ListStudiosResponse {
                 studios: Vec::new(),
                 next_page_token: "again".to_owned(),
-            })
+            }))
         };
         let err = collect(page(5, true), ListStudiosRequest::default(), stuck)
             .await

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use comfy_table::{Table, presets};
-use serde_json::{Value, json};
+use comfy_table::{ContentArrangement, Table, presets};
+use serde_json::{Map, Value};
 use tonic::Code;
 
 use super::client::Listing;
@@ -135,296 +135,221 @@ fn map_cell(map: &HashMap<String, String>) -> String {
     pairs.join(", ")
 }
 
-/// A message the CLI can show as a table row and as JSON.
-pub(super) trait Render {
-    /// The table's column names.
-    const COLUMNS: &'static [&'static str];
-    /// Whether to drop columns that are empty in every row.
+/// One field of a shown message: a table cell under the field's name in
+/// capitals, and a JSON member under its proto name.
+pub(super) struct Field {
+    name: &'static str,
+    cell: String,
+    json: Value,
+}
+
+impl Field {
+    fn new(name: &'static str, cell: String, json: Value) -> Self {
+        Self { name, cell, json }
+    }
+
+    fn text(name: &'static str, value: &str) -> Self {
+        Self::new(name, value.to_owned(), Value::from(value))
+    }
+
+    fn number(name: &'static str, value: impl Into<i64>) -> Self {
+        let value = value.into();
+        Self::new(name, value.to_string(), Value::from(value))
+    }
+
+    fn flag(name: &'static str, value: bool) -> Self {
+        Self::new(name, value.to_string(), Value::from(value))
+    }
+
+    fn enumeration<E: ProtoEnum>(name: &'static str, value: i32) -> Self {
+        Self::new(name, enum_cell::<E>(value), enum_json::<E>(value))
+    }
+
+    /// A gRPC status code: its name in the table, its number in JSON.
+    fn code(name: &'static str, value: i32) -> Self {
+        let cell = code_name(Code::from_i32(value)).to_owned();
+        Self::new(name, cell, Value::from(value))
+    }
+
+    fn time(name: &'static str, value: Option<&prost_types::Timestamp>) -> Self {
+        Self::new(name, ts_cell(value), ts_json(value))
+    }
+
+    fn duration(name: &'static str, value: Option<&prost_types::Duration>) -> Self {
+        Self::new(name, duration_cell(value), duration_json(value))
+    }
+
+    fn list(name: &'static str, values: &[String]) -> Self {
+        Self::new(name, values.join(", "), Value::from(values))
+    }
+
+    fn map(name: &'static str, map: &HashMap<String, String>) -> Self {
+        let json = map
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())));
+        Self::new(name, map_cell(map), Value::Object(json.collect()))
+    }
+
+    /// Shows `blank` in the table where the cell would be empty.
+    fn or(mut self, blank: &str) -> Self {
+        if self.cell.is_empty() {
+            self.cell = blank.to_owned();
+        }
+        self
+    }
+
+    fn column(&self) -> String {
+        self.name.to_uppercase()
+    }
+}
+
+/// A message the CLI shows, as a table row or as a JSON object.
+pub(super) trait Render: Default {
+    /// Whether tables drop the columns that are empty in every row.
     const SPARSE: bool = false;
-    /// One cell per column.
-    fn cells(&self) -> Vec<String>;
-    fn to_json(&self) -> Value;
+    /// Every field, in proto order.
+    fn fields(&self) -> Vec<Field>;
+}
+
+fn columns<T: Render>() -> Vec<String> {
+    T::default().fields().iter().map(Field::column).collect()
+}
+
+fn cells<T: Render>(item: &T) -> Vec<String> {
+    item.fields().into_iter().map(|f| f.cell).collect()
+}
+
+fn to_json<T: Render>(item: &T) -> Value {
+    let members = item
+        .fields()
+        .into_iter()
+        .map(|f| (f.name.to_owned(), f.json));
+    Value::Object(members.collect())
 }
 
 impl Render for Studio {
-    const COLUMNS: &'static [&'static str] = &["ID", "NAME", "STATUS", "CREATED", "UPDATED"];
-
-    fn cells(&self) -> Vec<String> {
+    fn fields(&self) -> Vec<Field> {
         vec![
-            self.id.clone(),
-            self.display_name.clone(),
-            enum_cell::<StudioStatus>(self.status),
-            ts_cell(self.create_time.as_ref()),
-            ts_cell(self.update_time.as_ref()),
+            Field::text("id", &self.id),
+            Field::text("display_name", &self.display_name),
+            Field::enumeration::<StudioStatus>("status", self.status),
+            Field::time("create_time", self.create_time.as_ref()),
+            Field::time("update_time", self.update_time.as_ref()),
         ]
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "display_name": self.display_name,
-            "status": enum_json::<StudioStatus>(self.status),
-            "create_time": ts_json(self.create_time.as_ref()),
-            "update_time": ts_json(self.update_time.as_ref()),
-        })
     }
 }
 
 impl Render for StudioKey {
-    const COLUMNS: &'static [&'static str] = &["ID", "STUDIO", "NAME", "CREATED", "REVOKED"];
-
-    fn cells(&self) -> Vec<String> {
+    fn fields(&self) -> Vec<Field> {
         vec![
-            self.id.clone(),
-            self.studio_id.clone(),
-            self.display_name.clone(),
-            ts_cell(self.create_time.as_ref()),
-            ts_cell(self.revoke_time.as_ref()),
+            Field::text("id", &self.id),
+            Field::text("studio_id", &self.studio_id),
+            Field::text("display_name", &self.display_name),
+            Field::time("create_time", self.create_time.as_ref()),
+            Field::time("revoke_time", self.revoke_time.as_ref()),
         ]
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "studio_id": self.studio_id,
-            "display_name": self.display_name,
-            "create_time": ts_json(self.create_time.as_ref()),
-            "revoke_time": ts_json(self.revoke_time.as_ref()),
-        })
     }
 }
 
 impl Render for UserToken {
-    const COLUMNS: &'static [&'static str] =
-        &["ID", "STUDIO", "USER", "CREATED", "EXPIRES", "REVOKED"];
-
-    fn cells(&self) -> Vec<String> {
+    fn fields(&self) -> Vec<Field> {
         vec![
-            self.id.clone(),
-            self.studio_id.clone(),
-            self.user_id.clone(),
-            ts_cell(self.create_time.as_ref()),
-            self.expire_time
-                .as_ref()
-                .map_or_else(|| "never".to_owned(), |t| timestamp(t, false)),
-            ts_cell(self.revoke_time.as_ref()),
+            Field::text("id", &self.id),
+            Field::text("studio_id", &self.studio_id),
+            Field::text("user_id", &self.user_id),
+            Field::time("create_time", self.create_time.as_ref()),
+            Field::time("expire_time", self.expire_time.as_ref()).or("never"),
+            Field::time("revoke_time", self.revoke_time.as_ref()),
         ]
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "studio_id": self.studio_id,
-            "user_id": self.user_id,
-            "create_time": ts_json(self.create_time.as_ref()),
-            "expire_time": ts_json(self.expire_time.as_ref()),
-            "revoke_time": ts_json(self.revoke_time.as_ref()),
-        })
     }
 }
 
 impl Render for Provider {
-    const COLUMNS: &'static [&'static str] = &["ID", "KIND", "BASE_URL", "UPDATED"];
-
-    fn cells(&self) -> Vec<String> {
+    fn fields(&self) -> Vec<Field> {
         vec![
-            self.id.clone(),
-            enum_cell::<ProviderKind>(self.kind),
-            self.base_url.clone(),
-            ts_cell(self.update_time.as_ref()),
+            Field::text("id", &self.id),
+            Field::enumeration::<ProviderKind>("kind", self.kind),
+            Field::text("base_url", &self.base_url),
+            Field::time("update_time", self.update_time.as_ref()),
         ]
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "kind": enum_json::<ProviderKind>(self.kind),
-            "base_url": self.base_url,
-            "update_time": ts_json(self.update_time.as_ref()),
-        })
     }
 }
 
 impl Render for Model {
-    const COLUMNS: &'static [&'static str] = &[
-        "ID",
-        "NAME",
-        "PROVIDER",
-        "UPSTREAM",
-        "PATHWAY",
-        "ENABLED",
-        "DEFAULT",
-        "MAX_OUT",
-        "MAX_IN",
-        "IN_MICROS/MTOK",
-        "OUT_MICROS/MTOK",
-        "MICROS/IMAGE",
-        "FALLBACKS",
-        "OPTIONS",
-        "UPDATED",
-    ];
-
-    fn cells(&self) -> Vec<String> {
+    fn fields(&self) -> Vec<Field> {
         vec![
-            self.id.clone(),
-            self.display_name.clone(),
-            self.provider_id.clone(),
-            self.upstream_model.clone(),
-            enum_cell::<Pathway>(self.pathway),
-            self.enabled.to_string(),
-            self.is_default.to_string(),
-            self.max_output_tokens.to_string(),
-            self.max_input_tokens.to_string(),
-            self.input_micros_per_mtok.to_string(),
-            self.output_micros_per_mtok.to_string(),
-            self.micros_per_image.to_string(),
-            self.fallback_model_ids.join(", "),
-            map_cell(&self.options),
-            ts_cell(self.update_time.as_ref()),
+            Field::text("id", &self.id),
+            Field::text("display_name", &self.display_name),
+            Field::text("provider_id", &self.provider_id),
+            Field::text("upstream_model", &self.upstream_model),
+            Field::enumeration::<Pathway>("pathway", self.pathway),
+            Field::flag("enabled", self.enabled),
+            Field::flag("is_default", self.is_default),
+            Field::number("max_output_tokens", self.max_output_tokens),
+            Field::number("max_input_tokens", self.max_input_tokens),
+            Field::number("input_micros_per_mtok", self.input_micros_per_mtok),
+            Field::number("output_micros_per_mtok", self.output_micros_per_mtok),
+            Field::number("micros_per_image", self.micros_per_image),
+            Field::list("fallback_model_ids", &self.fallback_model_ids),
+            Field::map("options", &self.options),
+            Field::time("update_time", self.update_time.as_ref()),
         ]
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "display_name": self.display_name,
-            "provider_id": self.provider_id,
-            "upstream_model": self.upstream_model,
-            "pathway": enum_json::<Pathway>(self.pathway),
-            "enabled": self.enabled,
-            "is_default": self.is_default,
-            "max_output_tokens": self.max_output_tokens,
-            "max_input_tokens": self.max_input_tokens,
-            "input_micros_per_mtok": self.input_micros_per_mtok,
-            "output_micros_per_mtok": self.output_micros_per_mtok,
-            "micros_per_image": self.micros_per_image,
-            "fallback_model_ids": self.fallback_model_ids,
-            "options": self.options,
-            "update_time": ts_json(self.update_time.as_ref()),
-        })
     }
 }
 
 impl Render for UsageRecord {
-    const COLUMNS: &'static [&'static str] = &[
-        "TIME",
-        "REQUEST",
-        "STUDIO",
-        "USER",
-        "MODEL",
-        "PROVIDER",
-        "PATHWAY",
-        "IN_TOKENS",
-        "OUT_TOKENS",
-        "IMAGES",
-        "COST_MICROS",
-        "STATUS",
-        "LATENCY",
-        "TTFT",
-        "METADATA",
-    ];
-
-    fn cells(&self) -> Vec<String> {
-        let mut status = code_name(Code::from_i32(self.status_code)).to_owned();
-        if !self.error_reason.is_empty() {
-            status = format!("{status} ({})", self.error_reason);
-        }
+    fn fields(&self) -> Vec<Field> {
         vec![
-            ts_cell(self.create_time.as_ref()),
-            self.request_id.clone(),
-            self.studio_id.clone(),
-            self.user_id.clone(),
-            self.model_id.clone(),
-            self.provider_id.clone(),
-            enum_cell::<Pathway>(self.pathway),
-            self.input_tokens.to_string(),
-            self.output_tokens.to_string(),
-            self.images.to_string(),
-            self.cost_micros.to_string(),
-            status,
-            duration_cell(self.latency.as_ref()),
-            duration_cell(self.time_to_first_token.as_ref()),
-            map_cell(&self.metadata),
+            Field::text("request_id", &self.request_id),
+            Field::text("studio_id", &self.studio_id),
+            Field::text("user_id", &self.user_id),
+            Field::text("model_id", &self.model_id),
+            Field::text("provider_id", &self.provider_id),
+            Field::enumeration::<Pathway>("pathway", self.pathway),
+            Field::number("input_tokens", self.input_tokens),
+            Field::number("output_tokens", self.output_tokens),
+            Field::number("images", self.images),
+            Field::number("cost_micros", self.cost_micros),
+            Field::code("status_code", self.status_code),
+            Field::text("error_reason", &self.error_reason),
+            Field::duration("latency", self.latency.as_ref()),
+            Field::duration("time_to_first_token", self.time_to_first_token.as_ref()),
+            Field::time("create_time", self.create_time.as_ref()),
+            Field::map("metadata", &self.metadata),
         ]
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "request_id": self.request_id,
-            "studio_id": self.studio_id,
-            "user_id": self.user_id,
-            "model_id": self.model_id,
-            "provider_id": self.provider_id,
-            "pathway": enum_json::<Pathway>(self.pathway),
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "images": self.images,
-            "cost_micros": self.cost_micros,
-            "status_code": self.status_code,
-            "error_reason": self.error_reason,
-            "latency": duration_json(self.latency.as_ref()),
-            "time_to_first_token": duration_json(self.time_to_first_token.as_ref()),
-            "create_time": ts_json(self.create_time.as_ref()),
-            "metadata": self.metadata,
-        })
     }
 }
 
 impl Render for UsageAggregate {
-    const COLUMNS: &'static [&'static str] = &[
-        "STUDIO",
-        "USER",
-        "MODEL",
-        "DAY",
-        "CALLS",
-        "FAILED",
-        "IN_TOKENS",
-        "OUT_TOKENS",
-        "IMAGES",
-        "COST_MICROS",
-    ];
     // Only the grouped dimensions are filled in.
     const SPARSE: bool = true;
 
-    fn cells(&self) -> Vec<String> {
+    fn fields(&self) -> Vec<Field> {
         vec![
-            self.studio_id.clone(),
-            self.user_id.clone(),
-            self.model_id.clone(),
-            self.day.clone(),
-            self.calls.to_string(),
-            self.failed_calls.to_string(),
-            self.input_tokens.to_string(),
-            self.output_tokens.to_string(),
-            self.images.to_string(),
-            self.cost_micros.to_string(),
+            Field::text("studio_id", &self.studio_id),
+            Field::text("user_id", &self.user_id),
+            Field::text("model_id", &self.model_id),
+            Field::text("day", &self.day),
+            Field::number("calls", self.calls),
+            Field::number("failed_calls", self.failed_calls),
+            Field::number("input_tokens", self.input_tokens),
+            Field::number("output_tokens", self.output_tokens),
+            Field::number("images", self.images),
+            Field::number("cost_micros", self.cost_micros),
         ]
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "studio_id": self.studio_id,
-            "user_id": self.user_id,
-            "model_id": self.model_id,
-            "day": self.day,
-            "calls": self.calls,
-            "failed_calls": self.failed_calls,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "images": self.images,
-            "cost_micros": self.cost_micros,
-        })
     }
 }
 
 fn new_table() -> Table {
     let mut table = Table::new();
-    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
     table
 }
 
 /// One row per item; with `sparse`, columns empty in every row are dropped.
-fn rows_table(columns: &[&str], rows: Vec<Vec<String>>, sparse: bool) -> Table {
+fn rows_table(columns: Vec<String>, rows: Vec<Vec<String>>, sparse: bool) -> Table {
     let keep: Vec<bool> = (0..columns.len())
         .map(|c| !sparse || rows.is_empty() || rows.iter().any(|row| !row[c].is_empty()))
         .collect();
@@ -436,7 +361,7 @@ fn rows_table(columns: &[&str], rows: Vec<Vec<String>>, sparse: bool) -> Table {
             .collect()
     };
     let mut table = new_table();
-    table.set_header(pick(columns.iter().map(|c| c.to_string()).collect()));
+    table.set_header(pick(columns));
     for row in rows {
         table.add_row(pick(row));
     }
@@ -446,8 +371,8 @@ fn rows_table(columns: &[&str], rows: Vec<Vec<String>>, sparse: bool) -> Table {
 /// One `COLUMN | value` row per field of one item.
 fn item_table<T: Render>(item: &T) -> Table {
     let mut table = new_table();
-    for (column, cell) in T::COLUMNS.iter().zip(item.cells()) {
-        table.add_row(vec![column.to_string(), cell]);
+    for field in item.fields() {
+        table.add_row(vec![field.column(), field.cell]);
     }
     table
 }
@@ -459,21 +384,21 @@ pub(super) struct Output {
 }
 
 impl Output {
-    fn print_json(value: &Value) -> Result<()> {
-        println!("{}", serde_json::to_string_pretty(value)?);
+    fn print_json(value: Value) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(&value)?);
         Ok(())
     }
 
-    fn item_json<T: Render>(field: &str, item: Option<&T>) -> serde_json::Map<String, Value> {
-        let mut object = serde_json::Map::new();
-        object.insert(field.to_owned(), item.map_or(Value::Null, T::to_json));
-        object
+    /// `{field: item}`, as the response message holding `item`.
+    fn item_json<T: Render>(field: &str, item: Option<&T>) -> Map<String, Value> {
+        let item = item.map_or(Value::Null, to_json);
+        Map::from_iter([(field.to_owned(), item)])
     }
 
     /// A response holding one message in `field`.
     pub(super) fn item<T: Render>(&self, field: &str, item: Option<&T>) -> Result<()> {
         if self.json {
-            return Self::print_json(&Value::Object(Self::item_json(field, item)));
+            return Self::print_json(Value::Object(Self::item_json(field, item)));
         }
         match item {
             Some(item) => println!("{}", item_table(item)),
@@ -492,7 +417,7 @@ impl Output {
         if self.json {
             let mut object = Self::item_json(field, item);
             object.insert("secret".to_owned(), Value::from(secret));
-            return Self::print_json(&Value::Object(object));
+            return Self::print_json(Value::Object(object));
         }
         self.item(field, item)?;
         println!();
@@ -504,16 +429,19 @@ impl Output {
     /// One or more pages of a list response.
     pub(super) fn list<T: Render>(&self, listing: &Listing<T>) -> Result<()> {
         if self.json {
-            return Self::print_json(&json!({
-                listing.field: listing.items.iter().map(T::to_json).collect::<Vec<_>>(),
-                "next_page_token": listing.next_page_token,
-            }));
+            let items = listing.items.iter().map(to_json).collect();
+            let token = Value::from(listing.next_page_token.as_str());
+            let members = [
+                (listing.field.to_owned(), Value::Array(items)),
+                ("next_page_token".to_owned(), token),
+            ];
+            return Self::print_json(Value::Object(Map::from_iter(members)));
         }
         if listing.items.is_empty() {
             println!("No {} found.", listing.field);
         } else {
-            let rows = listing.items.iter().map(T::cells).collect();
-            println!("{}", rows_table(T::COLUMNS, rows, T::SPARSE));
+            let rows = listing.items.iter().map(cells).collect();
+            println!("{}", rows_table(columns::<T>(), rows, T::SPARSE));
         }
         if !listing.next_page_token.is_empty() {
             eprintln!(
@@ -524,10 +452,10 @@ impl Output {
         Ok(())
     }
 
-    /// An empty response to deleting `what`.
+    /// The empty response to deleting `what`.
     pub(super) fn deleted(&self, what: &str, id: &str) -> Result<()> {
         if self.json {
-            return Self::print_json(&json!({}));
+            return Self::print_json(Value::Object(Map::new()));
         }
         println!("Deleted {what} `{id}`.");
         Ok(())
@@ -536,6 +464,8 @@ impl Output {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn ts(seconds: i64, nanos: i32) -> prost_types::Timestamp {
@@ -565,7 +495,10 @@ mod tests {
         assert_eq!(duration_json(d(1, 500_000_000).as_ref()), json!("1.500s"));
         assert_eq!(duration_json(d(0, 1_000).as_ref()), json!("0.000001s"));
         assert_eq!(duration_json(d(0, 7).as_ref()), json!("0.000000007s"));
-        assert_eq!(duration_json(d(-1, -500_000_000).as_ref()), json!("-1.500s"));
+        assert_eq!(
+            duration_json(d(-1, -500_000_000).as_ref()),
+            json!("-1.500s")
+        );
         assert_eq!(duration_cell(d(1, 234_567_000).as_ref()), "1s 234ms 567us");
     }
 
@@ -573,23 +506,48 @@ mod tests {
     fn enums_show_by_name_or_number() {
         let active = StudioStatus::Active as i32;
         assert_eq!(enum_cell::<StudioStatus>(active), "ACTIVE");
-        assert_eq!(enum_json::<StudioStatus>(active), json!("STUDIO_STATUS_ACTIVE"));
+        assert_eq!(
+            enum_json::<StudioStatus>(active),
+            json!("STUDIO_STATUS_ACTIVE")
+        );
         assert_eq!(enum_cell::<Pathway>(42), "42");
         assert_eq!(enum_json::<Pathway>(42), json!(42));
     }
 
     #[test]
-    fn every_render_has_one_cell_per_column() {
-        fn check<T: Render + Default>() {
-            assert_eq!(T::default().cells().len(), T::COLUMNS.len());
-        }
-        check::<Studio>();
-        check::<StudioKey>();
-        check::<UserToken>();
-        check::<Provider>();
-        check::<Model>();
-        check::<UsageRecord>();
-        check::<UsageAggregate>();
+    fn columns_are_the_proto_field_names() {
+        assert_eq!(
+            columns::<Studio>(),
+            ["ID", "DISPLAY_NAME", "STATUS", "CREATE_TIME", "UPDATE_TIME"]
+        );
+        let token = UserToken::default();
+        assert_eq!(cells(&token)[4], "never");
+        assert_eq!(to_json(&token)["expire_time"], Value::Null);
+    }
+
+    #[test]
+    fn usage_records_show_status_names_and_keep_codes_in_json() {
+        let record = UsageRecord {
+            status_code: Code::NotFound as i32,
+            error_reason: "MODEL_NOT_FOUND".into(),
+            latency: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 12_000_000,
+            }),
+            ..Default::default()
+        };
+        let row = cells(&record);
+        assert!(row.contains(&"NOT_FOUND".to_owned()), "{row:?}");
+        assert!(row.contains(&"12ms".to_owned()), "{row:?}");
+        let value = to_json(&record);
+        assert_eq!(value["status_code"], json!(5));
+        assert_eq!(value["error_reason"], json!("MODEL_NOT_FOUND"));
+        assert_eq!(value["latency"], json!("0.012s"));
+        assert_eq!(value["time_to_first_token"], Value::Null);
+        assert_eq!(
+            value.as_object().unwrap().len(),
+            columns::<UsageRecord>().len()
+        );
     }
 
     #[test]
@@ -598,9 +556,13 @@ mod tests {
             vec!["s1".to_owned(), String::new(), "3".to_owned()],
             vec!["s2".to_owned(), String::new(), "4".to_owned()],
         ];
-        let table = rows_table(&["STUDIO", "USER", "CALLS"], rows.clone(), true).to_string();
-        assert!(table.contains("STUDIO") && !table.contains("USER"), "{table}");
-        let table = rows_table(&["STUDIO", "USER", "CALLS"], rows, false).to_string();
+        let columns = || ["STUDIO", "USER", "CALLS"].map(String::from).to_vec();
+        let table = rows_table(columns(), rows.clone(), true).to_string();
+        assert!(
+            table.contains("STUDIO") && !table.contains("USER"),
+            "{table}"
+        );
+        let table = rows_table(columns(), rows, false).to_string();
         assert!(table.contains("USER"), "{table}");
     }
 
@@ -613,7 +575,7 @@ mod tests {
             options: HashMap::from([("fail".into(), "true".into())]),
             ..Default::default()
         };
-        let value = model.to_json();
+        let value = to_json(&model);
         assert_eq!(value["pathway"], json!("PATHWAY_TEXT"));
         assert_eq!(value["fallback_model_ids"], json!(["a", "b"]));
         assert_eq!(value["options"], json!({"fail": "true"}));

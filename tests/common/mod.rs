@@ -159,22 +159,35 @@ impl TestCity {
 
     /// All usage rows, newest first (follows every page).
     pub async fn usage_rows(&self, filter: proto::UsageFilter) -> Vec<proto::UsageRecord> {
+        self.usage_pages(filter, 1000)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Every page of the usage rows matching `filter`, at `page_size`.
+    pub async fn usage_pages(
+        &self,
+        filter: proto::UsageFilter,
+        page_size: i32,
+    ) -> Vec<Vec<proto::UsageRecord>> {
         let mut admin = self.admin();
-        let mut rows = Vec::new();
+        let mut pages = Vec::new();
         let mut page_token = String::new();
         loop {
             let page = admin
                 .list_usage_records(proto::ListUsageRecordsRequest {
                     filter: Some(filter.clone()),
-                    page_size: 1000,
-                    page_token: page_token.clone(),
+                    page_size,
+                    page_token,
                 })
                 .await
                 .expect("list usage")
                 .into_inner();
-            rows.extend(page.records);
+            pages.push(page.records);
             if page.next_page_token.is_empty() {
-                return rows;
+                return pages;
             }
             page_token = page.next_page_token;
         }
@@ -241,6 +254,21 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+/// The UTC calendar day (YYYY-MM-DD) of a Unix time in milliseconds, by the
+/// days-to-civil algorithm.
+pub fn utc_day(unix_ms: i64) -> String {
+    let z = unix_ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// A usage filter that matches one studio's rows.
