@@ -11,7 +11,14 @@ use serde::Deserialize;
 
 /// Top-level environment keys City reads; other `DOWNCITY_*` variables (such
 /// as the client-side `DOWNCITY_ADDR` in dev.env) are left alone.
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "admin_key", "store", "server", "usage"];
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "admin_key",
+    "store",
+    "server",
+    "usage",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -89,7 +96,9 @@ pub struct UsageConfig {
 
 impl Default for UsageConfig {
     fn default() -> Self {
-        UsageConfig { queue_capacity: 8192 }
+        UsageConfig {
+            queue_capacity: 8192,
+        }
     }
 }
 
@@ -161,12 +170,10 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        let env = Env::prefixed("DOWNCITY_")
-            .split("__")
-            .filter(|key| {
-                let top = key.as_str().split('.').next().unwrap_or_default();
-                ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
-            });
+        let env = Env::prefixed("DOWNCITY_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
+        });
         figment.merge(env).extract().map_err(Box::new)
     }
 

@@ -113,9 +113,10 @@ impl Error {
     /// The gRPC code of this error.
     pub fn code(&self) -> Code {
         match self {
-            Error::TokenMissing | Error::TokenInvalid | Error::TokenExpired | Error::TokenRevoked => {
-                Code::Unauthenticated
-            }
+            Error::TokenMissing
+            | Error::TokenInvalid
+            | Error::TokenExpired
+            | Error::TokenRevoked => Code::Unauthenticated,
             Error::StudioMismatch { .. }
             | Error::StudioSuspended { .. }
             | Error::PermissionDenied { .. } => Code::PermissionDenied,

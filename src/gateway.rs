@@ -122,7 +122,10 @@ impl Gateway {
         let max_tokens = check_text_input(&first, &input)?;
         let request = &input;
         let (model, result) = with_fallback(&catalog, first, |model| async move {
-            model.provider.text(text_call(&model, request, max_tokens)).await
+            model
+                .provider
+                .text(text_call(&model, request, max_tokens))
+                .await
         })
         .await;
         let result = result.map(|out| {
@@ -174,9 +177,19 @@ impl Gateway {
         result: Result<(T, Consumption)>,
     ) -> Result<T> {
         let (answer, row) = match result {
-            Ok((answer, usage)) => (Ok(answer), usage_row(ctx, model, metadata, usage, None, None)),
+            Ok((answer, usage)) => (
+                Ok(answer),
+                usage_row(ctx, model, metadata, usage, None, None),
+            ),
             Err(err) => {
-                let row = usage_row(ctx, model, metadata, Consumption::default(), None, Some(&err));
+                let row = usage_row(
+                    ctx,
+                    model,
+                    metadata,
+                    Consumption::default(),
+                    None,
+                    Some(&err),
+                );
                 (Err(err), row)
             }
         };
@@ -193,13 +206,23 @@ impl Gateway {
         let max_tokens = check_text_input(&first, &input)?;
         let request = &input;
         let (model, result) = with_fallback(&catalog, first, |model| async move {
-            model.provider.stream_text(text_call(&model, request, max_tokens)).await
+            model
+                .provider
+                .stream_text(text_call(&model, request, max_tokens))
+                .await
         })
         .await;
         let upstream = match result {
             Ok(upstream) => upstream,
             Err(err) => {
-                let row = usage_row(&ctx, &model, &input.metadata, Consumption::default(), None, Some(&err));
+                let row = usage_row(
+                    &ctx,
+                    &model,
+                    &input.metadata,
+                    Consumption::default(),
+                    None,
+                    Some(&err),
+                );
                 self.usage.record(row).await?;
                 return Err(err);
             }
@@ -236,7 +259,10 @@ fn check_text_input(model: &CatalogModel, input: &TextInput) -> Result<u32> {
     if estimate > prompt_limit {
         return Err(Error::invalid(
             "messages",
-            format!("the prompt is about {estimate} tokens; model `{}` takes at most {prompt_limit}", model.record.id),
+            format!(
+                "the prompt is about {estimate} tokens; model `{}` takes at most {prompt_limit}",
+                model.record.id
+            ),
         ));
     }
     Ok(max_tokens)
@@ -260,7 +286,9 @@ fn worth_falling_back(err: &Error) -> bool {
     matches!(
         err,
         Error::Provider {
-            kind: ProviderFailure::Unavailable | ProviderFailure::RateLimited | ProviderFailure::Timeout,
+            kind: ProviderFailure::Unavailable
+                | ProviderFailure::RateLimited
+                | ProviderFailure::Timeout,
             ..
         }
     )
@@ -289,7 +317,12 @@ where
     (current, result)
 }
 
-fn consumption(model: &CatalogModel, input_tokens: u64, output_tokens: u64, images: u64) -> Consumption {
+fn consumption(
+    model: &CatalogModel,
+    input_tokens: u64,
+    output_tokens: u64,
+    images: u64,
+) -> Consumption {
     Consumption {
         input_tokens,
         output_tokens,
@@ -356,12 +389,24 @@ impl Relay {
                 Some(Ok(StreamEvent::Delta(text))) => {
                     ttft_us.get_or_insert_with(|| self.ctx.started.elapsed().as_micros() as i64);
                     relayed_tokens += 1;
-                    if self.chunks.send(Ok(StreamChunk::Delta(text))).await.is_err() {
+                    if self
+                        .chunks
+                        .send(Ok(StreamChunk::Delta(text)))
+                        .await
+                        .is_err()
+                    {
                         break self.cut_short(Error::Cancelled, relayed_tokens);
                     }
                 }
-                Some(Ok(StreamEvent::Finished { finish, input_tokens, output_tokens })) => {
-                    break RelayEnd::Finished(finish, consumption(&self.model, input_tokens, output_tokens, 0));
+                Some(Ok(StreamEvent::Finished {
+                    finish,
+                    input_tokens,
+                    output_tokens,
+                })) => {
+                    break RelayEnd::Finished(
+                        finish,
+                        consumption(&self.model, input_tokens, output_tokens, 0),
+                    );
                 }
                 Some(Err(err)) => break self.cut_short(err, relayed_tokens),
                 None => {
@@ -382,7 +427,10 @@ impl Relay {
     /// The usage of a stream that ended early: the prompt estimate and the
     /// pieces relayed so far.
     fn cut_short(&self, err: Error, relayed_tokens: u64) -> RelayEnd {
-        RelayEnd::Failed(err, consumption(&self.model, self.prompt_estimate, relayed_tokens, 0))
+        RelayEnd::Failed(
+            err,
+            consumption(&self.model, self.prompt_estimate, relayed_tokens, 0),
+        )
     }
 
     /// Writes the row first, then tells the client: a client that saw the
@@ -394,7 +442,14 @@ impl Relay {
                 Ok(StreamChunk::End { finish, usage }),
             ),
             RelayEnd::Failed(err, usage) => (
-                usage_row(&self.ctx, &self.model, &self.metadata, usage, ttft_us, Some(&err)),
+                usage_row(
+                    &self.ctx,
+                    &self.model,
+                    &self.metadata,
+                    usage,
+                    ttft_us,
+                    Some(&err),
+                ),
                 Err(err),
             ),
         };

@@ -11,7 +11,11 @@ use downcity::server::City;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "downcity", version, about = "One long-running City serving many AI studios.")]
+#[command(
+    name = "downcity",
+    version,
+    about = "One long-running City serving many AI studios."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,7 +55,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await.map_err(|err| format!("error: {err:#}")),
         // The admin CLI's errors already read `error: CODE: message (reason: …)`.
-        Command::Admin(args) => downcity::cli::admin::run(args).await.map_err(|err| format!("{err:#}")),
+        Command::Admin(args) => downcity::cli::admin::run(args)
+            .await
+            .map_err(|err| format!("{err:#}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,7 +86,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
-    let previous_dev_env = if args.dev { read_dev_env(&config.data_dir) } else { Vec::new() };
+    let previous_dev_env = if args.dev {
+        read_dev_env(&config.data_dir)
+    } else {
+        Vec::new()
+    };
     if args.dev && config.admin_key.is_none() {
         config.admin_key = dev_value(&previous_dev_env, "DOWNCITY_ADMIN_KEY");
     }
@@ -89,7 +99,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
 
     let mut city = City::start(config).await?;
-    let admin_key = match (configured_admin_key, city.generated_admin_key().map(str::to_string)) {
+    let admin_key = match (
+        configured_admin_key,
+        city.generated_admin_key().map(str::to_string),
+    ) {
         (Some(key), _) => Some(key),
         (None, Some(generated)) => {
             println!("Admin key (shown once; keep it safe): {generated}");
@@ -107,7 +120,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, "City listening");
     if args.dev {
         let admin_key = admin_key.context("no admin key in --dev mode")?;
-        dev_bootstrap(&city, &data_dir, &addr.to_string(), &admin_key, &previous_dev_env).await?;
+        dev_bootstrap(
+            &city,
+            &data_dir,
+            &addr.to_string(),
+            &admin_key,
+            &previous_dev_env,
+        )
+        .await?;
     }
     city.serve(listener, shutdown_signal()).await
 }
@@ -128,7 +148,12 @@ async fn dev_bootstrap(
     }
     let token = match dev_value(previous, "DOWNCITY_USER_TOKEN") {
         Some(token) if directory.is_live_user_token(DEV_STUDIO, &token) => token,
-        _ => directory.issue_user_token(DEV_STUDIO, DEV_USER.into(), None).await?.1,
+        _ => {
+            directory
+                .issue_user_token(DEV_STUDIO, DEV_USER.into(), None)
+                .await?
+                .1
+        }
     };
     let env = format!(
         "DOWNCITY_ADDR={addr}\nDOWNCITY_ADMIN_KEY={admin_key}\nDOWNCITY_STUDIO_ID={DEV_STUDIO}\nDOWNCITY_USER_TOKEN={token}\n"

@@ -84,7 +84,9 @@ impl City {
     pub async fn rotate_admin_key(&mut self) -> anyhow::Result<String> {
         let key = secret::mint_admin_key();
         let hash = secret::hash_secret(&key);
-        self.store.put_setting(ADMIN_KEY_SETTING, &hex::encode(hash)).await?;
+        self.store
+            .put_setting(ADMIN_KEY_SETTING, &hex::encode(hash))
+            .await?;
         self.directory.set_admin_key_hash(hash);
         self.generated_admin_key = Some(key.clone());
         Ok(key)
@@ -93,7 +95,11 @@ impl City {
     /// Serves gRPC on `listener` until `shutdown` resolves, then lets
     /// in-flight calls finish (bounded by the grace period) and commits every
     /// queued usage row before returning.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let City {
             config,
             store,
@@ -116,9 +122,12 @@ impl City {
             .build_v1alpha()?;
 
         let gateway = Arc::new(Gateway::new(catalog.clone(), usage));
-        let ai = AiServiceServer::with_interceptor(AiApi::new(gateway), UserAuth {
-            directory: directory.clone(),
-        });
+        let ai = AiServiceServer::with_interceptor(
+            AiApi::new(gateway),
+            UserAuth {
+                directory: directory.clone(),
+            },
+        );
         let admin = AdminServiceServer::with_interceptor(
             AdminApi::new(directory.clone(), catalog, store.clone()),
             AdminAuth { directory },
@@ -160,7 +169,11 @@ impl City {
 }
 
 /// Serves City on `listener` until `shutdown` resolves.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     City::start(config).await?.serve(listener, shutdown).await
 }
 
@@ -175,7 +188,10 @@ async fn grace_expired(mut stopping: tokio::sync::watch::Receiver<bool>, grace: 
 
 /// The admin key's hash: from the config, else the stored one, else a new
 /// key (returned so it can be shown once).
-async fn admin_key(config: &Config, store: &dyn Store) -> anyhow::Result<([u8; 32], Option<String>)> {
+async fn admin_key(
+    config: &Config,
+    store: &dyn Store,
+) -> anyhow::Result<([u8; 32], Option<String>)> {
     if let Some(key) = config.admin_key.as_deref().filter(|k| !k.is_empty()) {
         return Ok((secret::hash_secret(key), None));
     }
@@ -188,7 +204,9 @@ async fn admin_key(config: &Config, store: &dyn Store) -> anyhow::Result<([u8; 3
     }
     let key = secret::mint_admin_key();
     let hash = secret::hash_secret(&key);
-    store.put_setting(ADMIN_KEY_SETTING, &hex::encode(hash)).await?;
+    store
+        .put_setting(ADMIN_KEY_SETTING, &hex::encode(hash))
+        .await?;
     Ok((hash, Some(key)))
 }
 
@@ -234,8 +252,12 @@ async fn seed_builtin_catalog(store: &dyn Store) -> anyhow::Result<()> {
 /// Loads the config file's providers, models and defaults into the store.
 async fn apply_config_catalog(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
     for provider in &config.providers {
-        let kind = ProviderKind::parse(&provider.kind)
-            .with_context(|| format!("provider `{}`: unknown kind `{}`", provider.id, provider.kind))?;
+        let kind = ProviderKind::parse(&provider.kind).with_context(|| {
+            format!(
+                "provider `{}`: unknown kind `{}`",
+                provider.id, provider.kind
+            )
+        })?;
         store
             .upsert_provider(&ProviderRecord {
                 id: provider.id.clone(),
@@ -248,7 +270,10 @@ async fn apply_config_catalog(config: &Config, store: &dyn Store) -> anyhow::Res
     for model in &config.models {
         store.upsert_model(&model_record(model)?).await?;
     }
-    for (pathway, model) in [(Pathway::Text, &config.defaults.text), (Pathway::Image, &config.defaults.image)] {
+    for (pathway, model) in [
+        (Pathway::Text, &config.defaults.text),
+        (Pathway::Image, &config.defaults.image),
+    ] {
         if let Some(model) = model {
             store.set_default_model(pathway, model).await?;
         }

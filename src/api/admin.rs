@@ -10,9 +10,9 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::admin_convert::{
-    aggregate_to_proto, decode_number_token, group_by, model_from_proto, model_to_proto, provider_from_proto,
-    provider_to_proto, required, studio_key_to_proto, studio_status_update, studio_to_proto, ttl, usage_filter,
-    usage_record_to_proto, user_token_to_proto,
+    aggregate_to_proto, decode_number_token, group_by, model_from_proto, model_to_proto,
+    provider_from_proto, provider_to_proto, required, studio_key_to_proto, studio_status_update,
+    studio_to_proto, ttl, usage_filter, usage_record_to_proto, user_token_to_proto,
 };
 use super::convert::{decode_page_token, next_page_token, page_size, pathway_from_proto};
 use super::{request_id, status};
@@ -29,7 +29,11 @@ pub struct AdminApi {
 }
 
 impl AdminApi {
-    pub fn new(directory: Arc<Directory>, catalog: Arc<CatalogCache>, store: Arc<dyn Store>) -> Self {
+    pub fn new(
+        directory: Arc<Directory>,
+        catalog: Arc<CatalogCache>,
+        store: Arc<dyn Store>,
+    ) -> Self {
         AdminApi {
             directory,
             catalog,
@@ -122,7 +126,10 @@ fn authorize(caller: &AdminCaller, method: &'static str, scope: Scope<'_>) -> Re
 
 /// Every handler's shape: resolve the caller, check its scope, run `body`,
 /// and map any error to a status tagged with the request id.
-async fn handle<Req, Res, Fut>(request: Request<Req>, body: impl FnOnce(Req) -> Fut) -> Result<Response<Res>, Status>
+async fn handle<Req, Res, Fut>(
+    request: Request<Req>,
+    body: impl FnOnce(Req) -> Fut,
+) -> Result<Response<Res>, Status>
 where
     Req: AdminRequest,
     Fut: Future<Output = Result<Res>>,
@@ -157,8 +164,15 @@ impl IdPage {
     }
 
     /// The converted rows and the next page token.
-    fn finish<R, P>(self, rows: Vec<R>, id: impl Fn(&R) -> &str, convert: impl FnMut(R) -> P) -> (Vec<P>, String) {
-        let next = next_page_token(&self.list, &rows, self.query.limit, |row| id(row).to_string());
+    fn finish<R, P>(
+        self,
+        rows: Vec<R>,
+        id: impl Fn(&R) -> &str,
+        convert: impl FnMut(R) -> P,
+    ) -> (Vec<P>, String) {
+        let next = next_page_token(&self.list, &rows, self.query.limit, |row| {
+            id(row).to_string()
+        });
         (rows.into_iter().map(convert).collect(), next)
     }
 }
@@ -170,7 +184,10 @@ impl AdminService for AdminApi {
         request: Request<proto::CreateStudioRequest>,
     ) -> Result<Response<proto::CreateStudioResponse>, Status> {
         handle(request, |r| async move {
-            let studio = self.directory.create_studio(Some(r.studio_id), r.display_name).await?;
+            let studio = self
+                .directory
+                .create_studio(Some(r.studio_id), r.display_name)
+                .await?;
             Ok(proto::CreateStudioResponse {
                 studio: Some(studio_to_proto(studio)),
             })
@@ -229,7 +246,10 @@ impl AdminService for AdminApi {
         request: Request<proto::CreateStudioKeyRequest>,
     ) -> Result<Response<proto::CreateStudioKeyResponse>, Status> {
         handle(request, |r| async move {
-            let (key, secret) = self.directory.create_studio_key(&r.studio_id, r.display_name).await?;
+            let (key, secret) = self
+                .directory
+                .create_studio_key(&r.studio_id, r.display_name)
+                .await?;
             Ok(proto::CreateStudioKeyResponse {
                 key: Some(studio_key_to_proto(key)),
                 secret,
@@ -244,9 +264,15 @@ impl AdminService for AdminApi {
     ) -> Result<Response<proto::ListStudioKeysResponse>, Status> {
         handle(request, |r| async move {
             let page = IdPage::new(format!("keys:{}", r.studio_id), r.page_size, &r.page_token)?;
-            let rows = self.directory.list_studio_keys(&r.studio_id, &page.query).await?;
+            let rows = self
+                .directory
+                .list_studio_keys(&r.studio_id, &page.query)
+                .await?;
             let (keys, next_page_token) = page.finish(rows, |k| &k.id, studio_key_to_proto);
-            Ok(proto::ListStudioKeysResponse { keys, next_page_token })
+            Ok(proto::ListStudioKeysResponse {
+                keys,
+                next_page_token,
+            })
         })
         .await
     }
@@ -256,7 +282,10 @@ impl AdminService for AdminApi {
         request: Request<proto::RevokeStudioKeyRequest>,
     ) -> Result<Response<proto::RevokeStudioKeyResponse>, Status> {
         handle(request, |r| async move {
-            let key = self.directory.revoke_studio_key(&r.studio_id, &r.key_id).await?;
+            let key = self
+                .directory
+                .revoke_studio_key(&r.studio_id, &r.key_id)
+                .await?;
             Ok(proto::RevokeStudioKeyResponse {
                 key: Some(studio_key_to_proto(key)),
             })
@@ -270,7 +299,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<proto::IssueUserTokenResponse>, Status> {
         handle(request, |r| async move {
             let ttl = ttl(r.ttl)?;
-            let (token, secret) = self.directory.issue_user_token(&r.studio_id, r.user_id, ttl).await?;
+            let (token, secret) = self
+                .directory
+                .issue_user_token(&r.studio_id, r.user_id, ttl)
+                .await?;
             Ok(proto::IssueUserTokenResponse {
                 token: Some(user_token_to_proto(token)),
                 secret,
@@ -285,7 +317,11 @@ impl AdminService for AdminApi {
     ) -> Result<Response<proto::ListUserTokensResponse>, Status> {
         handle(request, |r| async move {
             let (studio, user) = (r.studio_id.as_str(), r.user_id.as_str());
-            let page = IdPage::new(format!("tokens:{studio}:{user}"), r.page_size, &r.page_token)?;
+            let page = IdPage::new(
+                format!("tokens:{studio}:{user}"),
+                r.page_size,
+                &r.page_token,
+            )?;
             let user_filter = (!user.is_empty()).then_some(user);
             let rows = self
                 .directory
@@ -305,7 +341,10 @@ impl AdminService for AdminApi {
         request: Request<proto::RevokeUserTokenRequest>,
     ) -> Result<Response<proto::RevokeUserTokenResponse>, Status> {
         handle(request, |r| async move {
-            let token = self.directory.revoke_user_token(&r.studio_id, &r.token_id).await?;
+            let token = self
+                .directory
+                .revoke_user_token(&r.studio_id, &r.token_id)
+                .await?;
             Ok(proto::RevokeUserTokenResponse {
                 token: Some(user_token_to_proto(token)),
             })
@@ -376,7 +415,8 @@ impl AdminService for AdminApi {
             let page = IdPage::new("models", r.page_size, &r.page_token)?;
             let rows = self.catalog.list_models(&page.query).await?;
             let catalog = self.catalog.current();
-            let (models, next_page_token) = page.finish(rows, |m| &m.id, |m| model_to_proto(m, &catalog));
+            let (models, next_page_token) =
+                page.finish(rows, |m| &m.id, |m| model_to_proto(m, &catalog));
             Ok(proto::ListCatalogModelsResponse {
                 models,
                 next_page_token,
@@ -422,9 +462,13 @@ impl AdminService for AdminApi {
             let limit = page_size(r.page_size)?;
             let before_seq = decode_number_token("usage", &r.page_token)?;
             let rows = self.store.list_usage(&filter, before_seq, limit).await?;
-            let next_page_token = next_page_token("usage", &rows, limit, |(seq, _)| seq.to_string());
+            let next_page_token =
+                next_page_token("usage", &rows, limit, |(seq, _)| seq.to_string());
             Ok(proto::ListUsageRecordsResponse {
-                records: rows.into_iter().map(|(_, row)| usage_record_to_proto(row)).collect(),
+                records: rows
+                    .into_iter()
+                    .map(|(_, row)| usage_record_to_proto(row))
+                    .collect(),
                 next_page_token,
             })
         })
@@ -440,9 +484,13 @@ impl AdminService for AdminApi {
             let group_by = group_by(&r.group_by)?;
             let limit = page_size(r.page_size)?;
             let offset: u64 = decode_number_token("aggregate", &r.page_token)?.unwrap_or(0);
-            let rows = self.store.aggregate_usage(&filter, group_by, offset, limit).await?;
+            let rows = self
+                .store
+                .aggregate_usage(&filter, group_by, offset, limit)
+                .await?;
             let next_offset = offset.saturating_add(rows.len() as u64);
-            let next_page_token = next_page_token("aggregate", &rows, limit, |_| next_offset.to_string());
+            let next_page_token =
+                next_page_token("aggregate", &rows, limit, |_| next_offset.to_string());
             Ok(proto::AggregateUsageResponse {
                 rows: rows.into_iter().map(aggregate_to_proto).collect(),
                 next_page_token,
@@ -477,7 +525,11 @@ mod tests {
         assert!(authorize(&AdminCaller::Operator, "GetStudio", r.scope()).is_ok());
         let mut r = proto::ListUsageRecordsRequest::default();
         assert!(authorize(&AdminCaller::Operator, "ListUsageRecords", r.scope()).is_ok());
-        assert_eq!(r.filter.unwrap().studio_id, "", "the operator's filter is left alone");
+        assert_eq!(
+            r.filter.unwrap().studio_id,
+            "",
+            "the operator's filter is left alone"
+        );
     }
 
     #[test]

@@ -5,14 +5,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::convert::{
-    Violations, decode_page_token, duration_us, millis, pathway_from_proto, pathway_to_proto, timestamp,
+    Violations, decode_page_token, duration_us, millis, pathway_from_proto, pathway_to_proto,
+    timestamp,
 };
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::proto;
 use crate::store::{
-    GroupBy, ModelRecord, Pathway, ProviderKind, ProviderRecord, StudioKeyRecord, StudioRecord, StudioStatus,
-    UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
+    GroupBy, ModelRecord, Pathway, ProviderKind, ProviderRecord, StudioKeyRecord, StudioRecord,
+    StudioStatus, UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
 };
 
 /// `max_output_tokens` of a model upserted with 0.
@@ -94,7 +95,10 @@ pub(crate) fn ttl(value: Option<prost_types::Duration>) -> Result<Option<Duratio
         && (0..1_000_000_000).contains(&ttl.nanos)
         && (ttl.seconds, ttl.nanos) != (0, 0);
     if !valid {
-        return Err(Error::invalid("ttl", "must be positive and at most 10000 years"));
+        return Err(Error::invalid(
+            "ttl",
+            "must be positive and at most 10000 years",
+        ));
     }
     Ok(Some(Duration::new(ttl.seconds as u64, ttl.nanos as u32)))
 }
@@ -105,7 +109,11 @@ pub(crate) fn provider_from_proto(provider: proto::Provider) -> Result<ProviderR
         Ok(proto::ProviderKind::Mock) => Some(ProviderKind::Mock),
         Ok(proto::ProviderKind::Unspecified) | Err(_) => None,
     };
-    v.check(kind.is_some(), "provider.kind", "must be PROVIDER_KIND_MOCK");
+    v.check(
+        kind.is_some(),
+        "provider.kind",
+        "must be PROVIDER_KIND_MOCK",
+    );
     let url = &provider.base_url;
     v.check(
         url.is_empty() || url.starts_with("http://") || url.starts_with("https://"),
@@ -182,8 +190,14 @@ pub(crate) fn usage_filter(filter: Option<proto::UsageFilter>) -> Result<UsageFi
     let filter = filter.unwrap_or_default();
     let start_ms = filter.start_time.as_ref().map(millis);
     let end_ms = filter.end_time.as_ref().map(millis);
-    if start_ms.zip(end_ms).is_some_and(|(start, end)| start >= end) {
-        return Err(Error::invalid("filter.end_time", "must be after filter.start_time"));
+    if start_ms
+        .zip(end_ms)
+        .is_some_and(|(start, end)| start >= end)
+    {
+        return Err(Error::invalid(
+            "filter.end_time",
+            "must be after filter.start_time",
+        ));
     }
     Ok(UsageFilter {
         studio_id: non_empty(filter.studio_id),
@@ -215,7 +229,8 @@ pub(crate) fn group_by(dimensions: &[i32]) -> Result<GroupBy> {
 }
 
 pub(crate) fn usage_record_to_proto(row: UsageRow) -> proto::UsageRecord {
-    let pathway = Pathway::parse(&row.pathway).map_or(proto::Pathway::Unspecified, pathway_to_proto);
+    let pathway =
+        Pathway::parse(&row.pathway).map_or(proto::Pathway::Unspecified, pathway_to_proto);
     proto::UsageRecord {
         request_id: row.request_id,
         studio_id: row.studio_id,
@@ -274,9 +289,21 @@ mod tests {
     #[test]
     fn ttl_is_unset_or_positive() {
         assert_eq!(ttl(None).unwrap(), None);
-        assert_eq!(ttl(duration(3600, 0)).unwrap(), Some(Duration::from_secs(3600)));
-        assert_eq!(ttl(duration(0, 5_000_000)).unwrap(), Some(Duration::from_millis(5)));
-        for (seconds, nanos) in [(0, 0), (-1, 0), (0, -1), (1, 1_000_000_000), (MAX_TTL_SECONDS + 1, 0)] {
+        assert_eq!(
+            ttl(duration(3600, 0)).unwrap(),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            ttl(duration(0, 5_000_000)).unwrap(),
+            Some(Duration::from_millis(5))
+        );
+        for (seconds, nanos) in [
+            (0, 0),
+            (-1, 0),
+            (0, -1),
+            (1, 1_000_000_000),
+            (MAX_TTL_SECONDS + 1, 0),
+        ] {
             assert_eq!(
                 fields(ttl(duration(seconds, nanos)).unwrap_err()),
                 ["ttl"],
@@ -289,7 +316,10 @@ mod tests {
     fn studio_status_update_maps_every_value() {
         assert_eq!(studio_status_update(0).unwrap(), None);
         assert_eq!(studio_status_update(1).unwrap(), Some(StudioStatus::Active));
-        assert_eq!(studio_status_update(2).unwrap(), Some(StudioStatus::Suspended));
+        assert_eq!(
+            studio_status_update(2).unwrap(),
+            Some(StudioStatus::Suspended)
+        );
         assert_eq!(fields(studio_status_update(9).unwrap_err()), ["status"]);
         let studio = StudioRecord {
             id: "s".into(),
@@ -298,7 +328,10 @@ mod tests {
             create_ms: 1,
             update_ms: 2,
         };
-        assert_eq!(studio_to_proto(studio).status, proto::StudioStatus::Suspended as i32);
+        assert_eq!(
+            studio_to_proto(studio).status,
+            proto::StudioStatus::Suspended as i32
+        );
     }
 
     #[test]
@@ -309,7 +342,8 @@ mod tests {
             base_url: base_url.into(),
             update_time: None,
         };
-        let err = provider_from_proto(provider(proto::ProviderKind::Unspecified, "ftp://x")).unwrap_err();
+        let err =
+            provider_from_proto(provider(proto::ProviderKind::Unspecified, "ftp://x")).unwrap_err();
         assert_eq!(fields(err), ["provider.kind", "provider.base_url"]);
         for url in ["", "http://localhost:1", "https://api.example.com"] {
             let record = provider_from_proto(provider(proto::ProviderKind::Mock, url)).unwrap();
@@ -335,13 +369,22 @@ mod tests {
         assert_eq!(record.max_output_tokens, DEFAULT_MAX_OUTPUT_TOKENS);
         assert_eq!(record.max_input_tokens, DEFAULT_MAX_INPUT_TOKENS);
         let listed = model_to_proto(record, &Catalog::default());
-        assert!(!listed.is_default, "is_default comes from the catalog, not the input");
+        assert!(
+            !listed.is_default,
+            "is_default comes from the catalog, not the input"
+        );
         assert_eq!(listed.pathway, proto::Pathway::Image as i32);
 
         model.max_output_tokens = 7;
-        assert_eq!(model_from_proto(model.clone()).unwrap().max_output_tokens, 7);
+        assert_eq!(
+            model_from_proto(model.clone()).unwrap().max_output_tokens,
+            7
+        );
         model.pathway = proto::Pathway::Unspecified as i32;
-        assert_eq!(fields(model_from_proto(model).unwrap_err()), ["model.pathway"]);
+        assert_eq!(
+            fields(model_from_proto(model).unwrap_err()),
+            ["model.pathway"]
+        );
     }
 
     #[test]
@@ -356,14 +399,20 @@ mod tests {
         let converted = usage_filter(Some(filter.clone())).unwrap();
         assert_eq!(converted.studio_id, None);
         assert_eq!(converted.user_id.as_deref(), Some("u"));
-        assert_eq!((converted.start_ms, converted.end_ms), (Some(1000), Some(2000)));
+        assert_eq!(
+            (converted.start_ms, converted.end_ms),
+            (Some(1000), Some(2000))
+        );
         for (start, end) in [(2, 2), (3, 2)] {
             let bad = proto::UsageFilter {
                 start_time: ts(start),
                 end_time: ts(end),
                 ..filter.clone()
             };
-            assert_eq!(fields(usage_filter(Some(bad)).unwrap_err()), ["filter.end_time"]);
+            assert_eq!(
+                fields(usage_filter(Some(bad)).unwrap_err()),
+                ["filter.end_time"]
+            );
         }
     }
 
@@ -396,14 +445,20 @@ mod tests {
         assert_eq!(record.pathway, proto::Pathway::Text as i32);
         assert_eq!(record.latency, duration(1, 500_000_000));
         assert_eq!(record.time_to_first_token, duration(0, 250_000));
-        let unary = usage_record_to_proto(UsageRow { ttft_us: None, ..row });
+        let unary = usage_record_to_proto(UsageRow {
+            ttft_us: None,
+            ..row
+        });
         assert_eq!(unary.time_to_first_token, None);
     }
 
     #[test]
     fn number_tokens_reject_other_lists_and_non_numbers() {
         let token = encode_page_token("usage", "42");
-        assert_eq!(decode_number_token::<i64>("usage", &token).unwrap(), Some(42));
+        assert_eq!(
+            decode_number_token::<i64>("usage", &token).unwrap(),
+            Some(42)
+        );
         assert_eq!(decode_number_token::<i64>("usage", "").unwrap(), None);
         assert!(decode_number_token::<u64>("aggregate", &token).is_err());
         let junk = encode_page_token("aggregate", "-1");

@@ -31,19 +31,26 @@ fn context<T>(request: &Request<T>) -> Result<CallContext, Status> {
         .extensions()
         .get::<UserCaller>()
         .cloned()
-        .ok_or_else(|| Error::internal("no caller in request extensions").to_status(&request_id.0))?;
+        .ok_or_else(|| {
+            Error::internal("no caller in request extensions").to_status(&request_id.0)
+        })?;
     Ok(CallContext::new(caller, request_id))
 }
 
-type StreamTextStream = Pin<Box<dyn Stream<Item = Result<proto::StreamTextResponse, Status>> + Send>>;
+type StreamTextStream =
+    Pin<Box<dyn Stream<Item = Result<proto::StreamTextResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AiService for AiApi {
-    async fn text(&self, request: Request<proto::TextRequest>) -> Result<Response<proto::TextResponse>, Status> {
+    async fn text(
+        &self,
+        request: Request<proto::TextRequest>,
+    ) -> Result<Response<proto::TextResponse>, Status> {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let r = request.into_inner();
-        let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata).map_err(status(&id))?;
+        let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata)
+            .map_err(status(&id))?;
         let answer = self.gateway.text(ctx, input).await.map_err(status(&id))?;
         Ok(Response::new(proto::TextResponse {
             text: answer.text,
@@ -63,8 +70,13 @@ impl AiService for AiApi {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let r = request.into_inner();
-        let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata).map_err(status(&id))?;
-        let started = self.gateway.stream_text(ctx, input).await.map_err(status(&id))?;
+        let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata)
+            .map_err(status(&id))?;
+        let started = self
+            .gateway
+            .stream_text(ctx, input)
+            .await
+            .map_err(status(&id))?;
         let model = started.model_id;
         let request_id = id.0.to_string();
         let mut first = true;
@@ -74,7 +86,10 @@ impl AiService for AiApi {
                     delta,
                     ..Default::default()
                 },
-                StreamChunk::End { finish, usage: used } => proto::StreamTextResponse {
+                StreamChunk::End {
+                    finish,
+                    usage: used,
+                } => proto::StreamTextResponse {
                     finish_reason: finish_reason(finish) as i32,
                     usage: Some(usage(used)),
                     model: model.clone(),
@@ -91,7 +106,10 @@ impl AiService for AiApi {
         Ok(Response::new(Box::pin(messages)))
     }
 
-    async fn image(&self, request: Request<proto::ImageRequest>) -> Result<Response<proto::ImageResponse>, Status> {
+    async fn image(
+        &self,
+        request: Request<proto::ImageRequest>,
+    ) -> Result<Response<proto::ImageResponse>, Status> {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let input = image_input(request.into_inner()).map_err(status(&id))?;

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result, Violation};
 use crate::gateway::{Consumption, ImageInput, TextInput};
+use crate::proto;
 use crate::providers::{ChatMessage, Finish, Role};
 use crate::store::{Millis, Pathway};
-use crate::proto;
 
 const MAX_MESSAGES: usize = 1024;
 const MAX_TOKENS_CAP: i32 = 1_000_000;
@@ -23,7 +23,12 @@ const MAX_MODEL_ID: usize = 128;
 pub(crate) struct Violations(Vec<Violation>);
 
 impl Violations {
-    pub(crate) fn check(&mut self, ok: bool, field: impl Into<String>, description: impl Into<String>) {
+    pub(crate) fn check(
+        &mut self,
+        ok: bool,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) {
         if !ok {
             self.0.push(Violation::new(field, description));
         }
@@ -54,9 +59,9 @@ fn check_metadata(v: &mut Violations, metadata: &HashMap<String, String>) {
         format!("at most {MAX_METADATA_ENTRIES} entries"),
     );
     v.check(
-        metadata
-            .iter()
-            .all(|(k, val)| !k.is_empty() && k.len() <= MAX_METADATA_KEY && val.len() <= MAX_METADATA_VALUE),
+        metadata.iter().all(|(k, val)| {
+            !k.is_empty() && k.len() <= MAX_METADATA_KEY && val.len() <= MAX_METADATA_VALUE
+        }),
         "metadata",
         format!("keys 1 to {MAX_METADATA_KEY} bytes, values at most {MAX_METADATA_VALUE} bytes"),
     );
@@ -71,9 +76,21 @@ pub(crate) fn text_input(
     metadata: HashMap<String, String>,
 ) -> Result<TextInput> {
     let mut v = Violations::default();
-    v.check(model.len() <= MAX_MODEL_ID, "model", "at most 128 characters");
-    v.check(!messages.is_empty(), "messages", "at least one message is required");
-    v.check(messages.len() <= MAX_MESSAGES, "messages", format!("at most {MAX_MESSAGES} messages"));
+    v.check(
+        model.len() <= MAX_MODEL_ID,
+        "model",
+        "at most 128 characters",
+    );
+    v.check(
+        !messages.is_empty(),
+        "messages",
+        "at least one message is required",
+    );
+    v.check(
+        messages.len() <= MAX_MESSAGES,
+        "messages",
+        format!("at most {MAX_MESSAGES} messages"),
+    );
     let mut chat = Vec::with_capacity(messages.len());
     for (i, message) in messages.into_iter().enumerate() {
         match role(message.role) {
@@ -81,18 +98,34 @@ pub(crate) fn text_input(
                 role,
                 content: message.content,
             }),
-            None => v.check(false, format!("messages[{i}].role"), "must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT"),
+            None => v.check(
+                false,
+                format!("messages[{i}].role"),
+                "must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT",
+            ),
         }
     }
     if let Some(max) = max_tokens {
-        v.check((1..=MAX_TOKENS_CAP).contains(&max), "max_tokens", format!("must be 1 to {MAX_TOKENS_CAP}"));
+        v.check(
+            (1..=MAX_TOKENS_CAP).contains(&max),
+            "max_tokens",
+            format!("must be 1 to {MAX_TOKENS_CAP}"),
+        );
     }
     let config = config.unwrap_or_default();
     if let Some(t) = config.temperature {
-        v.check((0.0..=2.0).contains(&t), "config.temperature", "must be 0 to 2");
+        v.check(
+            (0.0..=2.0).contains(&t),
+            "config.temperature",
+            "must be 0 to 2",
+        );
     }
     if let Some(p) = config.top_p {
-        v.check(p > 0.0 && p <= 1.0, "config.top_p", "must be above 0 and at most 1");
+        v.check(
+            p > 0.0 && p <= 1.0,
+            "config.top_p",
+            "must be above 0 and at most 1",
+        );
     }
     v.check(
         config.stop_sequences.len() <= MAX_STOP_SEQUENCES,
@@ -113,10 +146,18 @@ pub(crate) fn text_input(
 
 pub(crate) fn image_input(r: proto::ImageRequest) -> Result<ImageInput> {
     let mut v = Violations::default();
-    v.check(r.model.len() <= MAX_MODEL_ID, "model", "at most 128 characters");
+    v.check(
+        r.model.len() <= MAX_MODEL_ID,
+        "model",
+        "at most 128 characters",
+    );
     v.check(!r.prompt.trim().is_empty(), "prompt", "must not be empty");
     let count = r.count.unwrap_or(1);
-    v.check((1..=MAX_IMAGES).contains(&count), "count", format!("must be 1 to {MAX_IMAGES}"));
+    v.check(
+        (1..=MAX_IMAGES).contains(&count),
+        "count",
+        format!("must be 1 to {MAX_IMAGES}"),
+    );
     check_metadata(&mut v, &r.metadata);
     v.finish(ImageInput {
         model: r.model,
@@ -154,7 +195,10 @@ pub(crate) fn pathway_to_proto(pathway: Pathway) -> proto::Pathway {
 pub(crate) fn pathway_from_proto(field: &str, value: i32) -> Result<Pathway> {
     match pathway_filter(value) {
         Ok(Some(pathway)) => Ok(pathway),
-        _ => Err(Error::invalid(field, "must be PATHWAY_TEXT or PATHWAY_IMAGE")),
+        _ => Err(Error::invalid(
+            field,
+            "must be PATHWAY_TEXT or PATHWAY_IMAGE",
+        )),
     }
 }
 
@@ -220,7 +264,12 @@ pub(crate) fn decode_page_token(list: &str, token: &str) -> Result<Option<String
 }
 
 /// The next page token: set only when the page came back full.
-pub(crate) fn next_page_token<T>(list: &str, page: &[T], limit: u32, key: impl Fn(&T) -> String) -> String {
+pub(crate) fn next_page_token<T>(
+    list: &str,
+    page: &[T],
+    limit: u32,
+    key: impl Fn(&T) -> String,
+) -> String {
     match page.last() {
         Some(last) if page.len() as u32 >= limit => encode_page_token(list, &key(last)),
         _ => String::new(),
@@ -234,7 +283,10 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_are_list_bound() {
         let token = encode_page_token("studios", "abc");
-        assert_eq!(decode_page_token("studios", &token).unwrap().as_deref(), Some("abc"));
+        assert_eq!(
+            decode_page_token("studios", &token).unwrap().as_deref(),
+            Some("abc")
+        );
         assert!(decode_page_token("keys", &token).is_err());
         assert!(decode_page_token("studios", "!!").is_err());
         assert_eq!(decode_page_token("studios", "").unwrap(), None);
@@ -250,7 +302,9 @@ mod tests {
     #[test]
     fn text_input_names_every_bad_field() {
         let err = text_input(String::new(), vec![], Some(0), None, HashMap::new()).unwrap_err();
-        let Error::InvalidArgument(violations) = err else { panic!() };
+        let Error::InvalidArgument(violations) = err else {
+            panic!()
+        };
         let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["messages", "max_tokens"]);
     }

@@ -61,7 +61,8 @@ impl Directory {
     pub fn load(&self, snapshot: &Snapshot) {
         let mut maps = Maps::default();
         for studio in &snapshot.studios {
-            maps.studios.insert(studio.id.as_str().into(), studio.status);
+            maps.studios
+                .insert(studio.id.as_str().into(), studio.status);
         }
         for key in &snapshot.studio_keys {
             maps.keys.insert(key.id.clone(), key_entry(key));
@@ -82,7 +83,12 @@ impl Directory {
 
     /// Authenticates an end user's call: a user token of an active studio
     /// that matches the `x-studio-id` the call names.
-    pub fn authenticate_user(&self, studio_id: &str, bearer: &str, now: Millis) -> Result<UserCaller> {
+    pub fn authenticate_user(
+        &self,
+        studio_id: &str,
+        bearer: &str,
+        now: Millis,
+    ) -> Result<UserCaller> {
         let (id, presented) =
             secret::split_bearer(bearer, secret::USER_TOKEN_PREFIX).ok_or(Error::TokenInvalid)?;
         let maps = self.read();
@@ -143,7 +149,11 @@ impl Directory {
         self.authenticate_user(studio_id, bearer, now_ms()).is_ok()
     }
 
-    pub async fn create_studio(&self, id: Option<String>, display_name: String) -> Result<StudioRecord> {
+    pub async fn create_studio(
+        &self,
+        id: Option<String>,
+        display_name: String,
+    ) -> Result<StudioRecord> {
         let id = match id.filter(|id| !id.is_empty()) {
             Some(id) => {
                 validate_studio_id(&id)?;
@@ -160,15 +170,20 @@ impl Directory {
             update_ms: now,
         };
         self.store.insert_studio(&studio).await?;
-        self.write().studios.insert(studio.id.as_str().into(), studio.status);
+        self.write()
+            .studios
+            .insert(studio.id.as_str().into(), studio.status);
         Ok(studio)
     }
 
     pub async fn get_studio(&self, id: &str) -> Result<StudioRecord> {
-        self.store.get_studio(id).await?.ok_or_else(|| Error::NotFound {
-            resource: "studio",
-            id: id.to_string(),
-        })
+        self.store
+            .get_studio(id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                resource: "studio",
+                id: id.to_string(),
+            })
     }
 
     pub async fn list_studios(&self, page: &PageQuery) -> Result<Vec<StudioRecord>> {
@@ -190,7 +205,9 @@ impl Directory {
         }
         studio.update_ms = now_ms();
         self.store.update_studio(&studio).await?;
-        self.write().studios.insert(studio.id.as_str().into(), studio.status);
+        self.write()
+            .studios
+            .insert(studio.id.as_str().into(), studio.status);
         Ok(studio)
     }
 
@@ -214,16 +231,28 @@ impl Directory {
         Ok((key, bearer))
     }
 
-    pub async fn list_studio_keys(&self, studio_id: &str, page: &PageQuery) -> Result<Vec<StudioKeyRecord>> {
+    pub async fn list_studio_keys(
+        &self,
+        studio_id: &str,
+        page: &PageQuery,
+    ) -> Result<Vec<StudioKeyRecord>> {
         self.store.list_studio_keys(studio_id, page).await
     }
 
-    pub async fn revoke_studio_key(&self, studio_id: &str, key_id: &str) -> Result<StudioKeyRecord> {
+    pub async fn revoke_studio_key(
+        &self,
+        studio_id: &str,
+        key_id: &str,
+    ) -> Result<StudioKeyRecord> {
         let not_found = || Error::NotFound {
             resource: "studio key",
             id: key_id.to_string(),
         };
-        let existing = self.store.get_studio_key(key_id).await?.ok_or_else(not_found)?;
+        let existing = self
+            .store
+            .get_studio_key(key_id)
+            .await?
+            .ok_or_else(not_found)?;
         if existing.studio_id != studio_id {
             return Err(not_found());
         }
@@ -252,7 +281,9 @@ impl Directory {
             revoke_ms: None,
         };
         self.store.insert_user_token(&token).await?;
-        self.write().tokens.insert(token.id.clone(), token_entry(&token));
+        self.write()
+            .tokens
+            .insert(token.id.clone(), token_entry(&token));
         Ok((token, bearer))
     }
 
@@ -265,17 +296,27 @@ impl Directory {
         self.store.list_user_tokens(studio_id, user_id, page).await
     }
 
-    pub async fn revoke_user_token(&self, studio_id: &str, token_id: &str) -> Result<UserTokenRecord> {
+    pub async fn revoke_user_token(
+        &self,
+        studio_id: &str,
+        token_id: &str,
+    ) -> Result<UserTokenRecord> {
         let not_found = || Error::NotFound {
             resource: "user token",
             id: token_id.to_string(),
         };
-        let existing = self.store.get_user_token(token_id).await?.ok_or_else(not_found)?;
+        let existing = self
+            .store
+            .get_user_token(token_id)
+            .await?
+            .ok_or_else(not_found)?;
         if existing.studio_id != studio_id {
             return Err(not_found());
         }
         let token = self.store.revoke_user_token(token_id, now_ms()).await?;
-        self.write().tokens.insert(token.id.clone(), token_entry(&token));
+        self.write()
+            .tokens
+            .insert(token.id.clone(), token_entry(&token));
         Ok(token)
     }
 }
@@ -319,7 +360,8 @@ fn ttl_millis(ttl: Duration) -> Millis {
 pub fn validate_studio_id(id: &str) -> Result<()> {
     let mut chars = id.chars();
     let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if starts_with_letter && rest_ok && id.len() <= 63 {
         Ok(())
     } else {

@@ -24,7 +24,9 @@ impl RequestId {
         let client_id = metadata
             .get("x-request-id")
             .and_then(|value| value.to_str().ok())
-            .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()));
+            .filter(|id| {
+                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+            });
         match client_id {
             Some(id) => RequestId(id.into()),
             None => RequestId::mint(),

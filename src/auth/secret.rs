@@ -90,7 +90,15 @@ mod tests {
 
     #[test]
     fn malformed_bearers_do_not_split() {
-        for bad in ["", "dcu", "dcu_", "dcu__x", "dcu_id_", "dck_id_secret", "xdcu_a_b"] {
+        for bad in [
+            "",
+            "dcu",
+            "dcu_",
+            "dcu__x",
+            "dcu_id_",
+            "dck_id_secret",
+            "xdcu_a_b",
+        ] {
             assert!(split_bearer(bad, USER_TOKEN_PREFIX).is_none(), "{bad}");
         }
     }

@@ -67,9 +67,11 @@ impl Catalog {
                     pathway: pathway.as_str(),
                 })?
         } else {
-            self.models.get(requested).ok_or_else(|| Error::ModelNotFound {
-                model_id: requested.to_string(),
-            })?
+            self.models
+                .get(requested)
+                .ok_or_else(|| Error::ModelNotFound {
+                    model_id: requested.to_string(),
+                })?
         };
         if !model.record.enabled {
             return Err(Error::ModelNotFound {
@@ -91,7 +93,10 @@ impl Catalog {
     }
 
     /// The enabled models of a pathway's fallback list, in order.
-    pub fn fallbacks<'a>(&'a self, model: &'a CatalogModel) -> impl Iterator<Item = Arc<CatalogModel>> + 'a {
+    pub fn fallbacks<'a>(
+        &'a self,
+        model: &'a CatalogModel,
+    ) -> impl Iterator<Item = Arc<CatalogModel>> + 'a {
         model
             .record
             .fallback_model_ids
@@ -143,7 +148,12 @@ impl CatalogCache {
     pub async fn reload(&self) -> Result<()> {
         let snapshot = self.store.catalog_snapshot().await?;
         let previous = self.current();
-        let catalog = Catalog::build(snapshot.providers, snapshot.models, &snapshot.defaults, &previous);
+        let catalog = Catalog::build(
+            snapshot.providers,
+            snapshot.models,
+            &snapshot.defaults,
+            &previous,
+        );
         *self.current.write().expect("catalog lock") = Arc::new(catalog);
         Ok(())
     }
@@ -201,7 +211,10 @@ fn validate_id(field: &str, id: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(field, "1 to 128 of A-Z, a-z, 0-9 and - _ . : /"))
+        Err(Error::invalid(
+            field,
+            "1 to 128 of A-Z, a-z, 0-9 and - _ . : /",
+        ))
     }
 }
 
@@ -215,12 +228,30 @@ fn validate_model(model: &ModelRecord) -> Result<()> {
             violations.push(Violation::new(field, description));
         }
     };
-    check(!model.provider_id.is_empty(), "model.provider_id", "required");
-    check(!model.upstream_model.is_empty(), "model.upstream_model", "required");
-    check(model.max_output_tokens > 0, "model.max_output_tokens", "must be positive");
-    check(model.max_input_tokens > 0, "model.max_input_tokens", "must be positive");
     check(
-        model.input_micros_per_mtok >= 0 && model.output_micros_per_mtok >= 0 && model.micros_per_image >= 0,
+        !model.provider_id.is_empty(),
+        "model.provider_id",
+        "required",
+    );
+    check(
+        !model.upstream_model.is_empty(),
+        "model.upstream_model",
+        "required",
+    );
+    check(
+        model.max_output_tokens > 0,
+        "model.max_output_tokens",
+        "must be positive",
+    );
+    check(
+        model.max_input_tokens > 0,
+        "model.max_input_tokens",
+        "must be positive",
+    );
+    check(
+        model.input_micros_per_mtok >= 0
+            && model.output_micros_per_mtok >= 0
+            && model.micros_per_image >= 0,
         "model.prices",
         "must not be negative",
     );

@@ -200,7 +200,10 @@ mod tests {
                 role: Role::User,
                 content: content.into(),
             }],
-            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -271,7 +274,10 @@ mod tests {
             .await;
         assert_eq!(events.len(), 2);
         assert!(events[0].is_ok());
-        assert_eq!(events[1].as_ref().unwrap_err().reason(), "PROVIDER_UNAVAILABLE");
+        assert_eq!(
+            events[1].as_ref().unwrap_err().reason(),
+            "PROVIDER_UNAVAILABLE"
+        );
     }
 
     #[test]

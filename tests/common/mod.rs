@@ -33,7 +33,9 @@ pub struct Credentials {
 impl Interceptor for Credentials {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(studio) = &self.studio_id {
-            request.metadata_mut().insert("x-studio-id", studio.parse().unwrap());
+            request
+                .metadata_mut()
+                .insert("x-studio-id", studio.parse().unwrap());
         }
         if let Some(bearer) = &self.bearer {
             request
@@ -195,7 +197,11 @@ impl TestCity {
 
     /// Polls until `count` usage rows match `filter` (rows of streams are
     /// written by a background relay), for at most five seconds.
-    pub async fn wait_for_rows(&self, filter: proto::UsageFilter, count: usize) -> Vec<proto::UsageRecord> {
+    pub async fn wait_for_rows(
+        &self,
+        filter: proto::UsageFilter,
+        count: usize,
+    ) -> Vec<proto::UsageRecord> {
         for _ in 0..500 {
             let rows = self.usage_rows(filter.clone()).await;
             if rows.len() >= count {
@@ -209,7 +215,12 @@ impl TestCity {
     /// Graceful shutdown; returns the data directory for a restart.
     pub async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.shutdown.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().expect("City stops cleanly");
+        self.task
+            .take()
+            .unwrap()
+            .await
+            .unwrap()
+            .expect("City stops cleanly");
         self.dir
     }
 }

@@ -17,8 +17,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{
-    CatalogSnapshot, GroupBy, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, Snapshot, Store,
-    StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
+    CatalogSnapshot, GroupBy, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, Snapshot,
+    Store, StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter, UsageRow,
+    UserTokenRecord,
 };
 use crate::error::{Error, Result};
 use sql::{Conditions, paged, violates};
