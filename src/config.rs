@@ -15,6 +15,8 @@ const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
     "admin_key",
+    "master_key",
+    "master_key_file",
     "store",
     "server",
     "usage",
@@ -29,6 +31,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The operator's admin key; when unset, one is generated at first start.
     pub admin_key: Option<String>,
+    /// The master key (base64 of 32 bytes) that encrypts provider API keys;
+    /// usually `DOWNCITY_MASTER_KEY`. Wins over `master_key_file`.
+    pub master_key: Option<crate::keys::SecretText>,
+    /// A file holding the master key; when neither is set,
+    /// `<data_dir>/master.key` is used if it exists (`--dev` creates it).
+    pub master_key_file: Option<PathBuf>,
     pub store: StoreConfig,
     pub server: ServerConfig,
     pub usage: UsageConfig,
@@ -46,6 +54,8 @@ impl Default for Config {
             listen: "127.0.0.1:50051".into(),
             data_dir: PathBuf::from("./.downcity"),
             admin_key: None,
+            master_key: None,
+            master_key_file: None,
             store: StoreConfig::default(),
             server: ServerConfig::default(),
             usage: UsageConfig::default(),
@@ -106,10 +116,23 @@ impl Default for UsageConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub id: String,
-    /// `mock`.
+    /// `mock`, `openai`, `openai_compatible`, `anthropic` or `gemini`.
     pub kind: String,
     #[serde(default)]
     pub base_url: String,
+    /// The environment variable holding the API key (e.g. `OPENAI_API_KEY`);
+    /// read at start, then stored encrypted.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Extra HTTP headers for every upstream request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub first_byte_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub total_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +198,14 @@ impl Config {
             ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
         });
         figment.merge(env).extract().map_err(Box::new)
+    }
+
+    /// The master key file City reads: the configured one, else
+    /// `<data_dir>/master.key`.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
     /// The SQLite file City uses.

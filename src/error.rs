@@ -57,6 +57,17 @@ pub enum Error {
         message: String,
         retry_after: Option<Duration>,
     },
+    #[error(
+        "the {scope}'s {limit} limit ({value}) would be exceeded; it resets at the end of the {window}"
+    )]
+    QuotaExceeded {
+        scope: &'static str,
+        limit: &'static str,
+        value: i64,
+        window: &'static str,
+        reset_ms: i64,
+        now_ms: i64,
+    },
     #[error("the request was cancelled")]
     Cancelled,
     #[error("internal error: {0}")]
@@ -72,6 +83,8 @@ pub enum ProviderFailure {
     BadResponse,
     Timeout,
     Rejected,
+    /// The provider's kind cannot serve this pathway (Anthropic images).
+    Unsupported,
 }
 
 /// One invalid field of a request.
@@ -134,7 +147,9 @@ impl Error {
                 ProviderFailure::AuthFailed | ProviderFailure::BadResponse => Code::Internal,
                 ProviderFailure::Timeout => Code::DeadlineExceeded,
                 ProviderFailure::Rejected => Code::InvalidArgument,
+                ProviderFailure::Unsupported => Code::Unimplemented,
             },
+            Error::QuotaExceeded { .. } => Code::ResourceExhausted,
             Error::Cancelled => Code::Cancelled,
             Error::Internal(_) => Code::Internal,
         }
@@ -165,7 +180,9 @@ impl Error {
                 ProviderFailure::BadResponse => "PROVIDER_BAD_RESPONSE",
                 ProviderFailure::Timeout => "PROVIDER_TIMEOUT",
                 ProviderFailure::Rejected => "PROVIDER_REJECTED",
+                ProviderFailure::Unsupported => "PATHWAY_UNSUPPORTED",
             },
+            Error::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             Error::Cancelled => "CANCELLED",
             Error::Internal(_) => "INTERNAL",
         }
@@ -187,6 +204,20 @@ impl Error {
                 ])
             }
             Error::Provider { provider_id, .. } => pair("provider", provider_id),
+            Error::QuotaExceeded {
+                scope,
+                limit,
+                value,
+                window,
+                reset_ms,
+                ..
+            } => HashMap::from([
+                ("scope".to_string(), scope.to_string()),
+                ("limit".to_string(), limit.to_string()),
+                ("value".to_string(), value.to_string()),
+                ("window".to_string(), window.to_string()),
+                ("reset_time".to_string(), rfc3339(*reset_ms)),
+            ]),
             _ => HashMap::new(),
         }
     }
@@ -199,6 +230,12 @@ impl Error {
                 tracing::error!(request_id, detail, "internal error");
                 format!("internal error (request id {request_id})")
             }
+            // City's own words, with nothing of the upstream in them.
+            Error::Provider {
+                kind: ProviderFailure::Unsupported,
+                message,
+                ..
+            } => message.clone(),
             Error::Provider {
                 provider_id,
                 message,
@@ -231,8 +268,21 @@ impl Error {
         {
             details.set_retry_info(Some(*delay));
         }
+        if let Error::QuotaExceeded {
+            reset_ms, now_ms, ..
+        } = self
+        {
+            let wait = u64::try_from(reset_ms - now_ms).unwrap_or(0);
+            details.set_retry_info(Some(Duration::from_millis(wait)));
+        }
         Status::with_error_details(self.code(), message, details)
     }
+}
+
+/// RFC 3339 (UTC, milliseconds) of a Unix time in milliseconds.
+fn rfc3339(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 impl From<sqlx::Error> for Error {

@@ -18,6 +18,7 @@ use crate::error::{Error, ProviderFailure, Result};
 use crate::providers::{
     self, ChatMessage, Finish, Image, ImageCall, StreamEvent, TextCall, TextStream,
 };
+use crate::quota::{Amount, Quotas, Reservation};
 use crate::store::{Millis, Pathway, UsageRow, now_ms};
 use crate::usage::{self, UsageWriter};
 
@@ -104,24 +105,81 @@ pub struct StartedStream {
 
 pub struct Gateway {
     catalog: Arc<CatalogCache>,
+    quotas: Arc<Quotas>,
     usage: UsageWriter,
 }
 
 impl Gateway {
-    pub fn new(catalog: Arc<CatalogCache>, usage: UsageWriter) -> Self {
-        Gateway { catalog, usage }
+    pub fn new(catalog: Arc<CatalogCache>, quotas: Arc<Quotas>, usage: UsageWriter) -> Self {
+        Gateway {
+            catalog,
+            quotas,
+            usage,
+        }
     }
 
     pub fn catalog(&self) -> &CatalogCache {
         &self.catalog
     }
 
+    /// The enabled models a studio may use, optionally of one pathway.
+    pub fn visible_models(
+        &self,
+        studio_id: &str,
+        pathway: Option<Pathway>,
+    ) -> Vec<Arc<CatalogModel>> {
+        let mut models = self.catalog.current().enabled_models(pathway);
+        models.retain(|m| self.quotas.model_allowed(studio_id, &m.record.id));
+        models
+    }
+
+    /// The model a call asked for, if the studio may use it.
+    fn resolve(
+        &self,
+        catalog: &Catalog,
+        ctx: &CallContext,
+        requested: &str,
+        pathway: Pathway,
+    ) -> Result<Arc<CatalogModel>> {
+        let model = catalog.resolve(requested, pathway)?;
+        if !self
+            .quotas
+            .model_allowed(&ctx.caller.studio_id, &model.record.id)
+        {
+            return Err(Error::ModelNotFound {
+                model_id: model.record.id.clone(),
+            });
+        }
+        Ok(model)
+    }
+
+    /// The fallback chain of `first` that this studio may use.
+    fn chain(
+        &self,
+        catalog: &Catalog,
+        ctx: &CallContext,
+        first: &Arc<CatalogModel>,
+    ) -> Vec<Arc<CatalogModel>> {
+        std::iter::once(first.clone())
+            .chain(catalog.fallbacks(first))
+            .filter(|m| {
+                self.quotas
+                    .model_allowed(&ctx.caller.studio_id, &m.record.id)
+            })
+            .collect()
+    }
+
     pub async fn text(&self, ctx: CallContext, input: TextInput) -> Result<TextAnswer> {
         let catalog = self.catalog.current();
-        let first = catalog.resolve(&input.model, Pathway::Text)?;
+        let first = self.resolve(&catalog, &ctx, &input.model, Pathway::Text)?;
         let max_tokens = check_text_input(&first, &input)?;
+        let chain = self.chain(&catalog, &ctx, &first);
+        let reservation = self
+            .quotas
+            .reserve(&ctx.caller, text_claim(&chain, &input, max_tokens))
+            .await?;
         let request = &input;
-        let (model, result) = with_fallback(&catalog, first, |model| async move {
+        let (model, result) = with_fallback(chain, |model| async move {
             model
                 .provider
                 .text(text_call(&model, request, max_tokens))
@@ -138,14 +196,20 @@ impl Gateway {
             };
             (answer, usage)
         });
-        self.settle(&ctx, &model, &input.metadata, result).await
+        self.settle(&ctx, &model, &input.metadata, reservation, result)
+            .await
     }
 
     pub async fn image(&self, ctx: CallContext, input: ImageInput) -> Result<ImageAnswer> {
         let catalog = self.catalog.current();
-        let first = catalog.resolve(&input.model, Pathway::Image)?;
+        let first = self.resolve(&catalog, &ctx, &input.model, Pathway::Image)?;
+        let chain = self.chain(&catalog, &ctx, &first);
+        let reservation = self
+            .quotas
+            .reserve(&ctx.caller, image_claim(&chain, input.count))
+            .await?;
         let request = &input;
-        let (model, result) = with_fallback(&catalog, first, |model| async move {
+        let (model, result) = with_fallback(chain, |model| async move {
             let call = ImageCall {
                 upstream_model: &model.record.upstream_model,
                 prompt: &request.prompt,
@@ -164,18 +228,24 @@ impl Gateway {
             };
             (answer, usage)
         });
-        self.settle(&ctx, &model, &input.metadata, result).await
+        self.settle(&ctx, &model, &input.metadata, reservation, result)
+            .await
     }
 
-    /// Records the usage row of a unary call, then hands back its outcome:
+    /// Settles the reservation and records the usage row of a unary call, then hands back its outcome:
     /// the answer leaves only once its row is committed.
     async fn settle<T>(
         &self,
         ctx: &CallContext,
         model: &CatalogModel,
         metadata: &BTreeMap<String, String>,
+        reservation: Reservation,
         result: Result<(T, Consumption)>,
     ) -> Result<T> {
+        let used = result
+            .as_ref()
+            .map_or_else(|_| Consumption::default(), |(_, usage)| *usage);
+        reservation.settle(quota_amount(used)).await;
         let (answer, row) = match result {
             Ok((answer, usage)) => (
                 Ok(answer),
@@ -202,10 +272,13 @@ impl Gateway {
     /// call and writes its row when it ends, however it ends.
     pub async fn stream_text(&self, ctx: CallContext, input: TextInput) -> Result<StartedStream> {
         let catalog = self.catalog.current();
-        let first = catalog.resolve(&input.model, Pathway::Text)?;
+        let first = self.resolve(&catalog, &ctx, &input.model, Pathway::Text)?;
         let max_tokens = check_text_input(&first, &input)?;
+        let chain = self.chain(&catalog, &ctx, &first);
+        let claim = text_claim(&chain, &input, max_tokens);
+        let reservation = self.quotas.reserve(&ctx.caller, claim).await?;
         let request = &input;
-        let (model, result) = with_fallback(&catalog, first, |model| async move {
+        let (model, result) = with_fallback(chain, |model| async move {
             model
                 .provider
                 .stream_text(text_call(&model, request, max_tokens))
@@ -215,6 +288,9 @@ impl Gateway {
         let upstream = match result {
             Ok(upstream) => upstream,
             Err(err) => {
+                reservation
+                    .settle(quota_amount(Consumption::default()))
+                    .await;
                 let row = usage_row(
                     &ctx,
                     &model,
@@ -233,6 +309,7 @@ impl Gateway {
             model: model.clone(),
             metadata: input.metadata,
             prompt_estimate: providers::estimate_prompt_tokens(&input.messages),
+            reservation,
             usage: self.usage.clone(),
             chunks,
         };
@@ -294,27 +371,68 @@ fn worth_falling_back(err: &Error) -> bool {
     )
 }
 
-/// Tries `first`, then its fallback models in order while the failure is one
-/// another upstream may not have. Returns the model that answered last.
+/// Tries the chain's models in order while the failure is one another
+/// upstream may not have. Returns the model that answered last.
 async fn with_fallback<T, F, Fut>(
-    catalog: &Catalog,
-    first: Arc<CatalogModel>,
+    chain: Vec<Arc<CatalogModel>>,
     mut attempt: F,
 ) -> (Arc<CatalogModel>, Result<T>)
 where
     F: FnMut(Arc<CatalogModel>) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let mut result = attempt(first.clone()).await;
-    let mut current = first.clone();
-    let mut fallbacks = catalog.fallbacks(&first);
+    let mut models = chain.into_iter();
+    let mut current = models
+        .next()
+        .expect("a chain starts with the requested model");
+    let mut result = attempt(current.clone()).await;
     while result.as_ref().is_err_and(worth_falling_back) {
-        let Some(next) = fallbacks.next() else { break };
+        let Some(next) = models.next() else { break };
         tracing::info!(from = %current.record.id, to = %next.record.id, "falling back");
         current = next;
         result = attempt(current.clone()).await;
     }
     (current, result)
+}
+
+/// The worst case of a text call: the prompt estimate plus max_tokens, priced
+/// at the dearest model of its chain.
+fn text_claim(chain: &[Arc<CatalogModel>], input: &TextInput, max_tokens: u32) -> Amount {
+    let prompt = providers::estimate_prompt_tokens(&input.messages);
+    let output = u64::from(max_tokens);
+    let cost = chain
+        .iter()
+        .map(|m| usage::cost_micros(&m.record, prompt, output, 0))
+        .max()
+        .unwrap_or_default();
+    Amount {
+        requests: 1,
+        tokens: i64::try_from(prompt + output).unwrap_or(i64::MAX),
+        cost_micros: cost,
+    }
+}
+
+/// The worst case of an image call: `count` images at the dearest model.
+fn image_claim(chain: &[Arc<CatalogModel>], count: u32) -> Amount {
+    let cost = chain
+        .iter()
+        .map(|m| usage::cost_micros(&m.record, 0, 0, u64::from(count)))
+        .max()
+        .unwrap_or_default();
+    Amount {
+        requests: 1,
+        tokens: 0,
+        cost_micros: cost,
+    }
+}
+
+/// What a finished call used, as the ledger counts it.
+fn quota_amount(used: Consumption) -> Amount {
+    Amount {
+        requests: 1,
+        tokens: i64::try_from(used.input_tokens + used.output_tokens).unwrap_or(i64::MAX),
+        cost_micros: used.cost_micros,
+    }
 }
 
 fn consumption(
@@ -365,6 +483,7 @@ struct Relay {
     model: Arc<CatalogModel>,
     metadata: BTreeMap<String, String>,
     prompt_estimate: u64,
+    reservation: Reservation,
     usage: UsageWriter,
     chunks: mpsc::Sender<Result<StreamChunk>>,
 }
@@ -436,6 +555,10 @@ impl Relay {
     /// Writes the row first, then tells the client: a client that saw the
     /// final usage can rely on the row being durable.
     async fn finish(self, end: RelayEnd, ttft_us: Option<i64>) {
+        let used = match &end {
+            RelayEnd::Finished(_, usage) | RelayEnd::Failed(_, usage) => *usage,
+        };
+        self.reservation.settle(quota_amount(used)).await;
         let (row, last) = match end {
             RelayEnd::Finished(finish, usage) => (
                 usage_row(&self.ctx, &self.model, &self.metadata, usage, ttft_us, None),

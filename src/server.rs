@@ -14,12 +14,14 @@ use crate::api::admin::AdminApi;
 use crate::api::ai::AiApi;
 use crate::auth::{AdminAuth, Directory, UserAuth, secret};
 use crate::catalog::CatalogCache;
-use crate::config::{Config, ModelConfig};
+use crate::config::{Config, ModelConfig, ProviderConfig};
 use crate::gateway::Gateway;
+use crate::keys::{self, ApiKey, MasterKey};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::ai_service_server::AiServiceServer;
+use crate::quota::Quotas;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{ModelRecord, Pathway, ProviderKind, ProviderRecord, Store};
+use crate::store::{ModelRecord, Pathway, ProviderKind, ProviderRecord, ProviderTimeouts, Store};
 use crate::usage::{UsageWriter, WriterHandle};
 
 const ADMIN_KEY_SETTING: &str = "admin_key_sha256";
@@ -36,6 +38,7 @@ pub struct City {
     store: Arc<dyn Store>,
     directory: Arc<Directory>,
     catalog: Arc<CatalogCache>,
+    quotas: Arc<Quotas>,
     usage: UsageWriter,
     usage_task: WriterHandle,
     generated_admin_key: Option<String>,
@@ -52,17 +55,21 @@ impl City {
                 .with_context(|| format!("opening the store at {}", path.display()))?,
         );
         let (admin_key_hash, generated_admin_key) = admin_key(&config, store.as_ref()).await?;
+        let master_key = master_key(&config, store.as_ref()).await?;
         seed_builtin_catalog(store.as_ref()).await?;
-        apply_config_catalog(&config, store.as_ref()).await?;
+        apply_config_catalog(&config, store.as_ref(), master_key.as_ref()).await?;
         let snapshot = store.snapshot().await?;
         let directory = Arc::new(Directory::new(store.clone(), admin_key_hash, &snapshot));
-        let catalog = Arc::new(CatalogCache::load(store.clone()).await?);
+        let quotas = Arc::new(Quotas::load(store.clone(), &snapshot).await?);
+        let catalog =
+            Arc::new(CatalogCache::load_with_master_key(store.clone(), master_key).await?);
         let (usage, usage_task) = UsageWriter::start(store.clone(), config.usage.queue_capacity);
         Ok(City {
             config,
             store,
             directory,
             catalog,
+            quotas,
             usage,
             usage_task,
             generated_admin_key,
@@ -105,6 +112,7 @@ impl City {
             store,
             directory,
             catalog,
+            quotas,
             usage,
             usage_task,
             ..
@@ -121,7 +129,7 @@ impl City {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
-        let gateway = Arc::new(Gateway::new(catalog.clone(), usage));
+        let gateway = Arc::new(Gateway::new(catalog.clone(), quotas.clone(), usage));
         let ai = AiServiceServer::with_interceptor(
             AiApi::new(gateway),
             UserAuth {
@@ -129,7 +137,7 @@ impl City {
             },
         );
         let admin = AdminServiceServer::with_interceptor(
-            AdminApi::new(directory.clone(), catalog, store.clone()),
+            AdminApi::new(directory.clone(), catalog, quotas, store.clone()),
             AdminAuth { directory },
         );
 
@@ -210,6 +218,66 @@ async fn admin_key(
     Ok((hash, Some(key)))
 }
 
+/// The master key, checked against the store's canary. Without one, a store
+/// that holds sealed keys refuses to start.
+async fn master_key(config: &Config, store: &dyn Store) -> anyhow::Result<Option<MasterKey>> {
+    match keys::configured_master_key(config)? {
+        Some(key) => {
+            key.check_canary(store).await?;
+            Ok(Some(key))
+        }
+        None if keys::store_has_master_key(store).await? => anyhow::bail!(
+            "this store holds provider API keys sealed under a master key, and none is \
+             configured: set DOWNCITY_MASTER_KEY or master_key_file"
+        ),
+        None => Ok(None),
+    }
+}
+
+/// Stores the API key a config provider names with `api_key_env`, sealed,
+/// unless the stored one is already the same.
+async fn apply_config_api_key(
+    provider: &ProviderConfig,
+    store: &dyn Store,
+    master_key: Option<&MasterKey>,
+) -> anyhow::Result<()> {
+    let Some(var) = &provider.api_key_env else {
+        return Ok(());
+    };
+    let key = match std::env::var(var) {
+        Ok(key) if !key.is_empty() => ApiKey::new(key),
+        _ => {
+            tracing::warn!(provider = %provider.id, var, "api_key_env names an unset variable; keeping the stored key");
+            return Ok(());
+        }
+    };
+    let master_key = master_key.with_context(|| {
+        format!(
+            "provider `{}` takes its API key from {var}, but City has no master key to \
+             encrypt it with: set DOWNCITY_MASTER_KEY or master_key_file",
+            provider.id
+        )
+    })?;
+    let stored = store
+        .catalog_snapshot()
+        .await?
+        .providers
+        .into_iter()
+        .find(|p| p.id == provider.id)
+        .and_then(|p| p.api_key);
+    let same = stored
+        .as_ref()
+        .and_then(|sealed| master_key.open(&provider.id, sealed).ok())
+        .is_some_and(|old| old == key);
+    if !same {
+        let sealed = master_key.seal(&provider.id, &key);
+        store
+            .set_provider_api_key(&provider.id, Some(&sealed), crate::store::now_ms())
+            .await?;
+    }
+    Ok(())
+}
+
 /// Adds the mock provider and its two default models, once per store.
 async fn seed_builtin_catalog(store: &dyn Store) -> anyhow::Result<()> {
     if store.get_setting(BUILTIN_CATALOG_SETTING).await?.is_some() {
@@ -221,6 +289,10 @@ async fn seed_builtin_catalog(store: &dyn Store) -> anyhow::Result<()> {
             kind: ProviderKind::Mock,
             base_url: String::new(),
             update_ms: crate::store::now_ms(),
+            headers: Default::default(),
+            timeouts: Default::default(),
+            api_key: None,
+            api_key_update_ms: None,
         })
         .await?;
     for (id, name, pathway) in [
@@ -250,7 +322,11 @@ async fn seed_builtin_catalog(store: &dyn Store) -> anyhow::Result<()> {
 }
 
 /// Loads the config file's providers, models and defaults into the store.
-async fn apply_config_catalog(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+async fn apply_config_catalog(
+    config: &Config,
+    store: &dyn Store,
+    master_key: Option<&MasterKey>,
+) -> anyhow::Result<()> {
     for provider in &config.providers {
         let kind = ProviderKind::parse(&provider.kind).with_context(|| {
             format!(
@@ -264,8 +340,17 @@ async fn apply_config_catalog(config: &Config, store: &dyn Store) -> anyhow::Res
                 kind,
                 base_url: provider.base_url.clone(),
                 update_ms: crate::store::now_ms(),
+                headers: provider.headers.clone(),
+                timeouts: ProviderTimeouts {
+                    connect_ms: provider.connect_timeout_ms.map(|ms| ms as i64),
+                    first_byte_ms: provider.first_byte_timeout_ms.map(|ms| ms as i64),
+                    total_ms: provider.total_timeout_ms.map(|ms| ms as i64),
+                },
+                api_key: None,
+                api_key_update_ms: None,
             })
             .await?;
+        apply_config_api_key(provider, store, master_key).await?;
     }
     for model in &config.models {
         store.upsert_model(&model_record(model)?).await?;

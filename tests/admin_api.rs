@@ -234,6 +234,7 @@ async fn studios_update_name_and_status() {
             studio_id: "acme".into(),
             display_name: Some("Acme Corp".into()),
             status: StudioStatus::Unspecified as i32,
+            allowed_models: None,
         })
         .await
         .unwrap()
@@ -252,6 +253,7 @@ async fn studios_update_name_and_status() {
             studio_id: "acme".into(),
             display_name: None,
             status: StudioStatus::Suspended as i32,
+            allowed_models: None,
         })
         .await
         .unwrap()
@@ -286,6 +288,7 @@ async fn studios_update_name_and_status() {
             studio_id: "acme".into(),
             display_name: None,
             status: StudioStatus::Active as i32,
+            allowed_models: None,
         })
         .await
         .unwrap();
@@ -299,6 +302,7 @@ async fn studios_update_name_and_status() {
             studio_id: "nowhere".into(),
             display_name: Some("x".into()),
             status: 0,
+            allowed_models: None,
         })
         .await
         .unwrap_err();

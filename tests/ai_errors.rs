@@ -136,6 +136,7 @@ async fn set_studio_status(city: &TestCity, studio_id: &str, status: proto::Stud
             studio_id: studio_id.into(),
             display_name: None,
             status: status as i32,
+            allowed_models: None,
         })
         .await
         .expect("update studio");

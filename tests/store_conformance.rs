@@ -69,6 +69,10 @@ mod conformance {
             kind: ProviderKind::Mock,
             base_url: format!("http://{id}.invalid"),
             update_ms: START_MS,
+            headers: Default::default(),
+            timeouts: Default::default(),
+            api_key: None,
+            api_key_update_ms: None,
         }
     }
 

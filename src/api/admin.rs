@@ -10,8 +10,9 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::admin_convert::{
-    aggregate_to_proto, decode_number_token, group_by, model_from_proto, model_to_proto,
-    provider_from_proto, provider_to_proto, required, studio_key_to_proto, studio_status_update,
+    aggregate_to_proto, api_key_change, decode_number_token, group_by, limit_target,
+    limits_from_proto, limits_to_proto, model_from_proto, model_to_proto, provider_from_proto,
+    provider_to_proto, required, standing_to_proto, studio_key_to_proto, studio_status_update,
     studio_to_proto, ttl, usage_filter, usage_record_to_proto, user_token_to_proto,
 };
 use super::convert::{decode_page_token, next_page_token, page_size, pathway_from_proto};
@@ -20,11 +21,13 @@ use crate::auth::{AdminCaller, Directory};
 use crate::catalog::CatalogCache;
 use crate::error::{Error, Result};
 use crate::proto::{self, admin_service_server::AdminService};
-use crate::store::{ModelRecord, PageQuery, Store};
+use crate::quota::Quotas;
+use crate::store::{ModelRecord, PageQuery, Store, StudioRecord};
 
 pub struct AdminApi {
     directory: Arc<Directory>,
     catalog: Arc<CatalogCache>,
+    quotas: Arc<Quotas>,
     store: Arc<dyn Store>,
 }
 
@@ -32,12 +35,23 @@ impl AdminApi {
     pub fn new(
         directory: Arc<Directory>,
         catalog: Arc<CatalogCache>,
+        quotas: Arc<Quotas>,
         store: Arc<dyn Store>,
     ) -> Self {
         AdminApi {
             directory,
             catalog,
+            quotas,
             store,
+        }
+    }
+
+    /// A studio as shown, with its model allow-list.
+    fn studio(&self, record: StudioRecord) -> proto::Studio {
+        let allowed_model_ids = self.quotas.allowed_models(&record.id);
+        proto::Studio {
+            allowed_model_ids,
+            ..studio_to_proto(record)
         }
     }
 
@@ -100,6 +114,9 @@ admin_requests! {
         |r| Scope::Usage(&mut r.filter.get_or_insert_default().studio_id);
     AggregateUsageRequest => "AggregateUsage",
         |r| Scope::Usage(&mut r.filter.get_or_insert_default().studio_id);
+    SetLimitsRequest => "SetLimits", |r| Scope::Studio(&mut r.studio_id);
+    GetLimitsRequest => "GetLimits", |r| Scope::Studio(&mut r.studio_id);
+    GetQuotaStandingRequest => "GetQuotaStanding", |r| Scope::Studio(&mut r.studio_id);
 }
 
 /// The scope check: the operator may do everything; a studio key only
@@ -189,7 +206,7 @@ impl AdminService for AdminApi {
                 .create_studio(Some(r.studio_id), r.display_name)
                 .await?;
             Ok(proto::CreateStudioResponse {
-                studio: Some(studio_to_proto(studio)),
+                studio: Some(self.studio(studio)),
             })
         })
         .await
@@ -202,7 +219,7 @@ impl AdminService for AdminApi {
         handle(request, |r| async move {
             let studio = self.directory.get_studio(&r.studio_id).await?;
             Ok(proto::GetStudioResponse {
-                studio: Some(studio_to_proto(studio)),
+                studio: Some(self.studio(studio)),
             })
         })
         .await
@@ -215,7 +232,8 @@ impl AdminService for AdminApi {
         handle(request, |r| async move {
             let page = IdPage::new("studios", r.page_size, &r.page_token)?;
             let rows = self.directory.list_studios(&page.query).await?;
-            let (studios, next_page_token) = page.finish(rows, |s| &s.id, studio_to_proto);
+            let (studios, next_page_token) =
+                page.finish(rows, |s| &s.id, |studio| self.studio(studio));
             Ok(proto::ListStudiosResponse {
                 studios,
                 next_page_token,
@@ -234,8 +252,13 @@ impl AdminService for AdminApi {
                 .directory
                 .update_studio(&r.studio_id, r.display_name, status)
                 .await?;
+            if let Some(allowed) = r.allowed_models {
+                self.quotas
+                    .set_allowed_models(&studio.id, allowed.model_ids)
+                    .await?;
+            }
             Ok(proto::UpdateStudioResponse {
-                studio: Some(studio_to_proto(studio)),
+                studio: Some(self.studio(studio)),
             })
         })
         .await
@@ -358,7 +381,8 @@ impl AdminService for AdminApi {
     ) -> Result<Response<proto::UpsertProviderResponse>, Status> {
         handle(request, |r| async move {
             let provider = provider_from_proto(required(r.provider, "provider")?)?;
-            let provider = self.catalog.upsert_provider(provider).await?;
+            let key = api_key_change(r.api_key)?;
+            let provider = self.catalog.upsert_provider(provider, key).await?;
             Ok(proto::UpsertProviderResponse {
                 provider: Some(provider_to_proto(provider)),
             })
@@ -494,6 +518,50 @@ impl AdminService for AdminApi {
             Ok(proto::AggregateUsageResponse {
                 rows: rows.into_iter().map(aggregate_to_proto).collect(),
                 next_page_token,
+            })
+        })
+        .await
+    }
+
+    async fn set_limits(
+        &self,
+        request: Request<proto::SetLimitsRequest>,
+    ) -> Result<Response<proto::SetLimitsResponse>, Status> {
+        handle(request, |r| async move {
+            let target = limit_target(r.target, r.user_id)?;
+            let values = limits_from_proto(r.limits);
+            let stored = self.quotas.set_limits(&r.studio_id, target, values).await?;
+            Ok(proto::SetLimitsResponse {
+                limits: Some(limits_to_proto(stored)),
+            })
+        })
+        .await
+    }
+
+    async fn get_limits(
+        &self,
+        request: Request<proto::GetLimitsRequest>,
+    ) -> Result<Response<proto::GetLimitsResponse>, Status> {
+        handle(request, |r| async move {
+            self.directory.get_studio(&r.studio_id).await?;
+            let target = limit_target(r.target, r.user_id)?;
+            Ok(proto::GetLimitsResponse {
+                limits: Some(limits_to_proto(self.quotas.limits(&r.studio_id, &target))),
+            })
+        })
+        .await
+    }
+
+    async fn get_quota_standing(
+        &self,
+        request: Request<proto::GetQuotaStandingRequest>,
+    ) -> Result<Response<proto::GetQuotaStandingResponse>, Status> {
+        handle(request, |r| async move {
+            self.directory.get_studio(&r.studio_id).await?;
+            let user = Some(r.user_id.as_str()).filter(|u| !u.is_empty());
+            let standing = self.quotas.standing(&r.studio_id, user).await;
+            Ok(proto::GetQuotaStandingResponse {
+                limits: standing.into_iter().map(standing_to_proto).collect(),
             })
         })
         .await

@@ -11,9 +11,11 @@ use super::convert::{
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::proto;
+use crate::quota::Standing;
 use crate::store::{
-    GroupBy, ModelRecord, Pathway, ProviderKind, ProviderRecord, StudioKeyRecord, StudioRecord,
-    StudioStatus, UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
+    GroupBy, LimitTarget, LimitValues, ModelRecord, Pathway, ProviderKind, ProviderRecord,
+    StudioKeyRecord, StudioRecord, StudioStatus, UsageAggregateRow, UsageFilter, UsageRow,
+    UserTokenRecord,
 };
 
 /// `max_output_tokens` of a model upserted with 0.
@@ -53,6 +55,7 @@ pub(crate) fn studio_to_proto(studio: StudioRecord) -> proto::Studio {
         status: status as i32,
         create_time: Some(timestamp(studio.create_ms)),
         update_time: Some(timestamp(studio.update_ms)),
+        allowed_model_ids: Vec::new(),
     }
 }
 
@@ -103,16 +106,41 @@ pub(crate) fn ttl(value: Option<prost_types::Duration>) -> Result<Option<Duratio
     Ok(Some(Duration::new(ttl.seconds as u64, ttl.nanos as u32)))
 }
 
+/// Longest settable provider timeout: one hour.
+const MAX_PROVIDER_TIMEOUT_MS: i64 = 3_600_000;
+
+/// A provider timeout in milliseconds; unset stays unset (the default).
+fn provider_timeout(
+    v: &mut Violations,
+    field: &str,
+    value: Option<prost_types::Duration>,
+) -> Option<i64> {
+    let d = value?;
+    let ms = d.seconds.saturating_mul(1000) + i64::from(d.nanos) / 1_000_000;
+    let valid = d.seconds >= 0 && d.nanos >= 0 && (1..=MAX_PROVIDER_TIMEOUT_MS).contains(&ms);
+    v.check(valid, field, "must be between 1 ms and 1 hour");
+    valid.then_some(ms)
+}
+
+fn ms_duration(ms: Option<i64>) -> Option<prost_types::Duration> {
+    ms.map(|ms| duration_us(ms.saturating_mul(1000)))
+}
+
+/// The provider of an UpsertProvider; output-only fields are ignored.
 pub(crate) fn provider_from_proto(provider: proto::Provider) -> Result<ProviderRecord> {
     let mut v = Violations::default();
     let kind = match proto::ProviderKind::try_from(provider.kind) {
         Ok(proto::ProviderKind::Mock) => Some(ProviderKind::Mock),
+        Ok(proto::ProviderKind::Openai) => Some(ProviderKind::OpenAi),
+        Ok(proto::ProviderKind::OpenaiCompatible) => Some(ProviderKind::OpenAiCompatible),
+        Ok(proto::ProviderKind::Anthropic) => Some(ProviderKind::Anthropic),
+        Ok(proto::ProviderKind::Gemini) => Some(ProviderKind::Gemini),
         Ok(proto::ProviderKind::Unspecified) | Err(_) => None,
     };
     v.check(
         kind.is_some(),
         "provider.kind",
-        "must be PROVIDER_KIND_MOCK",
+        "must be a PROVIDER_KIND_ value other than UNSPECIFIED",
     );
     let url = &provider.base_url;
     v.check(
@@ -120,6 +148,24 @@ pub(crate) fn provider_from_proto(provider: proto::Provider) -> Result<ProviderR
         "provider.base_url",
         "must be empty or start with http:// or https://",
     );
+    v.check(
+        !(kind == Some(ProviderKind::OpenAiCompatible) && url.is_empty()),
+        "provider.base_url",
+        "required for PROVIDER_KIND_OPENAI_COMPATIBLE",
+    );
+    let headers: std::collections::BTreeMap<_, _> = provider.headers.into_iter().collect();
+    if let Err(why) = crate::providers::http::extra_headers(&headers) {
+        v.check(false, "provider.headers", why);
+    }
+    let timeouts = crate::store::ProviderTimeouts {
+        connect_ms: provider_timeout(&mut v, "provider.connect_timeout", provider.connect_timeout),
+        first_byte_ms: provider_timeout(
+            &mut v,
+            "provider.first_byte_timeout",
+            provider.first_byte_timeout,
+        ),
+        total_ms: provider_timeout(&mut v, "provider.total_timeout", provider.total_timeout),
+    };
     v.finish(())?;
     Ok(ProviderRecord {
         id: provider.id,
@@ -127,18 +173,55 @@ pub(crate) fn provider_from_proto(provider: proto::Provider) -> Result<ProviderR
         kind: kind.unwrap_or(ProviderKind::Mock),
         base_url: provider.base_url,
         update_ms: 0,
+        headers,
+        timeouts,
+        api_key: None,
+        api_key_update_ms: None,
     })
 }
 
+/// What an UpsertProvider's `api_key` asks: unset keeps, empty clears.
+pub(crate) fn api_key_change(api_key: Option<String>) -> Result<crate::catalog::KeyChange> {
+    use crate::catalog::KeyChange;
+    Ok(match api_key {
+        None => KeyChange::Keep,
+        Some(key) if key.is_empty() => KeyChange::Clear,
+        Some(key) => {
+            // It travels in an HTTP header: printable ASCII, no spaces around.
+            let valid = key.len() <= 4096
+                && key.trim() == key
+                && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+            if !valid {
+                return Err(Error::invalid(
+                    "api_key",
+                    "must be printable ASCII without surrounding spaces, at most 4096 bytes",
+                ));
+            }
+            KeyChange::Set(crate::keys::ApiKey::new(key))
+        }
+    })
+}
+
+/// The provider as the API shows it: the key only as its last 4 characters.
 pub(crate) fn provider_to_proto(provider: ProviderRecord) -> proto::Provider {
     let kind = match provider.kind {
         ProviderKind::Mock => proto::ProviderKind::Mock,
+        ProviderKind::OpenAi => proto::ProviderKind::Openai,
+        ProviderKind::OpenAiCompatible => proto::ProviderKind::OpenaiCompatible,
+        ProviderKind::Anthropic => proto::ProviderKind::Anthropic,
+        ProviderKind::Gemini => proto::ProviderKind::Gemini,
     };
     proto::Provider {
         id: provider.id,
         kind: kind as i32,
         base_url: provider.base_url,
         update_time: Some(timestamp(provider.update_ms)),
+        api_key_hint: provider.api_key.map(|k| k.hint).unwrap_or_default(),
+        api_key_update_time: provider.api_key_update_ms.map(timestamp),
+        headers: provider.headers.into_iter().collect(),
+        connect_timeout: ms_duration(provider.timeouts.connect_ms),
+        first_byte_timeout: ms_duration(provider.timeouts.first_byte_ms),
+        total_timeout: ms_duration(provider.timeouts.total_ms),
     }
 }
 
@@ -218,10 +301,12 @@ pub(crate) fn group_by(dimensions: &[i32]) -> Result<GroupBy> {
             Ok(proto::UsageDimension::User) => group_by.user = true,
             Ok(proto::UsageDimension::Model) => group_by.model = true,
             Ok(proto::UsageDimension::Day) => group_by.day = true,
+            Ok(proto::UsageDimension::Hour) => group_by.hour = true,
+            Ok(proto::UsageDimension::Month) => group_by.month = true,
             Ok(proto::UsageDimension::Unspecified) | Err(_) => v.check(
                 false,
                 format!("group_by[{i}]"),
-                "must be USAGE_DIMENSION_STUDIO, _USER, _MODEL or _DAY",
+                "must be USAGE_DIMENSION_STUDIO, _USER, _MODEL, _HOUR, _DAY or _MONTH",
             ),
         }
     }
@@ -257,6 +342,8 @@ pub(crate) fn aggregate_to_proto(row: UsageAggregateRow) -> proto::UsageAggregat
         user_id: row.user_id,
         model_id: row.model_id,
         day: row.day,
+        hour: row.hour,
+        month: row.month,
         calls: row.calls,
         failed_calls: row.failed_calls,
         input_tokens: row.input_tokens,
@@ -340,7 +427,7 @@ mod tests {
             id: "p".into(),
             kind: kind as i32,
             base_url: base_url.into(),
-            update_time: None,
+            ..Default::default()
         };
         let err =
             provider_from_proto(provider(proto::ProviderKind::Unspecified, "ftp://x")).unwrap_err();
@@ -418,12 +505,14 @@ mod tests {
 
     #[test]
     fn group_by_rejects_unspecified_and_unknown_dimensions() {
-        let all = [1, 2, 3, 4];
+        let all = [1, 2, 3, 4, 5, 6];
         let expected = GroupBy {
             studio: true,
             user: true,
             model: true,
             day: true,
+            hour: true,
+            month: true,
         };
         assert_eq!(group_by(&all).unwrap(), expected);
         assert_eq!(group_by(&[]).unwrap(), GroupBy::default());
@@ -466,5 +555,55 @@ mod tests {
             fields(decode_number_token::<u64>("aggregate", &junk).unwrap_err()),
             ["page_token"]
         );
+    }
+}
+
+pub(crate) fn limits_to_proto(values: LimitValues) -> proto::Limits {
+    proto::Limits {
+        requests_per_minute: values.requests_per_minute,
+        tokens_per_minute: values.tokens_per_minute,
+        tokens_per_day: values.tokens_per_day,
+        cost_micros_per_day: values.cost_micros_per_day,
+        cost_micros_per_month: values.cost_micros_per_month,
+    }
+}
+
+pub(crate) fn limits_from_proto(limits: Option<proto::Limits>) -> LimitValues {
+    let limits = limits.unwrap_or_default();
+    LimitValues {
+        requests_per_minute: limits.requests_per_minute,
+        tokens_per_minute: limits.tokens_per_minute,
+        tokens_per_day: limits.tokens_per_day,
+        cost_micros_per_day: limits.cost_micros_per_day,
+        cost_micros_per_month: limits.cost_micros_per_month,
+    }
+}
+
+/// The target of a SetLimits / GetLimits.
+pub(crate) fn limit_target(target: i32, user_id: String) -> Result<LimitTarget> {
+    match proto::LimitTarget::try_from(target) {
+        Ok(proto::LimitTarget::Studio) => Ok(LimitTarget::Studio),
+        Ok(proto::LimitTarget::UserDefault) => Ok(LimitTarget::UserDefault),
+        Ok(proto::LimitTarget::User) if !user_id.is_empty() => Ok(LimitTarget::User(user_id)),
+        Ok(proto::LimitTarget::User) => {
+            Err(Error::invalid("user_id", "required for LIMIT_TARGET_USER"))
+        }
+        Ok(proto::LimitTarget::Unspecified) | Err(_) => Err(Error::invalid(
+            "target",
+            "must be LIMIT_TARGET_STUDIO, LIMIT_TARGET_USER_DEFAULT or LIMIT_TARGET_USER",
+        )),
+    }
+}
+
+pub(crate) fn standing_to_proto(standing: Standing) -> proto::LimitStanding {
+    proto::LimitStanding {
+        scope: standing.scope.to_string(),
+        limit: standing.kind.name().to_string(),
+        value: standing.value,
+        window: standing.kind.window().as_str().to_string(),
+        used: standing.used,
+        reserved: standing.reserved,
+        remaining: (standing.value - standing.used - standing.reserved).max(0),
+        reset_time: Some(timestamp(standing.reset_ms)),
     }
 }

@@ -37,6 +37,17 @@ fn context<T>(request: &Request<T>) -> Result<CallContext, Status> {
     Ok(CallContext::new(caller, request_id))
 }
 
+/// Runs a unary call in its own task, so a client that hangs up does not
+/// cancel it half-way: the upstream work it started is still settled and
+/// leaves its usage row.
+async fn run_to_completion<T: Send + 'static>(
+    call: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::spawn(call)
+        .await
+        .unwrap_or_else(|err| Err(Error::internal(format!("call task failed: {err}"))))
+}
+
 type StreamTextStream =
     Pin<Box<dyn Stream<Item = Result<proto::StreamTextResponse, Status>> + Send>>;
 
@@ -51,7 +62,10 @@ impl AiService for AiApi {
         let r = request.into_inner();
         let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata)
             .map_err(status(&id))?;
-        let answer = self.gateway.text(ctx, input).await.map_err(status(&id))?;
+        let gateway = self.gateway.clone();
+        let answer = run_to_completion(async move { gateway.text(ctx, input).await })
+            .await
+            .map_err(status(&id))?;
         Ok(Response::new(proto::TextResponse {
             text: answer.text,
             model: answer.model_id,
@@ -113,7 +127,10 @@ impl AiService for AiApi {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let input = image_input(request.into_inner()).map_err(status(&id))?;
-        let answer = self.gateway.image(ctx, input).await.map_err(status(&id))?;
+        let gateway = self.gateway.clone();
+        let answer = run_to_completion(async move { gateway.image(ctx, input).await })
+            .await
+            .map_err(status(&id))?;
         Ok(Response::new(proto::ImageResponse {
             images: answer
                 .images
@@ -133,13 +150,11 @@ impl AiService for AiApi {
         &self,
         request: Request<proto::ListModelsRequest>,
     ) -> Result<Response<proto::ListModelsResponse>, Status> {
-        let id = request_id(&request);
-        let pathway = pathway_filter(request.get_ref().pathway).map_err(status(&id))?;
+        let ctx = context(&request)?;
+        let pathway = pathway_filter(request.get_ref().pathway).map_err(status(&ctx.request_id))?;
         let models = self
             .gateway
-            .catalog()
-            .current()
-            .enabled_models(pathway)
+            .visible_models(&ctx.caller.studio_id, pathway)
             .iter()
             .map(|m| proto::ModelInfo {
                 id: m.record.id.clone(),

@@ -6,8 +6,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result, Violation};
+use crate::keys::{ApiKey, MasterKey};
 use crate::providers::{self, Provider};
 use crate::store::{ModelRecord, PageQuery, Pathway, ProviderRecord, Store, now_ms};
+
+/// What an UpsertProvider does to the stored API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    Keep,
+    Clear,
+    Set(ApiKey),
+}
 
 /// A model ready to serve: its record and the provider client behind it.
 pub struct CatalogModel {
@@ -29,6 +38,7 @@ impl Catalog {
         models: Vec<ModelRecord>,
         defaults: &HashMap<Pathway, String>,
         previous: &Catalog,
+        master_key: Option<&MasterKey>,
     ) -> Catalog {
         let providers: HashMap<_, _> = providers
             .into_iter()
@@ -36,7 +46,7 @@ impl Catalog {
                 // Keep the client (and its connection pool) of an unchanged provider.
                 let client = match previous.providers.get(&record.id) {
                     Some((old, client)) if *old == record => client.clone(),
-                    _ => providers::build(&record),
+                    _ => providers::build(&record, open_key(&record, master_key)),
                 };
                 (record.id.clone(), (record, client))
             })
@@ -123,17 +133,43 @@ impl Catalog {
     }
 }
 
+/// A provider's API key in plaintext, if it has one that opens.
+fn open_key(record: &ProviderRecord, master_key: Option<&MasterKey>) -> Option<ApiKey> {
+    let sealed = record.api_key.as_ref()?;
+    let Some(master_key) = master_key else {
+        tracing::error!(provider = %record.id, "provider has an API key but City has no master key");
+        return None;
+    };
+    match master_key.open(&record.id, sealed) {
+        Ok(key) => Some(key),
+        Err(err) => {
+            tracing::error!(provider = %record.id, %err, "cannot open the provider's API key");
+            None
+        }
+    }
+}
+
 /// The live catalog, written through to the store.
 pub struct CatalogCache {
     store: Arc<dyn Store>,
     current: RwLock<Arc<Catalog>>,
+    master_key: Option<MasterKey>,
 }
 
 impl CatalogCache {
     pub async fn load(store: Arc<dyn Store>) -> Result<Self> {
+        Self::load_with_master_key(store, None).await
+    }
+
+    /// Loads the catalog; `master_key` opens (and seals) provider API keys.
+    pub async fn load_with_master_key(
+        store: Arc<dyn Store>,
+        master_key: Option<MasterKey>,
+    ) -> Result<Self> {
         let cache = CatalogCache {
             store,
             current: RwLock::default(),
+            master_key,
         };
         cache.reload().await?;
         Ok(cache)
@@ -153,17 +189,46 @@ impl CatalogCache {
             snapshot.models,
             &snapshot.defaults,
             &previous,
+            self.master_key.as_ref(),
         );
         *self.current.write().expect("catalog lock") = Arc::new(catalog);
         Ok(())
     }
 
-    pub async fn upsert_provider(&self, mut provider: ProviderRecord) -> Result<ProviderRecord> {
+    /// Creates or replaces a provider and applies `key` to its API key;
+    /// returns the provider as stored (with its key hint).
+    pub async fn upsert_provider(
+        &self,
+        mut provider: ProviderRecord,
+        key: KeyChange,
+    ) -> Result<ProviderRecord> {
         validate_id("provider.id", &provider.id)?;
+        let sealed = match &key {
+            KeyChange::Set(key) => {
+                let master_key = self.master_key.as_ref().ok_or(Error::FailedPrecondition {
+                    reason: "MASTER_KEY_MISSING",
+                    message: "City has no master key to encrypt provider API keys with: set \
+                              DOWNCITY_MASTER_KEY or master_key_file"
+                        .into(),
+                })?;
+                Some(master_key.seal(&provider.id, key))
+            }
+            _ => None,
+        };
         provider.update_ms = now_ms();
         self.store.upsert_provider(&provider).await?;
+        if key != KeyChange::Keep {
+            self.store
+                .set_provider_api_key(&provider.id, sealed.as_ref(), provider.update_ms)
+                .await?;
+        }
         self.reload().await?;
-        Ok(provider)
+        let stored = self
+            .current()
+            .providers
+            .get(&provider.id)
+            .map(|(r, _)| r.clone());
+        Ok(stored.unwrap_or(provider))
     }
 
     pub async fn delete_provider(&self, id: &str) -> Result<()> {

@@ -4,23 +4,27 @@
 //! key, or with a studio key (`dck_...`) for the studio-scoped calls.
 //! Responses print as tables, or with `--json` as JSON.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::{Response, Status};
 
 use super::client::{
-    Bearer, Client, PageArgs, PagedRequest, PagedResponse, collect, connect, unary,
+    Bearer, Client, PageArgs, PagedRequest, PagedResponse, collect, connect, for_each_page, unary,
 };
-use super::render::{Output, Render};
+use super::render::{Output, Render, csv_header, csv_row};
 use crate::proto::{
     AggregateUsageRequest, CreateStudioKeyRequest, CreateStudioRequest, DeleteModelRequest,
-    DeleteProviderRequest, GetStudioRequest, IssueUserTokenRequest, ListCatalogModelsRequest,
-    ListProvidersRequest, ListStudioKeysRequest, ListStudiosRequest, ListUsageRecordsRequest,
-    ListUserTokensRequest, Model, Pathway, Provider, ProviderKind, RevokeStudioKeyRequest,
-    RevokeUserTokenRequest, SetDefaultModelRequest, StudioStatus, UpdateStudioRequest,
-    UpsertModelRequest, UpsertProviderRequest, UsageDimension, UsageFilter,
+    DeleteProviderRequest, GetLimitsRequest, GetQuotaStandingRequest, GetStudioRequest,
+    IssueUserTokenRequest, LimitTarget, Limits, ListCatalogModelsRequest, ListProvidersRequest,
+    ListStudioKeysRequest, ListStudiosRequest, ListUsageRecordsRequest, ListUserTokensRequest,
+    Model, ModelIdList, Pathway, Provider, ProviderKind, RevokeStudioKeyRequest,
+    RevokeUserTokenRequest, SetDefaultModelRequest, SetLimitsRequest, StudioStatus,
+    UpdateStudioRequest, UpsertModelRequest, UpsertProviderRequest, UsageDimension, UsageFilter,
+    UsageRecord,
 };
 
 /// The help heading of the options every admin command takes.
@@ -75,9 +79,12 @@ enum AdminCommand {
     /// Set each pathway's default model.
     #[command(subcommand)]
     Defaults(DefaultsCommand),
-    /// List and sum usage records.
+    /// List, sum and export usage records.
     #[command(subcommand)]
     Usage(UsageCommand),
+    /// Set and show the limits of studios and users, and their standing.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +121,17 @@ enum StudiosCommand {
         id: String,
         /// The new human-readable name.
         name: String,
+    },
+    /// Let a studio see and use only these models, or every model with --all.
+    AllowModels {
+        /// The studio's id.
+        id: String,
+        /// The models the studio may use; the list replaces the old one whole.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        models: Vec<String>,
+        /// Clear the list: the studio may use every model.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -183,9 +201,34 @@ enum ProvidersCommand {
         /// The upstream protocol the provider speaks.
         #[arg(long, value_enum)]
         kind: KindArg,
-        /// Base URL of the upstream API; none for the mock.
+        /// Base URL of the upstream API; none for the mock and for the
+        /// public endpoint of openai, anthropic and gemini.
         #[arg(long)]
         base_url: Option<String>,
+        /// Set the API key from this environment variable (keeps the key out
+        /// of the shell history and the process list).
+        #[arg(long, value_name = "VAR", conflicts_with_all = ["api_key_stdin", "clear_api_key"])]
+        api_key_env: Option<String>,
+        /// Set the API key from the first line of standard input.
+        #[arg(long, conflicts_with = "clear_api_key")]
+        api_key_stdin: bool,
+        /// Remove the stored API key. Without any key option the stored key stays.
+        #[arg(long)]
+        clear_api_key: bool,
+        /// An extra HTTP header for every upstream request; repeat. The
+        /// upsert replaces the provider's headers whole.
+        #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+        headers: Vec<(String, String)>,
+        /// Longest wait to connect, such as `5s` (default 10s).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        connect_timeout: Option<Duration>,
+        /// Longest wait for the answer's first byte and between streamed
+        /// events (default 60s).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        first_byte_timeout: Option<Duration>,
+        /// Longest a whole upstream call may take (default 300s).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        total_timeout: Option<Duration>,
     },
     /// List providers by id.
     List(PageArgs),
@@ -343,6 +386,15 @@ proto_choice! {
     KindArg => ProviderKind {
         /// The built-in deterministic mock: no network.
         Mock,
+        /// OpenAI (Chat Completions, Images).
+        Openai,
+        /// A server speaking OpenAI's wire format; needs --base-url.
+        #[value(name = "openai_compatible", alias = "openai-compatible")]
+        OpenaiCompatible,
+        /// Anthropic (Messages API).
+        Anthropic,
+        /// Google Gemini.
+        Gemini,
     }
 }
 
@@ -520,6 +572,7 @@ async fn update_studio(
         studio_id: id,
         display_name: name,
         status: status.into(),
+        allowed_models: None,
     };
     let response = unary(client.update_studio(request)).await?;
     out.item("studio", response.studio.as_ref())
@@ -596,15 +649,50 @@ async fn tokens(client: &mut Client, out: Output, command: TokensCommand) -> Res
 
 async fn providers(client: &mut Client, out: Output, command: ProvidersCommand) -> Result<()> {
     match command {
-        ProvidersCommand::Upsert { id, kind, base_url } => {
+        ProvidersCommand::Upsert {
+            id,
+            kind,
+            base_url,
+            api_key_env,
+            api_key_stdin,
+            clear_api_key,
+            headers,
+            connect_timeout,
+            first_byte_timeout,
+            total_timeout,
+        } => {
+            let api_key = if let Some(var) = api_key_env {
+                let key = std::env::var(&var)
+                    .map_err(|_| anyhow::anyhow!("the environment variable {var} is not set"))?;
+                Some(key)
+            } else if api_key_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Some(line.trim().to_string())
+            } else if clear_api_key {
+                Some(String::new())
+            } else {
+                None
+            };
+            let duration = |d: Option<Duration>| {
+                d.map(|d| prost_types::Duration {
+                    seconds: d.as_secs() as i64,
+                    nanos: d.subsec_nanos() as i32,
+                })
+            };
             let provider = Provider {
                 id,
                 kind: kind.into(),
                 base_url: base_url.unwrap_or_default(),
-                update_time: None,
+                headers: headers.into_iter().collect(),
+                connect_timeout: duration(connect_timeout),
+                first_byte_timeout: duration(first_byte_timeout),
+                total_timeout: duration(total_timeout),
+                ..Default::default()
             };
             let request = UpsertProviderRequest {
                 provider: Some(provider),
+                api_key,
             };
             let response = unary(client.upsert_provider(request)).await?;
             out.item("provider", response.provider.as_ref())
@@ -848,10 +936,44 @@ mod tests {
         let args = parse_ok(&["providers", "upsert", "mock1", "--kind", "mock"]);
         assert!(matches!(
             args.command,
-            AdminCommand::Providers(ProvidersCommand::Upsert { id, kind: KindArg::Mock, base_url: None }) if id == "mock1"
+            AdminCommand::Providers(ProvidersCommand::Upsert { id, kind: KindArg::Mock, base_url: None, .. }) if id == "mock1"
         ));
         assert!(fails(&["providers", "upsert", "mock1"]));
-        assert!(fails(&["providers", "upsert", "p", "--kind", "openai"]));
+        assert!(fails(&["providers", "upsert", "p", "--kind", "bogus"]));
+        let args = parse_ok(&[
+            "providers",
+            "upsert",
+            "oc",
+            "--kind",
+            "openai_compatible",
+            "--base-url",
+            "http://localhost:11434/v1",
+            "--api-key-env",
+            "OC_KEY",
+            "--header",
+            "x-team=a",
+            "--first-byte-timeout",
+            "30s",
+        ]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Providers(ProvidersCommand::Upsert {
+                kind: KindArg::OpenaiCompatible,
+                api_key_env: Some(ref var),
+                first_byte_timeout: Some(t),
+                ref headers,
+                ..
+            }) if var == "OC_KEY" && t == Duration::from_secs(30) && headers.len() == 1
+        ));
+        assert!(fails(&[
+            "providers",
+            "upsert",
+            "p",
+            "--kind",
+            "openai",
+            "--api-key-stdin",
+            "--clear-api-key"
+        ]));
         assert!(!fails(&["providers", "list"]));
         assert!(!fails(&["providers", "delete", "mock1"]));
     }

@@ -270,6 +270,9 @@ impl Render for Provider {
             Field::text("id", &self.id),
             Field::enumeration::<ProviderKind>("kind", self.kind),
             Field::text("base_url", &self.base_url),
+            Field::text("api_key_hint", &self.api_key_hint),
+            Field::time("api_key_update_time", self.api_key_update_time.as_ref()),
+            Field::map("headers", &self.headers),
             Field::time("update_time", self.update_time.as_ref()),
         ]
     }

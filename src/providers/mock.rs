@@ -5,6 +5,7 @@
 //! the last user message, cut at `max_tokens` (finish reason LENGTH). Streams
 //! send one word per chunk. Model options steer it:
 //! - `chunk_delay_ms`: pause before each streamed chunk (default 0);
+//! - `latency_ms`: pause before a unary answer (default 0);
 //! - `reply`: a fixed answer instead of the echo;
 //! - `fail`: `unavailable` | `rate_limited` | `bad_response` | `timeout` |
 //!   `auth_failed` makes every call fail that way;
@@ -39,6 +40,14 @@ impl MockProvider {
             message: format!("mock told to fail: {kind:?}"),
             retry_after: (kind == ProviderFailure::RateLimited).then_some(Duration::from_secs(1)),
         }
+    }
+
+    /// Waits the configured `latency_ms`, then fails if told to.
+    async fn respond(&self, options: &BTreeMap<String, String>) -> Result<()> {
+        if let Some(ms) = option_u64(options, "latency_ms") {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        self.check_fail(options)
     }
 
     fn check_fail(&self, options: &BTreeMap<String, String>) -> Result<()> {
@@ -97,7 +106,7 @@ fn option_u64(options: &BTreeMap<String, String>, key: &str) -> Option<u64> {
 #[async_trait]
 impl Provider for MockProvider {
     async fn text(&self, call: TextCall<'_>) -> Result<TextOutput> {
-        self.check_fail(call.options)?;
+        self.respond(call.options).await?;
         let (words, finish) = answer(&call);
         Ok(TextOutput {
             output_tokens: words.len() as u64,
@@ -146,7 +155,7 @@ impl Provider for MockProvider {
     }
 
     async fn image(&self, call: ImageCall<'_>) -> Result<ImageOutput> {
-        self.check_fail(call.options)?;
+        self.respond(call.options).await?;
         let images = (0..call.count)
             .map(|index| {
                 Ok(Image {

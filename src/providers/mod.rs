@@ -7,10 +7,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::Stream;
 
-use crate::error::Result;
+use crate::error::{Error, ProviderFailure, Result};
+use crate::keys::ApiKey;
 use crate::store::{ProviderKind, ProviderRecord};
 
+pub mod anthropic;
+pub mod gemini;
+pub mod http;
 pub mod mock;
+pub mod openai;
+pub mod sse;
 
 /// Who wrote a message, in provider-neutral terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,19 +106,69 @@ pub trait Provider: Send + Sync + 'static {
     async fn image(&self, call: ImageCall<'_>) -> Result<ImageOutput>;
 }
 
-/// Builds the provider client for a stored provider entry.
-pub fn build(record: &ProviderRecord) -> Arc<dyn Provider> {
-    match record.kind {
-        ProviderKind::Mock => Arc::new(mock::MockProvider::new(record.id.clone())),
+/// Builds the provider client for a stored provider entry and its API key.
+/// A provider that cannot be built (a bad header, say) fails every call with
+/// the reason, so one bad entry never stops City.
+pub fn build(record: &ProviderRecord, api_key: Option<ApiKey>) -> Arc<dyn Provider> {
+    let built: Result<Arc<dyn Provider>> = match record.kind {
+        ProviderKind::Mock => Ok(Arc::new(mock::MockProvider::new(record.id.clone()))),
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+            openai::OpenAi::new(record, api_key).map(|p| Arc::new(p) as _)
+        }
+        ProviderKind::Anthropic => {
+            anthropic::Anthropic::new(record, api_key).map(|p| Arc::new(p) as _)
+        }
+        ProviderKind::Gemini => gemini::Gemini::new(record, api_key).map(|p| Arc::new(p) as _),
+    };
+    built.unwrap_or_else(|err| {
+        tracing::error!(provider = %record.id, %err, "provider cannot be built");
+        Arc::new(Broken {
+            provider_id: record.id.clone(),
+            message: err.to_string(),
+        })
+    })
+}
+
+/// A provider whose entry cannot be used: every call fails with why.
+struct Broken {
+    provider_id: String,
+    message: String,
+}
+
+impl Broken {
+    fn error(&self) -> Error {
+        Error::Provider {
+            provider_id: self.provider_id.clone(),
+            kind: ProviderFailure::Rejected,
+            message: self.message.clone(),
+            retry_after: None,
+        }
     }
 }
 
-/// The estimate City uses before the upstream has counted: about four bytes a
-/// token plus a small per-message overhead. Used to bound prompts and to
-/// reserve quota, never to bill when the upstream reports real numbers.
+#[async_trait]
+impl Provider for Broken {
+    async fn text(&self, _call: TextCall<'_>) -> Result<TextOutput> {
+        Err(self.error())
+    }
+
+    async fn stream_text(&self, _call: TextCall<'_>) -> Result<TextStream> {
+        Err(self.error())
+    }
+
+    async fn image(&self, _call: ImageCall<'_>) -> Result<ImageOutput> {
+        Err(self.error())
+    }
+}
+
+/// The estimate City uses before the upstream has counted: one token per two
+/// bytes plus a small per-message overhead. Deliberately high (English runs
+/// near four bytes a token) because it bounds prompts and reserves quota: a
+/// reservation must not fall short of what the call really uses. Never used
+/// to bill when the upstream reports real numbers.
 pub fn estimate_prompt_tokens(messages: &[ChatMessage]) -> u64 {
     messages
         .iter()
-        .map(|m| (m.content.len() as u64).div_ceil(4) + 4)
+        .map(|m| (m.content.len() as u64).div_ceil(2) + 4)
         .sum()
 }

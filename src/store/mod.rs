@@ -61,20 +61,33 @@ impl Pathway {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
     Mock,
+    OpenAi,
+    OpenAiCompatible,
+    Anthropic,
+    Gemini,
 }
 
 impl ProviderKind {
+    pub const ALL: [ProviderKind; 5] = [
+        ProviderKind::Mock,
+        ProviderKind::OpenAi,
+        ProviderKind::OpenAiCompatible,
+        ProviderKind::Anthropic,
+        ProviderKind::Gemini,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Mock => "mock",
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::OpenAiCompatible => "openai_compatible",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "mock" => Some(ProviderKind::Mock),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|kind| kind.as_str() == s)
     }
 }
 
@@ -116,6 +129,30 @@ pub struct ProviderRecord {
     pub kind: ProviderKind,
     pub base_url: String,
     pub update_ms: Millis,
+    /// Extra HTTP headers sent with every upstream request.
+    pub headers: BTreeMap<String, String>,
+    pub timeouts: ProviderTimeouts,
+    /// The API key, sealed. Written only by `set_provider_api_key`:
+    /// `upsert_provider` leaves the stored key as it is.
+    pub api_key: Option<SealedKey>,
+    /// When the key was last set or cleared.
+    pub api_key_update_ms: Option<Millis>,
+}
+
+/// Per-provider timeouts in milliseconds; `None` takes City's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProviderTimeouts {
+    pub connect_ms: Option<i64>,
+    pub first_byte_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+}
+
+/// A provider API key encrypted under the master key (see `crate::keys`),
+/// with its last 4 characters for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    pub ciphertext: Vec<u8>,
+    pub hint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +219,10 @@ pub struct GroupBy {
     pub model: bool,
     /// Calendar day, UTC.
     pub day: bool,
+    /// Hour, UTC.
+    pub hour: bool,
+    /// Calendar month, UTC.
+    pub month: bool,
 }
 
 /// One group of summed usage. Fields not grouped by are empty.
@@ -192,6 +233,10 @@ pub struct UsageAggregateRow {
     pub model_id: String,
     /// YYYY-MM-DD (UTC).
     pub day: String,
+    /// YYYY-MM-DDTHH (UTC).
+    pub hour: String,
+    /// YYYY-MM (UTC).
+    pub month: String,
     pub calls: i64,
     pub failed_calls: i64,
     pub input_tokens: i64,
@@ -209,6 +254,38 @@ pub struct Snapshot {
     pub providers: Vec<ProviderRecord>,
     pub models: Vec<ModelRecord>,
     pub defaults: HashMap<Pathway, String>,
+    pub limits: Vec<LimitsRecord>,
+    /// Studio id → the only models it may use (absent: every model).
+    pub allowed_models: HashMap<String, Vec<String>>,
+}
+
+/// Caps on usage; `None` means no limit. Windows are UTC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitValues {
+    pub requests_per_minute: Option<i64>,
+    pub tokens_per_minute: Option<i64>,
+    pub tokens_per_day: Option<i64>,
+    pub cost_micros_per_day: Option<i64>,
+    pub cost_micros_per_month: Option<i64>,
+}
+
+/// What a set of limits applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LimitTarget {
+    /// The studio as a whole.
+    Studio,
+    /// Each user of the studio without limits of their own.
+    UserDefault,
+    /// One user.
+    User(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsRecord {
+    pub studio_id: String,
+    pub target: LimitTarget,
+    pub values: LimitValues,
+    pub update_ms: Millis,
 }
 
 /// The catalog part of a snapshot: what a catalog change reloads.
@@ -232,6 +309,11 @@ pub struct PageQuery {
 pub trait Store: Send + Sync + 'static {
     /// Loads everything the caches hold.
     async fn snapshot(&self) -> Result<Snapshot>;
+    /// Replaces the limits of one target; all-`None` values remove them.
+    async fn put_limits(&self, limits: &LimitsRecord) -> Result<()>;
+    /// Replaces a studio's model allow-list; empty allows every model.
+    async fn set_allowed_models(&self, studio_id: &str, model_ids: &[String]) -> Result<()>;
+
     /// Closes the store; called once, after the last write.
     async fn close(&self);
     /// Loads providers, models and defaults only.
@@ -270,6 +352,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<UserTokenRecord>>;
 
     async fn upsert_provider(&self, provider: &ProviderRecord) -> Result<()>;
+    /// Sets (`Some`) or clears (`None`) a provider's sealed API key.
+    /// Fails with `NotFound` when the provider does not exist.
+    async fn set_provider_api_key(
+        &self,
+        id: &str,
+        key: Option<&SealedKey>,
+        at: Millis,
+    ) -> Result<()>;
+    /// Replaces sealed API keys and settings in one transaction (re-keying).
+    async fn reseal(
+        &self,
+        keys: &[(String, SealedKey)],
+        settings: &[(String, String)],
+    ) -> Result<()>;
     /// Fails with `FailedPrecondition` (reason PROVIDER_IN_USE) while a model uses it.
     async fn delete_provider(&self, id: &str) -> Result<()>;
     /// Ordered by id.

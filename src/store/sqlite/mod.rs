@@ -17,9 +17,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{
-    CatalogSnapshot, GroupBy, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, Snapshot,
-    Store, StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter, UsageRow,
-    UserTokenRecord,
+    CatalogSnapshot, GroupBy, LimitValues, LimitsRecord, Millis, ModelRecord, PageQuery, Pathway,
+    ProviderRecord, SealedKey, Snapshot, Store, StudioKeyRecord, StudioRecord, UsageAggregateRow,
+    UsageFilter, UsageRow, UserTokenRecord,
 };
 use crate::error::{Error, Result};
 use sql::{Conditions, paged, violates};
@@ -190,6 +190,32 @@ async fn all<T>(
     found.iter().map(convert).collect()
 }
 
+/// Studio id → its allowed model ids.
+async fn allowed_models(conn: &mut SqliteConnection) -> Result<HashMap<String, Vec<String>>> {
+    let pairs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT studio_id, model_id FROM studio_models ORDER BY studio_id, model_id",
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut allowed: HashMap<String, Vec<String>> = HashMap::new();
+    for (studio_id, model_id) in pairs {
+        allowed.entry(studio_id).or_default().push(model_id);
+    }
+    Ok(allowed)
+}
+
+/// A foreign-key failure on `studio_id` means the studio does not exist.
+fn studio_missing(err: sqlx::Error, studio_id: &str) -> Error {
+    if violates(&err, ErrorKind::ForeignKeyViolation) {
+        Error::NotFound {
+            resource: "studio",
+            id: studio_id.to_string(),
+        }
+    } else {
+        err.into()
+    }
+}
+
 fn default_entry(row: &SqliteRow) -> Result<(Pathway, String)> {
     Ok((rows::pathway(row)?, row.try_get("model_id")?))
 }
@@ -209,9 +235,67 @@ impl Store for SqliteStore {
                 .await?
                 .into_iter()
                 .collect::<HashMap<_, _>>(),
+            limits: all(&mut tx, "limits", rows::limits).await?,
+            allowed_models: allowed_models(&mut tx).await?,
         };
         tx.commit().await?;
         Ok(snapshot)
+    }
+
+    async fn put_limits(&self, limits: &LimitsRecord) -> Result<()> {
+        let (target, user_id) = rows::limit_target_columns(&limits.target);
+        let v = &limits.values;
+        let query = if *v == LimitValues::default() {
+            sqlx::query("DELETE FROM limits WHERE studio_id = ? AND target = ? AND user_id = ?")
+                .bind(&limits.studio_id)
+                .bind(target)
+                .bind(user_id)
+        } else {
+            sqlx::query(
+                "INSERT INTO limits (studio_id, target, user_id, requests_per_minute, tokens_per_minute, \
+                 tokens_per_day, cost_micros_per_day, cost_micros_per_month, update_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (studio_id, target, user_id) DO UPDATE SET \
+                 requests_per_minute = excluded.requests_per_minute, \
+                 tokens_per_minute = excluded.tokens_per_minute, \
+                 tokens_per_day = excluded.tokens_per_day, \
+                 cost_micros_per_day = excluded.cost_micros_per_day, \
+                 cost_micros_per_month = excluded.cost_micros_per_month, \
+                 update_ms = excluded.update_ms",
+            )
+            .bind(&limits.studio_id)
+            .bind(target)
+            .bind(user_id)
+            .bind(v.requests_per_minute)
+            .bind(v.tokens_per_minute)
+            .bind(v.tokens_per_day)
+            .bind(v.cost_micros_per_day)
+            .bind(v.cost_micros_per_month)
+            .bind(limits.update_ms)
+        };
+        query
+            .execute(&self.pool)
+            .await
+            .map_err(|e| studio_missing(e, &limits.studio_id))?;
+        Ok(())
+    }
+
+    async fn set_allowed_models(&self, studio_id: &str, model_ids: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM studio_models WHERE studio_id = ?")
+            .bind(studio_id)
+            .execute(&mut *tx)
+            .await?;
+        for model_id in model_ids {
+            sqlx::query("INSERT OR IGNORE INTO studio_models (studio_id, model_id) VALUES (?, ?)")
+                .bind(studio_id)
+                .bind(model_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| studio_missing(e, studio_id))?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn close(&self) {
@@ -381,17 +465,77 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_provider(&self, provider: &ProviderRecord) -> Result<()> {
+        // The API key columns are left alone: set_provider_api_key owns them.
         sqlx::query(
-            "INSERT INTO providers (id, kind, base_url, update_ms) VALUES (?, ?, ?, ?) \
+            "INSERT INTO providers (id, kind, base_url, update_ms, headers, \
+             connect_timeout_ms, first_byte_timeout_ms, total_timeout_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, \
-             base_url = excluded.base_url, update_ms = excluded.update_ms",
+             base_url = excluded.base_url, update_ms = excluded.update_ms, \
+             headers = excluded.headers, connect_timeout_ms = excluded.connect_timeout_ms, \
+             first_byte_timeout_ms = excluded.first_byte_timeout_ms, \
+             total_timeout_ms = excluded.total_timeout_ms",
         )
         .bind(&provider.id)
         .bind(provider.kind.as_str())
         .bind(&provider.base_url)
         .bind(provider.update_ms)
+        .bind(rows::to_json(&provider.headers)?)
+        .bind(provider.timeouts.connect_ms)
+        .bind(provider.timeouts.first_byte_ms)
+        .bind(provider.timeouts.total_ms)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn set_provider_api_key(
+        &self,
+        id: &str,
+        key: Option<&SealedKey>,
+        at: Millis,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE providers SET api_key = ?, api_key_hint = ?, api_key_update_ms = ? \
+             WHERE id = ?",
+        )
+        .bind(key.map(|k| k.ciphertext.as_slice()))
+        .bind(key.map_or("", |k| k.hint.as_str()))
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("provider", id));
+        }
+        Ok(())
+    }
+
+    async fn reseal(
+        &self,
+        keys: &[(String, SealedKey)],
+        settings: &[(String, String)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, key) in keys {
+            sqlx::query("UPDATE providers SET api_key = ?, api_key_hint = ? WHERE id = ?")
+                .bind(key.ciphertext.as_slice())
+                .bind(&key.hint)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (key, value) in settings {
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES (?, ?) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

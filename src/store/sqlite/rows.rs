@@ -11,8 +11,8 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    ModelRecord, Pathway, ProviderKind, ProviderRecord, StudioKeyRecord, StudioRecord,
-    StudioStatus, UsageAggregateRow, UsageRow, UserTokenRecord,
+    LimitTarget, LimitValues, LimitsRecord, ModelRecord, Pathway, ProviderKind, ProviderRecord,
+    StudioKeyRecord, StudioRecord, StudioStatus, UsageAggregateRow, UsageRow, UserTokenRecord,
 };
 
 pub(super) fn status_str(status: StudioStatus) -> &'static str {
@@ -92,6 +92,22 @@ pub(super) fn provider(row: &SqliteRow) -> Result<ProviderRecord> {
         kind: ProviderKind::parse(kind).ok_or_else(|| corrupt("provider kind", kind))?,
         base_url: row.try_get("base_url")?,
         update_ms: row.try_get("update_ms")?,
+        headers: from_json::<BTreeMap<String, String>>(row, "headers")?,
+        timeouts: crate::store::ProviderTimeouts {
+            connect_ms: row.try_get("connect_timeout_ms")?,
+            first_byte_ms: row.try_get("first_byte_timeout_ms")?,
+            total_ms: row.try_get("total_timeout_ms")?,
+        },
+        api_key: row
+            .try_get::<Option<Vec<u8>>, _>("api_key")?
+            .map(|ciphertext| -> Result<_> {
+                Ok(crate::store::SealedKey {
+                    ciphertext,
+                    hint: row.try_get("api_key_hint")?,
+                })
+            })
+            .transpose()?,
+        api_key_update_ms: row.try_get("api_key_update_ms")?,
     })
 }
 
@@ -148,6 +164,8 @@ pub(super) fn aggregate(row: &SqliteRow) -> Result<UsageAggregateRow> {
         user_id: row.try_get("user_id")?,
         model_id: row.try_get("model_id")?,
         day: row.try_get("day")?,
+        hour: row.try_get("hour")?,
+        month: row.try_get("month")?,
         calls: row.try_get("calls")?,
         failed_calls: row.try_get("failed_calls")?,
         input_tokens: row.try_get("input_tokens")?,
@@ -155,4 +173,40 @@ pub(super) fn aggregate(row: &SqliteRow) -> Result<UsageAggregateRow> {
         images: row.try_get("images")?,
         cost_micros: row.try_get("cost_micros")?,
     })
+}
+
+pub(super) fn limits(row: &SqliteRow) -> Result<LimitsRecord> {
+    let target: String = row.try_get("target")?;
+    let user_id: String = row.try_get("user_id")?;
+    let target = match target.as_str() {
+        "studio" => LimitTarget::Studio,
+        "user_default" => LimitTarget::UserDefault,
+        "user" => LimitTarget::User(user_id),
+        other => {
+            return Err(Error::Internal(format!(
+                "store: unknown limit target `{other}`"
+            )));
+        }
+    };
+    Ok(LimitsRecord {
+        studio_id: row.try_get("studio_id")?,
+        target,
+        values: LimitValues {
+            requests_per_minute: row.try_get("requests_per_minute")?,
+            tokens_per_minute: row.try_get("tokens_per_minute")?,
+            tokens_per_day: row.try_get("tokens_per_day")?,
+            cost_micros_per_day: row.try_get("cost_micros_per_day")?,
+            cost_micros_per_month: row.try_get("cost_micros_per_month")?,
+        },
+        update_ms: row.try_get("update_ms")?,
+    })
+}
+
+/// The (target, user_id) columns of a limit target.
+pub(super) fn limit_target_columns(target: &LimitTarget) -> (&'static str, &str) {
+    match target {
+        LimitTarget::Studio => ("studio", ""),
+        LimitTarget::UserDefault => ("user_default", ""),
+        LimitTarget::User(user_id) => ("user", user_id),
+    }
 }

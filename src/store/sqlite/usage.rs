@@ -14,6 +14,8 @@ const INSERT: &str = "INSERT INTO usage (request_id, studio_id, user_id, model_i
 
 /// The calendar day (UTC) of a row.
 const DAY: &str = "strftime('%Y-%m-%d', create_ms / 1000, 'unixepoch')";
+const HOUR: &str = "strftime('%Y-%m-%dT%H', create_ms / 1000, 'unixepoch')";
+const MONTH: &str = "strftime('%Y-%m', create_ms / 1000, 'unixepoch')";
 
 /// Inserts all rows in one transaction: one fsync for the whole batch, and
 /// the same statement text each time so the connection reuses its prepared
@@ -79,7 +81,9 @@ pub(super) async fn aggregate(
         ("studio_id", "studio_id", group_by.studio || group_by.user),
         ("user_id", "user_id", group_by.user),
         ("model_id", "model_id", group_by.model),
+        ("month", MONTH, group_by.month),
         ("day", DAY, group_by.day),
+        ("hour", HOUR, group_by.hour),
     ];
     let mut select = String::from("SELECT ");
     for (name, expr, on) in dimensions {

@@ -1,0 +1,334 @@
+//! `downcity-bench`: starts the mock upstream, City (the release binary, as
+//! its own process) and, when given, LiteLLM; runs the scenarios; writes the
+//! raw figures as JSON and the tables into BENCHMARKS.md. `bench/run` is the
+//! way to call it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use downcity_bench::city::{self, Callers, PROMPT};
+use downcity_bench::http::{self, Chat};
+use downcity_bench::machine::{self, Machine};
+use downcity_bench::procs::Service;
+use downcity_bench::report::{Durability, Memory, Results};
+use downcity_bench::scenarios::{self, CITY, HOLD_DELAY_MS, HOLD_MODEL, Plan, Targets};
+use tokio::process::Command;
+
+#[derive(Parser)]
+#[command(about = "Runs Downcity's benchmark scenarios (use bench/run).")]
+struct Args {
+    /// A few seconds per scenario, fewer open streams (what CI runs).
+    #[arg(long)]
+    quick: bool,
+    /// The `downcity` release binary.
+    #[arg(long)]
+    city_bin: PathBuf,
+    /// The `mock-upstream` binary.
+    #[arg(long)]
+    upstream_bin: PathBuf,
+    /// The `litellm` executable; without it LiteLLM is not measured.
+    #[arg(long)]
+    litellm: Option<PathBuf>,
+    /// Why LiteLLM is not measured (recorded with the results).
+    #[arg(long)]
+    litellm_skipped: Option<String>,
+    /// Scratch directory for data, configs and logs (emptied first).
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// Where to write the raw figures.
+    #[arg(long)]
+    results: PathBuf,
+    /// The BENCHMARKS.md whose tables to regenerate.
+    #[arg(long)]
+    markdown: PathBuf,
+    /// The run's date, as `date -u` prints it.
+    #[arg(long)]
+    date: String,
+}
+
+const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdef";
+/// Tokens in the mock upstream's answer: as many as City's mock echo of
+/// `PROMPT` ("Echo:" and six words), so both answer alike.
+const UPSTREAM_TOKENS: usize = 7;
+const UPSTREAM_MODEL: &str = "mock-upstream";
+const LITELLM_MODEL: &str = "bench-mock";
+const START_LIMIT: Duration = Duration::from_secs(60);
+const LITELLM_START_LIMIT: Duration = Duration::from_secs(240);
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let results = run(&args).await?;
+    results.write_json(&args.results)?;
+    results.write_markdown(&args.markdown)?;
+    eprintln!(
+        "wrote {} and the tables of {}",
+        args.results.display(),
+        args.markdown.display()
+    );
+    Ok(())
+}
+
+async fn run(args: &Args) -> anyhow::Result<Results> {
+    let plan = Plan::new(args.quick);
+    let machine = Machine::describe();
+    let work = &args.work_dir;
+    if work.exists() {
+        std::fs::remove_dir_all(work).with_context(|| format!("emptying {}", work.display()))?;
+    }
+    std::fs::create_dir_all(work)?;
+
+    let (upstream, upstream_addr) = start_upstream(&args.upstream_bin, work).await?;
+    let (city, city_addr) = start_city(&args.city_bin, work, &upstream_addr).await?;
+    let city_pid = city.pid();
+    let fresh_kib = scenarios::settled_rss(city_pid).await;
+
+    eprintln!(
+        "setup: {} studios × {} users",
+        plan.studios, plan.users_per_studio
+    );
+    let setup_started = Instant::now();
+    let channels = city::connect(&city_addr, plan.connections).await?;
+    let credentials = city::populate(
+        channels[0].clone(),
+        ADMIN_KEY,
+        plan.studios,
+        plan.users_per_studio,
+    )
+    .await?;
+    let setup_secs = setup_started.elapsed().as_secs_f64();
+    let idle_after_setup_kib = scenarios::settled_rss(city_pid).await;
+
+    let mut skipped = vec![
+        "5. asynchronous usage writes: City has no switch for them yet, so only durable-before-answer is measured".to_string(),
+    ];
+    if scenarios::CITY_HTTP_MODEL.is_none() {
+        skipped.push(
+            "City → openai_compatible → mock upstream: City has no openai_compatible provider yet"
+                .into(),
+        );
+    }
+    let litellm = match &args.litellm {
+        Some(bin) => match start_litellm(bin, work, &upstream_addr).await {
+            Ok(litellm) => Some(litellm),
+            Err(err) => {
+                skipped.push(format!("LiteLLM: did not start ({err:#})"));
+                None
+            }
+        },
+        None => {
+            let reason = args
+                .litellm_skipped
+                .as_deref()
+                .unwrap_or("no executable given");
+            skipped.push(format!("LiteLLM: {reason}"));
+            None
+        }
+    };
+
+    let client = http::client();
+    let targets = Targets {
+        direct: Chat::new(
+            client.clone(),
+            &format!("http://{upstream_addr}/v1"),
+            UPSTREAM_MODEL,
+            PROMPT,
+        ),
+        litellm: litellm
+            .as_ref()
+            .map(|(_, base)| Chat::new(client.clone(), base, LITELLM_MODEL, PROMPT)),
+        city: Callers::new(
+            channels,
+            credentials.clone(),
+            downcity::server::MOCK_TEXT_MODEL,
+        ),
+        city_pid,
+    };
+    let latency = scenarios::latency(&plan, &targets).await;
+    let (throughput, peak_under_throughput_kib) = scenarios::throughput(&plan, &targets).await;
+    let stream_ttft = scenarios::stream_ttft(&plan, &targets).await;
+    let scaling = scenarios::scaling(&plan, &targets).await;
+    // Last: cancelling the held streams writes a usage row for each.
+    let holders =
+        city::connect(&city_addr, scenarios::stream_connections(plan.open_streams)).await?;
+    let open_streams = scenarios::open_streams(
+        &plan,
+        &Callers::new(holders, credentials, HOLD_MODEL),
+        city_pid,
+    )
+    .await?;
+
+    let durable = throughput
+        .iter()
+        .find(|m| m.target == CITY)
+        .map_or(0.0, |m| m.summary.calls_per_sec);
+    drop(targets);
+    if let Some((litellm, _)) = litellm {
+        litellm.stop(STOP_GRACE).await;
+    }
+    city.stop(STOP_GRACE).await;
+    upstream.stop(STOP_GRACE).await;
+    Ok(Results {
+        mode: if plan.quick { "quick" } else { "full" },
+        date: args.date.clone(),
+        machine,
+        load_average_end: machine::load_average(),
+        plan,
+        skipped,
+        setup_secs,
+        latency,
+        throughput,
+        stream_ttft,
+        open_streams,
+        memory: Memory {
+            fresh_kib,
+            idle_after_setup_kib,
+            peak_under_throughput_kib,
+        },
+        usage_durability: Durability {
+            durable_calls_per_sec: durable,
+            asynchronous_calls_per_sec: None,
+            note: "City writes every unary call's usage row before it answers (group commit, SQLite WAL, synchronous=NORMAL). \
+                   An asynchronous mode needs a City config switch (see issue 7); until then the ratio is not measured."
+                .into(),
+        },
+        scaling,
+    })
+}
+
+async fn start_upstream(bin: &Path, work: &Path) -> anyhow::Result<(Service, String)> {
+    let mut command = Command::new(bin);
+    command.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--tokens",
+        &UPSTREAM_TOKENS.to_string(),
+    ]);
+    let mut service = Service::spawn("mock-upstream", command, work).await?;
+    let addr = service
+        .wait_line(START_LIMIT, |line| {
+            line.strip_prefix("listening on ").map(str::to_string)
+        })
+        .await?;
+    Ok((service, addr))
+}
+
+async fn start_city(
+    bin: &Path,
+    work: &Path,
+    upstream_addr: &str,
+) -> anyhow::Result<(Service, String)> {
+    let config = work.join("city.toml");
+    std::fs::write(&config, city_config(upstream_addr))?;
+    let mut command = Command::new(bin);
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(work.join("city"))
+        .arg("--config")
+        .arg(&config);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DOWNCITY_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("DOWNCITY_ADMIN_KEY", ADMIN_KEY)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    let mut service = Service::spawn("city", command, work).await?;
+    let addr = service.wait_line(START_LIMIT, listening_addr).await?;
+    Ok((service, addr))
+}
+
+/// City's config for the bench: the built-in catalog plus a model that
+/// holds streams open.
+fn city_config(upstream_addr: &str) -> String {
+    format!(
+        "# Written by downcity-bench.\n\
+         [server]\nshutdown_grace_secs = 10\n\n\
+         [[models]]\nid = \"{HOLD_MODEL}\"\nprovider = \"mock\"\nupstream_model = \"hold\"\npathway = \"text\"\n\
+         options = {{ chunk_delay_ms = \"{HOLD_DELAY_MS}\" }}\n\n\
+         # TODO(providers issue): add an openai_compatible provider with base_url = \"http://{upstream_addr}/v1\"\n\
+         # and a text model on it, then name that model in scenarios::CITY_HTTP_MODEL.\n"
+    )
+}
+
+/// The `addr=` of City's "City listening" log line.
+fn listening_addr(line: &str) -> Option<String> {
+    let line = strip_ansi(line);
+    if !line.contains("City listening") {
+        return None;
+    }
+    let at = line.find("addr=")? + "addr=".len();
+    let addr: String = line[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    (!addr.is_empty()).then_some(addr)
+}
+
+/// Removes ANSI CSI sequences (ESC [ … final byte).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+        } else if chars.next() == Some('[') {
+            chars.by_ref().find(|c| ('\u{40}'..='\u{7e}').contains(c));
+        }
+    }
+    out
+}
+
+async fn start_litellm(
+    bin: &Path,
+    work: &Path,
+    upstream_addr: &str,
+) -> anyhow::Result<(Service, String)> {
+    let config = work.join("litellm.yaml");
+    std::fs::write(&config, litellm_config(upstream_addr))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut command = Command::new(bin);
+    command
+        .arg("--config")
+        .arg(&config)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--num_workers", &workers.to_string()])
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("LITELLM_LOG", "ERROR")
+        .env("LITELLM_TELEMETRY", "False");
+    eprintln!("starting LiteLLM ({workers} workers)");
+    let service = Service::spawn("litellm", command, work).await?;
+    let health = format!("http://127.0.0.1:{port}/health/liveliness");
+    http::wait_ready(&http::client(), &health, LITELLM_START_LIMIT).await?;
+    Ok((service, format!("http://127.0.0.1:{port}/v1")))
+}
+
+fn litellm_config(upstream_addr: &str) -> String {
+    format!(
+        "model_list:\n  - model_name: {LITELLM_MODEL}\n    litellm_params:\n      model: openai/{UPSTREAM_MODEL}\n      \
+         api_base: http://{upstream_addr}/v1\n      api_key: sk-bench\nlitellm_settings:\n  telemetry: false\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_listening_address() {
+        let line = "2026-01-01T00:00:00Z  INFO downcity: City listening addr=127.0.0.1:4321";
+        assert_eq!(listening_addr(line).as_deref(), Some("127.0.0.1:4321"));
+        let coloured = "\u{1b}[32m INFO\u{1b}[0m City listening \u{1b}[3maddr\u{1b}[0m=127.0.0.1:1";
+        assert_eq!(listening_addr(coloured).as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(listening_addr("something else"), None);
+    }
+}

@@ -1,0 +1,236 @@
+//! The scenarios of issue 7, each a small function over the targets: the
+//! mock upstream directly, City, and (when it runs) LiteLLM.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::city::{Callers, StreamCall, TextCall};
+use crate::http::{Chat, ChatCall, ChatStreamCall};
+use crate::load::{self, Load, Stop, Summary};
+use crate::procs::{RssSampler, rss_kib};
+
+pub const DIRECT: &str = "direct (mock upstream)";
+pub const CITY: &str = "City (mock provider)";
+pub const LITELLM: &str = "LiteLLM → mock upstream";
+pub const CITY_HTTP: &str = "City → openai_compatible → mock upstream";
+
+/// The City model that holds a stream open (its mock waits this long
+/// before each chunk).
+pub const HOLD_MODEL: &str = "bench-hold";
+pub const HOLD_DELAY_MS: u64 = 600_000;
+
+/// TODO(providers issue): once City has the `openai_compatible` provider,
+/// name here the City model that points at the mock upstream (and add that
+/// provider and model to `city_config` in main.rs); scenarios 1–3 and 6 then
+/// measure it as `CITY_HTTP` alongside the built-in mock.
+pub const CITY_HTTP_MODEL: Option<&str> = None;
+
+/// How much of each scenario to run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Plan {
+    pub quick: bool,
+    pub studios: usize,
+    pub users_per_studio: usize,
+    pub warmup_calls: u64,
+    pub latency_calls: u64,
+    pub warmup_secs: u64,
+    pub throughput_secs: u64,
+    pub scaling_secs: u64,
+    pub open_streams: usize,
+    /// HTTP/2 connections the load callers share.
+    pub connections: usize,
+}
+
+/// Callers per connection when holding many streams open.
+const STREAMS_PER_CONNECTION: usize = 100;
+pub const SCALING: [usize; 5] = [1, 4, 16, 64, 256];
+pub const THROUGHPUT_CONCURRENCY: usize = 64;
+
+impl Plan {
+    pub fn new(quick: bool) -> Plan {
+        fn pick<T>(quick: bool, quick_value: T, full_value: T) -> T {
+            if quick { quick_value } else { full_value }
+        }
+        Plan {
+            quick,
+            studios: 100,
+            users_per_studio: 100,
+            warmup_calls: pick(quick, 200, 1_000),
+            latency_calls: pick(quick, 1_000, 5_000),
+            warmup_secs: pick(quick, 1, 2),
+            throughput_secs: pick(quick, 2, 15),
+            scaling_secs: pick(quick, 1, 8),
+            open_streams: pick(quick, 1_000, 10_000),
+            connections: 4,
+        }
+    }
+
+    fn latency(&self) -> Load {
+        Load {
+            concurrency: 1,
+            warmup: Stop::Calls(self.warmup_calls),
+            measure: Stop::Calls(self.latency_calls),
+        }
+    }
+
+    fn timed(&self, concurrency: usize, secs: u64) -> Load {
+        Load {
+            concurrency,
+            warmup: Stop::After(Duration::from_secs(self.warmup_secs)),
+            measure: Stop::After(Duration::from_secs(secs)),
+        }
+    }
+}
+
+/// One target's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub target: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// Scenario 3's second half.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenStreams {
+    pub streams: usize,
+    pub connections: usize,
+    pub open_secs: f64,
+    pub rss_before_kib: u64,
+    pub rss_open_kib: u64,
+    pub bytes_per_stream: f64,
+}
+
+/// What the load is sent to.
+pub struct Targets {
+    pub direct: Chat,
+    pub litellm: Option<Chat>,
+    pub city: Callers,
+    pub city_pid: u32,
+}
+
+fn measured(target: &str, summary: Summary) -> Measured {
+    eprintln!(
+        "  {target:<42} c={:<4} {:>9.0} calls/s  p50 {:>8.1} µs  p99 {:>8.1} µs  errors {}",
+        summary.concurrency, summary.calls_per_sec, summary.p50_us, summary.p99_us, summary.errors
+    );
+    Measured {
+        target: target.to_string(),
+        summary,
+    }
+}
+
+impl Targets {
+    /// Unary calls (Text; plain Chat Completions) to every target.
+    pub async fn unary(&self, load: Load) -> Vec<Measured> {
+        let mut rows = vec![
+            measured(DIRECT, load::run(load, ChatCall(self.direct.clone())).await),
+            measured(CITY, load::run(load, TextCall(self.city.clone())).await),
+        ];
+        if let Some(model) = CITY_HTTP_MODEL {
+            let call = TextCall(self.city.with_model(model));
+            rows.push(measured(CITY_HTTP, load::run(load, call).await));
+        }
+        if let Some(litellm) = &self.litellm {
+            let call = ChatCall(litellm.clone());
+            rows.push(measured(LITELLM, load::run(load, call).await));
+        }
+        rows
+    }
+
+    /// Streamed calls to every target, recording the time to first token.
+    pub async fn streamed(&self, load: Load) -> Vec<Measured> {
+        let mut rows = vec![
+            measured(
+                DIRECT,
+                load::run(load, ChatStreamCall(self.direct.clone())).await,
+            ),
+            measured(CITY, load::run(load, StreamCall(self.city.clone())).await),
+        ];
+        if let Some(model) = CITY_HTTP_MODEL {
+            let call = StreamCall(self.city.with_model(model));
+            rows.push(measured(CITY_HTTP, load::run(load, call).await));
+        }
+        if let Some(litellm) = &self.litellm {
+            let call = ChatStreamCall(litellm.clone());
+            rows.push(measured(LITELLM, load::run(load, call).await));
+        }
+        rows
+    }
+}
+
+/// Scenario 1: added latency at concurrency 1.
+pub async fn latency(plan: &Plan, targets: &Targets) -> Vec<Measured> {
+    eprintln!("scenario 1: latency at concurrency 1");
+    targets.unary(plan.latency()).await
+}
+
+/// Scenario 2 (and 4's "under load"): throughput at concurrency 64 for a
+/// fixed time, sampling City's peak RSS meanwhile.
+pub async fn throughput(plan: &Plan, targets: &Targets) -> (Vec<Measured>, u64) {
+    eprintln!("scenario 2: throughput at concurrency {THROUGHPUT_CONCURRENCY}");
+    let sampler = RssSampler::start(targets.city_pid);
+    let rows = targets
+        .unary(plan.timed(THROUGHPUT_CONCURRENCY, plan.throughput_secs))
+        .await;
+    (rows, sampler.peak_kib().await)
+}
+
+/// Scenario 3, first half: time to first token at concurrency 1.
+pub async fn stream_ttft(plan: &Plan, targets: &Targets) -> Vec<Measured> {
+    eprintln!("scenario 3: StreamText time to first token");
+    targets.streamed(plan.latency()).await
+}
+
+/// Scenario 3, second half: City's RSS per open stream (the streams are
+/// held open by the hold model; `city` should have `stream_connections`).
+pub async fn open_streams(
+    plan: &Plan,
+    city: &Callers,
+    city_pid: u32,
+) -> anyhow::Result<OpenStreams> {
+    eprintln!("scenario 3: {} open streams", plan.open_streams);
+    let rss_before_kib = settled_rss(city_pid).await;
+    let started = Instant::now();
+    let streams = city.open_streams(plan.open_streams, 256).await?;
+    let open_secs = started.elapsed().as_secs_f64();
+    let rss_open_kib = settled_rss(city_pid).await;
+    drop(streams);
+    let grown = rss_open_kib.saturating_sub(rss_before_kib) as f64 * 1024.0;
+    let result = OpenStreams {
+        streams: plan.open_streams,
+        connections: city.connections(),
+        open_secs,
+        rss_before_kib,
+        rss_open_kib,
+        bytes_per_stream: grown / plan.open_streams as f64,
+    };
+    eprintln!("  {:.0} bytes per open stream", result.bytes_per_stream);
+    Ok(result)
+}
+
+/// Connections for `streams` open streams.
+pub fn stream_connections(streams: usize) -> usize {
+    streams.div_ceil(STREAMS_PER_CONNECTION).max(1)
+}
+
+/// RSS after a short pause for the process to settle.
+pub async fn settled_rss(pid: u32) -> u64 {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rss_kib(pid).unwrap_or(0)
+}
+
+/// Scenario 6: throughput at 1, 4, 16, 64 and 256 callers.
+pub async fn scaling(plan: &Plan, targets: &Targets) -> Vec<Measured> {
+    eprintln!("scenario 6: scaling");
+    let mut rows = Vec::new();
+    for concurrency in SCALING {
+        rows.extend(
+            targets
+                .unary(plan.timed(concurrency, plan.scaling_secs))
+                .await,
+        );
+    }
+    rows
+}

@@ -1,0 +1,80 @@
+import type { Interceptor, StreamResponse, Transport } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { DowncityError } from "./errors.js";
+
+/** The deadline of a unary call that sets none, in milliseconds. */
+export const DEFAULT_TIMEOUT_MS = 60_000;
+/** The deadline of a stream that sets none, in milliseconds. */
+export const DEFAULT_STREAM_TIMEOUT_MS = 300_000;
+
+/** Options every client takes. */
+export interface ConnectionOptions {
+  /** City's address with scheme, such as "http://127.0.0.1:50051" (https for TLS). */
+  baseUrl: string;
+  /** Deadline of unary calls; default DEFAULT_TIMEOUT_MS. */
+  timeoutMs?: number;
+  /** Deadline of streams; default DEFAULT_STREAM_TIMEOUT_MS. */
+  streamTimeoutMs?: number;
+  /** More interceptors, run inside the credentials and error ones. */
+  interceptors?: Interceptor[];
+}
+
+/** The HTTP/2 connection and gRPC transport of one client. */
+export class Connection {
+  readonly transport: Transport;
+  readonly timeoutMs: number;
+  readonly streamTimeoutMs: number;
+  private readonly session: Http2SessionManager;
+
+  constructor(options: ConnectionOptions, headers: Record<string, string>) {
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.streamTimeoutMs = options.streamTimeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS;
+    // Keepalive: ping every 30 s while calls are open; a ping unanswered in 10 s drops the connection.
+    this.session = new Http2SessionManager(options.baseUrl, {
+      pingIntervalMs: 30_000,
+      pingTimeoutMs: 10_000,
+      idleConnectionTimeoutMs: 60_000,
+    });
+    this.transport = createGrpcTransport({
+      baseUrl: options.baseUrl,
+      sessionManager: this.session,
+      defaultTimeoutMs: this.timeoutMs,
+      interceptors: [credentials(headers), convertErrors, ...(options.interceptors ?? [])],
+    });
+  }
+
+  /** Closes the HTTP/2 connection; calls still open fail. */
+  close(): void {
+    this.session.abort();
+  }
+}
+
+function credentials(headers: Record<string, string>): Interceptor {
+  return (next) => async (req) => {
+    for (const [key, value] of Object.entries(headers)) req.header.set(key, value);
+    return next(req);
+  };
+}
+
+/** Every error a call throws, also in the middle of a stream, becomes a DowncityError. */
+const convertErrors: Interceptor = (next) => async (req) => {
+  let res;
+  try {
+    res = await next(req);
+  } catch (err) {
+    throw DowncityError.from(err);
+  }
+  if (!res.stream) return res;
+  const message = res.message;
+  const wrapped: StreamResponse = {
+    ...res,
+    message: (async function* () {
+      try {
+        yield* message;
+      } catch (err) {
+        throw DowncityError.from(err);
+      }
+    })(),
+  };
+  return wrapped;
+};

@@ -1,0 +1,170 @@
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { type CallOptions, type Client, createClient } from "@connectrpc/connect";
+import {
+  AIService,
+  type ImageResponse,
+  type Message,
+  MessageSchema,
+  type ModelInfo,
+  type StreamTextRequestSchema,
+  type StreamTextResponse,
+  type TextRequestSchema,
+  type TextResponse,
+} from "./gen/downcity/v1/ai_pb.js";
+import { FinishReason, Pathway, Role, type Usage } from "./gen/downcity/v1/common_pb.js";
+import { DowncityError } from "./errors.js";
+import { Connection, type ConnectionOptions } from "./transport.js";
+
+/** One message: a role name or the Role enum, and its text. */
+export interface ChatMessage {
+  role: "system" | "user" | "assistant" | Role;
+  content: string;
+}
+
+/** A conversation: one user message as a string, or messages oldest first. */
+export type Messages = string | (ChatMessage | Message)[];
+
+/** The fields of a TextRequest, with `messages` in any form of Messages. */
+export type TextInput = Omit<MessageInitShape<typeof TextRequestSchema>, "messages" | "$typeName"> & {
+  messages: Messages;
+};
+
+/** The fields of an ImageRequest. */
+export interface ImageInput {
+  /** What the images should show. */
+  prompt: string;
+  /** Stable model id; empty uses the image pathway's default. */
+  model?: string;
+  /** How many images, 1 to 10; unset means 1. */
+  count?: number;
+  /** Labels stored on the usage record. */
+  metadata?: Record<string, string>;
+}
+
+const ROLES = { system: Role.SYSTEM, user: Role.USER, assistant: Role.ASSISTANT } as const;
+
+function toMessages(messages: Messages): Message[] {
+  if (typeof messages === "string") return [create(MessageSchema, { role: Role.USER, content: messages })];
+  return messages.map((m) =>
+    create(MessageSchema, { role: typeof m.role === "string" ? ROLES[m.role] : m.role, content: m.content }),
+  );
+}
+
+/**
+ * A streamed answer: `for await (const piece of stream)` yields each piece (`piece.delta`).
+ * The last piece carries finishReason and usage, which the stream also keeps (`stream.usage`,
+ * `stream.text`). Leaving the loop early or `cancel()` stops the call (City stops the upstream
+ * call and records the usage so far).
+ */
+export class TextStream implements AsyncIterable<StreamTextResponse> {
+  usage: Usage | undefined;
+  finishReason: FinishReason = FinishReason.UNSPECIFIED;
+  model = "";
+  requestId = "";
+  text = "";
+  private started = false;
+
+  constructor(
+    private readonly pieces: AsyncIterable<StreamTextResponse>,
+    private readonly abort: AbortController,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncIterator<StreamTextResponse> {
+    if (this.started) throw new Error("a TextStream can be iterated only once");
+    this.started = true;
+    try {
+      for await (const piece of this.pieces) {
+        this.text += piece.delta;
+        if (piece.model) this.model = piece.model;
+        if (piece.requestId) this.requestId = piece.requestId;
+        if (piece.usage) this.usage = piece.usage;
+        if (piece.finishReason) this.finishReason = piece.finishReason;
+        yield piece;
+      }
+    } catch (err) {
+      throw DowncityError.from(err);
+    } finally {
+      this.abort.abort();
+    }
+  }
+
+  /** Stops the stream. */
+  cancel(): void {
+    this.abort.abort();
+  }
+}
+
+async function converted<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    throw DowncityError.from(err);
+  }
+}
+
+/** The AI calls of a UserClient. Every failed call throws a DowncityError. */
+export class AI {
+  constructor(
+    /** The generated AIService client, with the same credentials and errors. */
+    readonly raw: Client<typeof AIService>,
+    private readonly conn: Connection,
+  ) {}
+
+  /** One complete answer. An empty `model` uses the text pathway's default. */
+  text(input: TextInput, options?: CallOptions): Promise<TextResponse> {
+    return converted(this.raw.text({ ...input, messages: toMessages(input.messages) }, options));
+  }
+
+  /** A streamed answer; see TextStream. */
+  stream(input: TextInput, options?: CallOptions): TextStream {
+    const abort = new AbortController();
+    const signal = options?.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+    const request: MessageInitShape<typeof StreamTextRequestSchema> = {
+      ...input,
+      messages: toMessages(input.messages),
+    };
+    const pieces = this.raw.streamText(request, {
+      ...options,
+      signal,
+      timeoutMs: options?.timeoutMs ?? this.conn.streamTimeoutMs,
+    });
+    return new TextStream(pieces, abort);
+  }
+
+  /** Generated images. An empty `model` uses the image pathway's default. */
+  image(input: ImageInput, options?: CallOptions): Promise<ImageResponse> {
+    return converted(this.raw.image(input, options));
+  }
+
+  /** The models this studio may use: all, or those of one pathway. */
+  async models(pathway: Pathway = Pathway.UNSPECIFIED, options?: CallOptions): Promise<ModelInfo[]> {
+    return (await converted(this.raw.listModels({ pathway }, options))).models;
+  }
+}
+
+/** Options of a UserClient. */
+export interface UserClientOptions extends ConnectionOptions {
+  /** The studio the user belongs to (sent as x-studio-id). */
+  studioId: string;
+  /** The user's token, dcu_… (sent as authorization: Bearer). */
+  userToken: string;
+}
+
+/** An end user's connection to City: `new UserClient({ baseUrl, studioId, userToken })`. */
+export class UserClient {
+  readonly ai: AI;
+  private readonly conn: Connection;
+
+  constructor(options: UserClientOptions) {
+    this.conn = new Connection(options, {
+      "x-studio-id": options.studioId,
+      authorization: `Bearer ${options.userToken}`,
+    });
+    this.ai = new AI(createClient(AIService, this.conn.transport), this.conn);
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    this.conn.close();
+  }
+}
