@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Holds a provider API key: its Debug (src/keys.rs) redacts it.
+        .skip_debug(["downcity.v1.UpsertProviderRequest"])
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use crate::store::{LimitTarget, LimitValues};
+
 /// Top-level environment keys City reads; other `DOWNCITY_*` variables (such
 /// as the client-side `DOWNCITY_ADDR` in dev.env) are left alone.
 const ENV_KEYS: &[&str] = &[
@@ -46,6 +48,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     /// Default model per pathway, applied at start.
     pub defaults: DefaultsConfig,
+    /// Limits of studios and users, applied at start.
+    pub limits: Vec<LimitsConfig>,
 }
 
 impl Default for Config {
@@ -62,6 +66,7 @@ impl Default for Config {
             providers: Vec::new(),
             models: Vec::new(),
             defaults: DefaultsConfig::default(),
+            limits: Vec::new(),
         }
     }
 }
@@ -182,6 +187,65 @@ pub struct DefaultsConfig {
     pub image: Option<String>,
 }
 
+/// One `[[limits]]` entry: the limits of a studio (no `user`), of each of
+/// its users by default (`user_default = true`) or of one user. Fields left
+/// out mean "no limit"; the entry replaces the target's limits whole.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub studio: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub user_default: bool,
+    #[serde(default)]
+    pub requests_per_minute: Option<i64>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<i64>,
+    #[serde(default)]
+    pub tokens_per_day: Option<i64>,
+    #[serde(default)]
+    pub cost_micros_per_day: Option<i64>,
+    #[serde(default)]
+    pub cost_micros_per_month: Option<i64>,
+}
+
+impl LimitsConfig {
+    /// What the entry applies to, or why it is invalid.
+    pub fn target(&self) -> Result<LimitTarget, String> {
+        match (&self.user, self.user_default) {
+            (Some(_), true) => Err("set `user` or `user_default`, not both".to_owned()),
+            (Some(user), false) if user.trim().is_empty() => {
+                Err("`user` must not be empty".to_owned())
+            }
+            (Some(user), false) => Ok(LimitTarget::User(user.clone())),
+            (None, true) => Ok(LimitTarget::UserDefault),
+            (None, false) => Ok(LimitTarget::Studio),
+        }
+    }
+
+    /// The limits, or the name of one that is negative.
+    pub fn values(&self) -> Result<LimitValues, String> {
+        let named = [
+            ("requests_per_minute", self.requests_per_minute),
+            ("tokens_per_minute", self.tokens_per_minute),
+            ("tokens_per_day", self.tokens_per_day),
+            ("cost_micros_per_day", self.cost_micros_per_day),
+            ("cost_micros_per_month", self.cost_micros_per_month),
+        ];
+        if let Some((name, _)) = named.iter().find(|(_, v)| v.is_some_and(|v| v < 0)) {
+            return Err(format!("`{name}` must not be negative"));
+        }
+        Ok(LimitValues {
+            requests_per_minute: self.requests_per_minute,
+            tokens_per_minute: self.tokens_per_minute,
+            tokens_per_day: self.tokens_per_day,
+            cost_micros_per_day: self.cost_micros_per_day,
+            cost_micros_per_month: self.cost_micros_per_month,
+        })
+    }
+}
+
 impl Config {
     /// Reads the file (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
@@ -250,5 +314,91 @@ mod tests {
             assert_eq!(config.models[0].max_output_tokens, 4096);
             Ok(())
         });
+    }
+
+    #[test]
+    fn limits_entries_parse_with_their_targets() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "city.toml",
+                r#"
+[[limits]]
+studio = "acme"
+requests_per_minute = 600
+cost_micros_per_month = 50000000
+
+[[limits]]
+studio = "acme"
+user_default = true
+tokens_per_day = 200000
+
+[[limits]]
+studio = "acme"
+user = "u1"
+tokens_per_minute = 1000
+cost_micros_per_day = 0
+
+[[limits]]
+studio = "beta"
+"#,
+            )?;
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            let limits = &config.limits;
+            assert_eq!(limits.len(), 4);
+            assert_eq!(limits[0].target(), Ok(LimitTarget::Studio));
+            assert_eq!(
+                limits[0].values(),
+                Ok(LimitValues {
+                    requests_per_minute: Some(600),
+                    cost_micros_per_month: Some(50_000_000),
+                    ..Default::default()
+                })
+            );
+            assert_eq!(limits[1].target(), Ok(LimitTarget::UserDefault));
+            assert_eq!(limits[1].values().unwrap().tokens_per_day, Some(200_000));
+            assert_eq!(limits[2].target(), Ok(LimitTarget::User("u1".into())));
+            let user = limits[2].values().unwrap();
+            assert_eq!(
+                (user.tokens_per_minute, user.cost_micros_per_day),
+                (Some(1000), Some(0))
+            );
+            assert_eq!(limits[3].studio, "beta");
+            assert_eq!(limits[3].values(), Ok(LimitValues::default()));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn limits_entries_reject_unknown_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "city.toml",
+                "[[limits]]\nstudio = \"acme\"\ncost_per_day = 5\n",
+            )?;
+            let err = Config::load(Some(Path::new("city.toml"))).unwrap_err();
+            assert!(err.to_string().contains("cost_per_day"), "{err}");
+            jail.create_file("city.toml", "[[limits]]\ntokens_per_day = 5\n")?;
+            let err = Config::load(Some(Path::new("city.toml"))).unwrap_err();
+            assert!(err.to_string().contains("studio"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn limits_entries_reject_bad_targets_and_values() {
+        let entry = |user: Option<&str>, user_default: bool| LimitsConfig {
+            studio: "acme".into(),
+            user: user.map(Into::into),
+            user_default,
+            ..Default::default()
+        };
+        assert!(entry(Some("u1"), true).target().is_err());
+        assert!(entry(Some(" "), false).target().is_err());
+        let negative = LimitsConfig {
+            tokens_per_day: Some(-1),
+            ..entry(None, false)
+        };
+        let err = negative.values().unwrap_err();
+        assert!(err.contains("tokens_per_day"), "{err}");
     }
 }

@@ -68,6 +68,17 @@ impl fmt::Debug for SecretText {
     }
 }
 
+/// The wire request that carries a provider API key: generated without a
+/// `Debug` (build.rs), so that none can print the key.
+impl fmt::Debug for crate::proto::UpsertProviderRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpsertProviderRequest")
+            .field("provider", &self.provider)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// The key that seals provider API keys. Never printed.
 #[derive(Clone)]
 pub struct MasterKey(Key);
@@ -242,16 +253,29 @@ pub async fn store_has_master_key(store: &dyn Store) -> Result<bool> {
 
 /// Re-seals every provider key and the canary under `new`, in one
 /// transaction. Fails (changing nothing) if `old` is not the store's key.
-pub async fn rekey(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyhow::Result<usize> {
-    if let Some(canary) = store.get_setting(CANARY_SETTING).await?
-        && !old.opens_canary(&canary)
-    {
-        bail!("the current master key does not open this store's canary; nothing was changed");
+/// `old` may be `None` only for a store that holds no sealed key yet.
+pub async fn rekey(
+    store: &dyn Store,
+    old: Option<&MasterKey>,
+    new: &MasterKey,
+) -> anyhow::Result<usize> {
+    if let Some(canary) = store.get_setting(CANARY_SETTING).await? {
+        match old {
+            Some(old) if old.opens_canary(&canary) => {}
+            Some(_) => bail!(
+                "the current master key does not open this store's canary; nothing was changed"
+            ),
+            None => bail!(
+                "this store's keys are sealed under a master key, and none is configured: \
+                 set DOWNCITY_MASTER_KEY or master_key_file to the current key"
+            ),
+        }
     }
     let snapshot = store.catalog_snapshot().await?;
     let mut keys = Vec::new();
     for provider in &snapshot.providers {
         if let Some(sealed) = &provider.api_key {
+            let old = old.context("a provider key is sealed, but no master key is configured")?;
             let key = old.open(&provider.id, sealed)?;
             keys.push((provider.id.clone(), new.seal(&provider.id, &key)));
         }
@@ -303,6 +327,12 @@ mod tests {
     fn debug_is_redacted() {
         let key = ApiKey::new("sk-secret-value");
         assert!(!format!("{key:?}").contains("secret"));
+        let request = crate::proto::UpsertProviderRequest {
+            provider: None,
+            api_key: Some("sk-secret-value".into()),
+        };
+        assert!(!format!("{request:?}").contains("secret"));
+        assert!(!format!("{:?}", SecretText("sk-secret-value".into())).contains("secret"));
         let master = MasterKey::generate();
         assert!(!format!("{master:?}").contains(&master.to_base64()));
     }

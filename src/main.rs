@@ -7,7 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use downcity::cli::admin::AdminArgs;
 use downcity::config::Config;
+use downcity::keys::{self, MasterKey};
 use downcity::server::City;
+use downcity::store::Store;
+use downcity::store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -27,6 +30,25 @@ enum Command {
     Serve(ServeArgs),
     /// Manage a running City over gRPC (studios, keys, tokens, catalog, usage).
     Admin(AdminArgs),
+    /// Re-encrypt every provider API key under a new master key (offline:
+    /// stop City first). Start City with the new key afterwards.
+    Rekey(RekeyArgs),
+}
+
+#[derive(clap::Args)]
+struct RekeyArgs {
+    /// TOML configuration file (for data_dir, the store and the current master key).
+    #[arg(long, env = "DOWNCITY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory of the SQLite file.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The file holding the new master key (base64 of 32 bytes).
+    #[arg(long, value_name = "FILE")]
+    new_master_key_file: PathBuf,
+    /// Create FILE with a new random key (mode 0600) if it does not exist.
+    #[arg(long)]
+    generate: bool,
 }
 
 #[derive(clap::Args)]
@@ -54,6 +76,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await.map_err(|err| format!("error: {err:#}")),
+        Command::Rekey(args) => rekey(args).await.map_err(|err| format!("error: {err:#}")),
         // The admin CLI's errors already read `error: CODE: message (reason: …)`.
         Command::Admin(args) => downcity::cli::admin::run(args)
             .await
@@ -94,6 +117,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.dev && config.admin_key.is_none() {
         config.admin_key = dev_value(&previous_dev_env, "DOWNCITY_ADMIN_KEY");
     }
+    if args.dev && config.master_key.is_none() && config.master_key_file.is_none() {
+        // Once: later starts (with or without --dev) find and use it.
+        MasterKey::read_or_create_file(&config.master_key_path())?;
+    }
     let configured_admin_key = config.admin_key.clone();
     let listen = config.listen.clone();
     let data_dir = config.data_dir.clone();
@@ -130,6 +157,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     }
     city.serve(listener, shutdown_signal()).await
+}
+
+/// Re-seals every provider key under the new master key, in one transaction.
+async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let old = keys::configured_master_key(&config)?;
+    let new = if args.generate {
+        MasterKey::read_or_create_file(&args.new_master_key_file)?
+    } else {
+        MasterKey::read_file(&args.new_master_key_file)?
+    };
+    let path = config.sqlite_path();
+    let store = SqliteStore::open(&path, config.store.synchronous_full)
+        .await
+        .with_context(|| format!("opening the store at {}", path.display()))?;
+    let count = keys::rekey(&store, old.as_ref(), &new).await?;
+    store.close().await;
+    println!(
+        "Re-encrypted {count} provider key(s) under the key in {}; start City with it \
+         (DOWNCITY_MASTER_KEY or master_key_file).",
+        args.new_master_key_file.display()
+    );
+    Ok(())
 }
 
 /// Creates the demo studio and a user token once, and writes dev.env.

@@ -14,14 +14,16 @@ use crate::api::admin::AdminApi;
 use crate::api::ai::AiApi;
 use crate::auth::{AdminAuth, Directory, UserAuth, secret};
 use crate::catalog::CatalogCache;
-use crate::config::{Config, ModelConfig, ProviderConfig};
+use crate::config::{Config, LimitsConfig, ModelConfig, ProviderConfig};
 use crate::gateway::Gateway;
 use crate::keys::{self, ApiKey, MasterKey};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::ai_service_server::AiServiceServer;
 use crate::quota::Quotas;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{ModelRecord, Pathway, ProviderKind, ProviderRecord, ProviderTimeouts, Store};
+use crate::store::{
+    LimitsRecord, ModelRecord, Pathway, ProviderKind, ProviderRecord, ProviderTimeouts, Store,
+};
 use crate::usage::{UsageWriter, WriterHandle};
 
 const ADMIN_KEY_SETTING: &str = "admin_key_sha256";
@@ -58,6 +60,8 @@ impl City {
         let master_key = master_key(&config, store.as_ref()).await?;
         seed_builtin_catalog(store.as_ref()).await?;
         apply_config_catalog(&config, store.as_ref(), master_key.as_ref()).await?;
+        // Before the snapshot, so the quota cache loads them.
+        apply_config_limits(&config.limits, store.as_ref()).await?;
         let snapshot = store.snapshot().await?;
         let directory = Arc::new(Directory::new(store.clone(), admin_key_hash, &snapshot));
         let quotas = Arc::new(Quotas::load(store.clone(), &snapshot).await?);
@@ -362,6 +366,49 @@ async fn apply_config_catalog(
         if let Some(model) = model {
             store.set_default_model(pathway, model).await?;
         }
+    }
+    Ok(())
+}
+
+/// Writes the config file's `[[limits]]` to the store, each replacing its
+/// target's limits whole. Every named studio must exist already.
+async fn apply_config_limits(limits: &[LimitsConfig], store: &dyn Store) -> anyhow::Result<()> {
+    let mut records: Vec<LimitsRecord> = Vec::with_capacity(limits.len());
+    for entry in limits {
+        let what = match (&entry.user, entry.user_default) {
+            (Some(user), _) => format!("limits of studio `{}` user `{user}`", entry.studio),
+            (None, true) => format!("default user limits of studio `{}`", entry.studio),
+            (None, false) => format!("limits of studio `{}`", entry.studio),
+        };
+        let invalid = |problem: String| anyhow::anyhow!("config [[limits]], {what}: {problem}");
+        let target = entry.target().map_err(invalid)?;
+        let values = entry.values().map_err(invalid)?;
+        if store.get_studio(&entry.studio).await?.is_none() {
+            anyhow::bail!(
+                "config [[limits]], {what}: studio `{}` does not exist; create it first \
+                 (downcity admin studios create --id {})",
+                entry.studio,
+                entry.studio
+            );
+        }
+        let duplicate = records
+            .iter()
+            .any(|r| r.studio_id == entry.studio && r.target == target);
+        if duplicate {
+            return Err(invalid("given more than once".to_owned()));
+        }
+        records.push(LimitsRecord {
+            studio_id: entry.studio.clone(),
+            target,
+            values,
+            update_ms: crate::store::now_ms(),
+        });
+    }
+    for record in &records {
+        store.put_limits(record).await?;
+    }
+    if !records.is_empty() {
+        tracing::info!(entries = records.len(), "applied the config's limits");
     }
     Ok(())
 }

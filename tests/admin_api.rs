@@ -810,6 +810,7 @@ async fn providers_models_and_defaults() {
                 kind: ProviderKind::Mock as i32,
                 ..Default::default()
             }),
+            api_key: None,
         })
         .await
         .unwrap()
@@ -992,6 +993,7 @@ async fn providers_models_and_defaults() {
                 kind: ProviderKind::Unspecified as i32,
                 ..Default::default()
             }),
+            api_key: None,
         })
         .await
         .unwrap_err();

@@ -182,7 +182,7 @@ fn delayed_body(frames: Vec<Bytes>, tokens: usize, delay: Duration) -> Body {
             Ok::<_, Infallible>(Frame::data(frame))
         },
     );
-    StreamBody::new(stream).boxed()
+    BodyExt::boxed(StreamBody::new(stream))
 }
 
 fn chunk(delta: Value, finish_reason: Option<&str>) -> Value {

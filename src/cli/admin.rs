@@ -326,6 +326,100 @@ enum UsageCommand {
         #[command(flatten)]
         page: PageArgs,
     },
+    /// Write every matching usage record as CSV, newest first, with a
+    /// header row (the fields and values of `usage list --json`).
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Write to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LimitsCommand {
+    /// Replace the limits of a studio, of its users by default, or of one
+    /// user. Limits not given are removed; no limit flags remove them all.
+    Set {
+        /// The studio's id.
+        studio: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Show the limits set for a studio, its users by default, or one user.
+    Get {
+        /// The studio's id.
+        studio: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show, per limit that applies, what is used, reserved and remaining
+    /// in its current window.
+    Standing {
+        /// The studio's id.
+        studio: String,
+        /// Also the limits that bind this user (their own, else the
+        /// studio-wide user default).
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+/// Which limits: the studio's own (the default), its users' default, or one user's.
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// The limits of this one user of the studio.
+    #[arg(long, conflicts_with = "user_default")]
+    user: Option<String>,
+    /// The default limits of each user of the studio without limits of their own.
+    #[arg(long)]
+    user_default: bool,
+}
+
+impl TargetArgs {
+    /// The proto target and its user id.
+    fn into_proto(self) -> (LimitTarget, String) {
+        match self.user {
+            Some(user) => (LimitTarget::User, user),
+            None if self.user_default => (LimitTarget::UserDefault, String::new()),
+            None => (LimitTarget::Studio, String::new()),
+        }
+    }
+}
+
+/// The limits of one target; absent flags mean "no limit". Windows are UTC.
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Calls started per minute.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    requests_per_minute: Option<i64>,
+    /// Input plus output tokens per minute.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    tokens_per_minute: Option<i64>,
+    /// Input plus output tokens per day.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    tokens_per_day: Option<i64>,
+    /// Cost per day, in micro-units.
+    #[arg(long, value_name = "MICROS", value_parser = clap::value_parser!(i64).range(0..))]
+    cost_per_day: Option<i64>,
+    /// Cost per calendar month, in micro-units.
+    #[arg(long, value_name = "MICROS", value_parser = clap::value_parser!(i64).range(0..))]
+    cost_per_month: Option<i64>,
+}
+
+impl LimitArgs {
+    fn into_proto(self) -> Limits {
+        Limits {
+            requests_per_minute: self.requests_per_minute,
+            tokens_per_minute: self.tokens_per_minute,
+            tokens_per_day: self.tokens_per_day,
+            cost_micros_per_day: self.cost_per_day,
+            cost_micros_per_month: self.cost_per_month,
+        }
+    }
 }
 
 /// Which usage records to include.
@@ -414,6 +508,10 @@ proto_choice! {
         Model,
         /// Group by calendar day (UTC).
         Day,
+        /// Group by hour (UTC).
+        Hour,
+        /// Group by calendar month (UTC).
+        Month,
     }
 }
 
@@ -513,6 +611,7 @@ async fn execute(args: AdminArgs) -> Result<()> {
         AdminCommand::Models(command) => models(client, out, command).await,
         AdminCommand::Defaults(command) => defaults(client, out, command).await,
         AdminCommand::Usage(command) => usage(client, out, command).await,
+        AdminCommand::Limits(command) => limits(client, out, command).await,
     }
 }
 
@@ -549,30 +648,38 @@ async fn studios(client: &mut Client, out: Output, command: StudiosCommand) -> R
             list(out, page, request, async |r| client.list_studios(r).await).await
         }
         StudiosCommand::Suspend { id } => {
-            update_studio(client, out, id, None, StudioStatus::Suspended).await
+            update_studio(client, out, id, None, StudioStatus::Suspended, None).await
         }
         StudiosCommand::Activate { id } => {
-            update_studio(client, out, id, None, StudioStatus::Active).await
+            update_studio(client, out, id, None, StudioStatus::Active, None).await
         }
         StudiosCommand::Rename { id, name } => {
-            update_studio(client, out, id, Some(name), StudioStatus::Unspecified).await
+            update_studio(client, out, id, Some(name), StudioStatus::Unspecified, None).await
+        }
+        StudiosCommand::AllowModels { id, models, all } => {
+            // `--all` sends an empty list: every model.
+            let models = if all { Vec::new() } else { models };
+            let status = StudioStatus::Unspecified;
+            update_studio(client, out, id, None, status, Some(models)).await
         }
     }
 }
 
-/// Changes a studio's name (unless `None`) and status (unless unspecified).
+/// Changes a studio's name (unless `None`), status (unless unspecified) and
+/// model allow-list (unless `None`; empty allows every model).
 async fn update_studio(
     client: &mut Client,
     out: Output,
     id: String,
     name: Option<String>,
     status: StudioStatus,
+    allowed_models: Option<Vec<String>>,
 ) -> Result<()> {
     let request = UpdateStudioRequest {
         studio_id: id,
         display_name: name,
         status: status.into(),
-        allowed_models: None,
+        allowed_models: allowed_models.map(|model_ids| ModelIdList { model_ids }),
     };
     let response = unary(client.update_studio(request)).await?;
     out.item("studio", response.studio.as_ref())
@@ -791,6 +898,98 @@ async fn usage(client: &mut Client, out: Output, command: UsageCommand) -> Resul
                 client.aggregate_usage(r).await
             })
             .await
+        }
+        UsageCommand::Export { filter, output } => export_usage(client, filter, output).await,
+    }
+}
+
+/// Writes every usage record the filter matches as CSV, to `path` or stdout,
+/// one page at a time. A failed export removes the file it started.
+async fn export_usage(
+    client: &mut Client,
+    filter: FilterArgs,
+    path: Option<PathBuf>,
+) -> Result<()> {
+    let request = ListUsageRecordsRequest {
+        filter: Some(filter.into_proto()),
+        ..Default::default()
+    };
+    let Some(path) = path else {
+        let mut stdout = std::io::BufWriter::new(std::io::stdout());
+        return write_usage_csv(client, request, &mut stdout).await;
+    };
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = std::io::BufWriter::new(file);
+    match write_usage_csv(client, request, &mut file).await {
+        Ok(()) => {
+            eprintln!("Wrote the usage records to {}.", path.display());
+            Ok(())
+        }
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+async fn write_usage_csv(
+    client: &mut Client,
+    request: ListUsageRecordsRequest,
+    sink: &mut impl Write,
+) -> Result<()> {
+    sink.write_all(csv_header::<UsageRecord>().as_bytes())?;
+    let write_page = |records: Vec<UsageRecord>| -> Result<()> {
+        for record in &records {
+            sink.write_all(csv_row(record).as_bytes())?;
+        }
+        Ok(())
+    };
+    for_each_page(
+        request,
+        async |r| client.list_usage_records(r).await,
+        write_page,
+    )
+    .await?;
+    sink.flush()?;
+    Ok(())
+}
+
+async fn limits(client: &mut Client, out: Output, command: LimitsCommand) -> Result<()> {
+    match command {
+        LimitsCommand::Set {
+            studio,
+            target,
+            limits,
+        } => {
+            let (target, user_id) = target.into_proto();
+            let request = SetLimitsRequest {
+                studio_id: studio,
+                target: target.into(),
+                user_id,
+                limits: Some(limits.into_proto()),
+            };
+            let response = unary(client.set_limits(request)).await?;
+            out.item("limits", response.limits.as_ref())
+        }
+        LimitsCommand::Get { studio, target } => {
+            let (target, user_id) = target.into_proto();
+            let request = GetLimitsRequest {
+                studio_id: studio,
+                target: target.into(),
+                user_id,
+            };
+            let response = unary(client.get_limits(request)).await?;
+            out.item("limits", response.limits.as_ref())
+        }
+        LimitsCommand::Standing { studio, user } => {
+            let request = GetQuotaStandingRequest {
+                studio_id: studio,
+                user_id: user.unwrap_or_default(),
+            };
+            let response = unary(client.get_quota_standing(request)).await?;
+            out.items("limits", &response.limits)
         }
     }
 }
@@ -1117,8 +1316,161 @@ mod tests {
             [DimensionArg::Studio, DimensionArg::Day, DimensionArg::Model]
         );
         assert_eq!(filter.into_proto(), UsageFilter::default());
+        let args = parse_ok(&["usage", "aggregate", "--by", "hour,month"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Usage(UsageCommand::Aggregate { ref by, .. })
+                if by == &[DimensionArg::Hour, DimensionArg::Month]
+        ));
+        assert_eq!(i32::from(DimensionArg::Hour), UsageDimension::Hour as i32);
+        assert_eq!(i32::from(DimensionArg::Month), UsageDimension::Month as i32);
         assert!(fails(&["usage", "aggregate", "--by", "week"]));
         assert!(fails(&["usage", "list", "--since", "yesterday"]));
+    }
+
+    #[test]
+    fn usage_export_takes_the_filters_and_a_file() {
+        let args = parse_ok(&[
+            "usage", "export", "--studio", "acme", "--since", "2025-01-31", "-o", "u.csv",
+        ]);
+        let AdminCommand::Usage(UsageCommand::Export { filter, output }) = args.command else {
+            panic!("not a usage export");
+        };
+        assert_eq!(output, Some(PathBuf::from("u.csv")));
+        let filter = filter.into_proto();
+        assert_eq!(filter.studio_id, "acme");
+        assert_eq!(filter.start_time.map(|t| t.seconds), Some(1_738_281_600));
+        let args = parse_ok(&["usage", "export", "--output", "all.csv"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Usage(UsageCommand::Export { output: Some(_), .. })
+        ));
+        let args = parse_ok(&["usage", "export"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Usage(UsageCommand::Export { output: None, .. })
+        ));
+        // Export follows every page: no paging flags.
+        assert!(fails(&["usage", "export", "--all"]));
+        assert!(fails(&["usage", "export", "--limit", "5"]));
+    }
+
+    fn limits_set(extra: &[&str]) -> (String, (LimitTarget, String), Limits) {
+        let argv = [&["limits", "set", "acme"][..], extra].concat();
+        match parse_ok(&argv).command {
+            AdminCommand::Limits(LimitsCommand::Set {
+                studio,
+                target,
+                limits,
+            }) => (studio, target.into_proto(), limits.into_proto()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn limits_set_carries_every_limit_and_target() {
+        let (studio, target, limits) = limits_set(&[
+            "--requests-per-minute",
+            "60",
+            "--tokens-per-minute",
+            "10000",
+            "--tokens-per-day",
+            "500000",
+            "--cost-per-day",
+            "2000000",
+            "--cost-per-month",
+            "0",
+        ]);
+        assert_eq!(studio, "acme");
+        assert_eq!(target, (LimitTarget::Studio, String::new()));
+        assert_eq!(
+            limits,
+            Limits {
+                requests_per_minute: Some(60),
+                tokens_per_minute: Some(10_000),
+                tokens_per_day: Some(500_000),
+                cost_micros_per_day: Some(2_000_000),
+                cost_micros_per_month: Some(0),
+            }
+        );
+        let (_, target, limits) = limits_set(&["--user", "u1", "--tokens-per-day", "5"]);
+        assert_eq!(target, (LimitTarget::User, "u1".to_owned()));
+        assert_eq!(limits.tokens_per_day, Some(5));
+        assert_eq!(limits.requests_per_minute, None);
+        let (_, target, _) = limits_set(&["--user-default", "--requests-per-minute", "1"]);
+        assert_eq!(target, (LimitTarget::UserDefault, String::new()));
+    }
+
+    #[test]
+    fn limits_set_without_limits_removes_them() {
+        let (_, target, limits) = limits_set(&["--user", "u1"]);
+        assert_eq!(target, (LimitTarget::User, "u1".to_owned()));
+        assert_eq!(limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_reject_bad_values_and_mixed_targets() {
+        assert!(fails(&["limits", "set", "acme", "--tokens-per-day", "-1"]));
+        assert!(fails(&["limits", "set", "acme", "--cost-per-day", "1.5"]));
+        assert!(fails(&["limits", "set", "acme", "--user", "u", "--user-default"]));
+        assert!(fails(&["limits", "set", "acme", "--user"]));
+        assert!(fails(&["limits", "set", "--tokens-per-day", "5"]));
+        assert!(fails(&["limits", "get", "acme", "--user", "u", "--user-default"]));
+        assert!(fails(&["limits", "get", "acme", "--tokens-per-day", "5"]));
+        assert!(fails(&["limits", "standing", "acme", "--user-default"]));
+    }
+
+    #[test]
+    fn limits_get_and_standing_parse() {
+        let target_of = |extra: &[&str]| {
+            let argv = [&["limits", "get", "acme"][..], extra].concat();
+            match parse_ok(&argv).command {
+                AdminCommand::Limits(LimitsCommand::Get { studio, target }) => {
+                    assert_eq!(studio, "acme");
+                    target.into_proto()
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(target_of(&[]), (LimitTarget::Studio, String::new()));
+        assert_eq!(
+            target_of(&["--user-default"]),
+            (LimitTarget::UserDefault, String::new())
+        );
+        assert_eq!(
+            target_of(&["--user", "u9"]),
+            (LimitTarget::User, "u9".to_owned())
+        );
+        let args = parse_ok(&["limits", "standing", "acme", "--user", "u1"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Limits(LimitsCommand::Standing { studio, user: Some(user) })
+                if studio == "acme" && user == "u1"
+        ));
+        let args = parse_ok(&["limits", "standing", "acme"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Limits(LimitsCommand::Standing { user: None, .. })
+        ));
+    }
+
+    #[test]
+    fn allow_models_takes_models_or_all() {
+        let args = parse_ok(&["studios", "allow-models", "acme", "fast", "slow"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Studios(StudiosCommand::AllowModels { ref id, ref models, all: false })
+                if id == "acme" && models == &["fast", "slow"]
+        ));
+        let args = parse_ok(&["studios", "allow-models", "acme", "--all"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Studios(StudiosCommand::AllowModels { ref models, all: true, .. })
+                if models.is_empty()
+        ));
+        assert!(fails(&["studios", "allow-models", "acme"]));
+        assert!(fails(&["studios", "allow-models", "acme", "fast", "--all"]));
+        assert!(fails(&["studios", "allow-models"]));
     }
 
     #[test]

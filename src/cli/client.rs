@@ -205,6 +205,32 @@ where
     })
 }
 
+/// Calls `rpc` with `request` for every page, in pages of the largest size
+/// the server accepts, and hands each page to `each` as it arrives.
+pub(super) async fn for_each_page<Req, Resp>(
+    mut request: Req,
+    mut rpc: impl AsyncFnMut(Req) -> Result<Response<Resp>, Status>,
+    mut each: impl FnMut(Vec<Resp::Item>) -> Result<()>,
+) -> Result<()>
+where
+    Req: PagedRequest,
+    Resp: PagedResponse,
+{
+    let mut token = String::new();
+    loop {
+        request.set_page(MAX_PAGE_SIZE as i32, token.clone());
+        let (items, next) = unary(rpc(request.clone())).await?.into_page();
+        each(items)?;
+        if !next.is_empty() && next == token {
+            bail!("the server returned page token `{next}` twice");
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        token = next;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -363,5 +389,43 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn for_each_page_follows_every_page_in_order() {
+        let mut calls = Vec::new();
+        let mut pages = Vec::new();
+        for_each_page(
+            ListStudiosRequest::default(),
+            fake_list(2500, 1000, &mut calls),
+            |studios| {
+                pages.push(studios.len());
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(pages, [1000, 1000, 500]);
+        let tokens: Vec<_> = calls.iter().map(|(_, token)| token.as_str()).collect();
+        assert_eq!(tokens, ["", "1000", "2000"]);
+        assert!(calls.iter().all(|(size, _)| *size == 1000));
+    }
+
+    #[tokio::test]
+    async fn for_each_page_stops_at_the_first_failure() {
+        let mut calls = Vec::new();
+        let mut seen = 0;
+        let err = for_each_page(
+            ListStudiosRequest::default(),
+            fake_list(2500, 1000, &mut calls),
+            |_| {
+                seen += 1;
+                Err(anyhow!("disk full"))
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+        assert_eq!((seen, calls.len()), (1, 1));
     }
 }

@@ -17,8 +17,8 @@ use tonic::Code;
 
 use super::client::Listing;
 use crate::proto::{
-    Model, Pathway, Provider, ProviderKind, Studio, StudioKey, StudioStatus, UsageAggregate,
-    UsageRecord, UserToken,
+    LimitStanding, Limits, Model, Pathway, Provider, ProviderKind, Studio, StudioKey, StudioStatus,
+    UsageAggregate, UsageRecord, UserToken,
 };
 
 /// The canonical name of a gRPC code, as in `google.rpc.Code`.
@@ -157,6 +157,12 @@ impl Field {
         Self::new(name, value.to_string(), Value::from(value))
     }
 
+    /// An optional number: blank in the table, `null` in JSON when unset.
+    fn optional(name: &'static str, value: Option<i64>) -> Self {
+        let cell = value.map(|v| v.to_string()).unwrap_or_default();
+        Self::new(name, cell, value.map_or(Value::Null, Value::from))
+    }
+
     fn flag(name: &'static str, value: bool) -> Self {
         Self::new(name, value.to_string(), Value::from(value))
     }
@@ -235,6 +241,7 @@ impl Render for Studio {
             Field::enumeration::<StudioStatus>("status", self.status),
             Field::time("create_time", self.create_time.as_ref()),
             Field::time("update_time", self.update_time.as_ref()),
+            Field::list("allowed_model_ids", &self.allowed_model_ids).or("all"),
         ]
     }
 }
@@ -333,6 +340,8 @@ impl Render for UsageAggregate {
             Field::text("user_id", &self.user_id),
             Field::text("model_id", &self.model_id),
             Field::text("day", &self.day),
+            Field::text("hour", &self.hour),
+            Field::text("month", &self.month),
             Field::number("calls", self.calls),
             Field::number("failed_calls", self.failed_calls),
             Field::number("input_tokens", self.input_tokens),
@@ -340,6 +349,72 @@ impl Render for UsageAggregate {
             Field::number("images", self.images),
             Field::number("cost_micros", self.cost_micros),
         ]
+    }
+}
+
+impl Render for Limits {
+    fn fields(&self) -> Vec<Field> {
+        vec![
+            Field::optional("requests_per_minute", self.requests_per_minute).or("none"),
+            Field::optional("tokens_per_minute", self.tokens_per_minute).or("none"),
+            Field::optional("tokens_per_day", self.tokens_per_day).or("none"),
+            Field::optional("cost_micros_per_day", self.cost_micros_per_day).or("none"),
+            Field::optional("cost_micros_per_month", self.cost_micros_per_month).or("none"),
+        ]
+    }
+}
+
+impl Render for LimitStanding {
+    // Shown in the order people read them: the window before the numbers.
+    fn fields(&self) -> Vec<Field> {
+        vec![
+            Field::text("scope", &self.scope),
+            Field::text("limit", &self.limit),
+            Field::text("window", &self.window),
+            Field::number("value", self.value),
+            Field::number("used", self.used),
+            Field::number("reserved", self.reserved),
+            Field::number("remaining", self.remaining),
+            Field::time("reset_time", self.reset_time.as_ref()),
+        ]
+    }
+}
+
+/// The header row of a CSV of `T`: its JSON member names.
+pub(super) fn csv_header<T: Render>() -> String {
+    let names = T::default().fields().into_iter().map(|f| f.name.to_owned());
+    csv_line(names)
+}
+
+/// One CSV row of `item`, holding its JSON values: strings as they are,
+/// numbers and booleans as text, `null` as an empty cell, and lists and maps
+/// as compact JSON.
+pub(super) fn csv_row<T: Render>(item: &T) -> String {
+    let values = item.fields().into_iter().map(|f| match f.json {
+        Value::Null => String::new(),
+        Value::String(s) => s,
+        other => other.to_string(),
+    });
+    csv_line(values)
+}
+
+/// Cells joined by commas and ended by CRLF, as RFC 4180 has it.
+fn csv_line(cells: impl Iterator<Item = String>) -> String {
+    let mut line = cells.map(|c| csv_quote(&c)).collect::<Vec<_>>().join(",");
+    line.push_str("\r\n");
+    line
+}
+
+/// A CSV cell: quoted, with its quotes doubled, when it holds a comma, a
+/// quote or a line break, or starts or ends with a space; else as it is.
+fn csv_quote(cell: &str) -> String {
+    let needs_quotes = cell.contains([',', '"', '\n', '\r'])
+        || cell.starts_with(' ')
+        || cell.ends_with(' ');
+    if needs_quotes {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell.to_owned()
     }
 }
 
@@ -440,12 +515,7 @@ impl Output {
             ];
             return Self::print_json(Value::Object(Map::from_iter(members)));
         }
-        if listing.items.is_empty() {
-            println!("No {} found.", listing.field);
-        } else {
-            let rows = listing.items.iter().map(cells).collect();
-            println!("{}", rows_table(columns::<T>(), rows, T::SPARSE));
-        }
+        Self::print_rows(listing.field, &listing.items);
         if !listing.next_page_token.is_empty() {
             eprintln!(
                 "More {} exist: pass --all, or a larger --page-size.",
@@ -453,6 +523,27 @@ impl Output {
             );
         }
         Ok(())
+    }
+
+    /// A response holding one unpaged list of messages in `field`.
+    pub(super) fn items<T: Render>(&self, field: &str, items: &[T]) -> Result<()> {
+        if self.json {
+            let items = items.iter().map(to_json).collect();
+            let members = [(field.to_owned(), Value::Array(items))];
+            return Self::print_json(Value::Object(Map::from_iter(members)));
+        }
+        Self::print_rows(field, items);
+        Ok(())
+    }
+
+    /// A table with a row per item, or a line saying there are none.
+    fn print_rows<T: Render>(field: &str, items: &[T]) {
+        if items.is_empty() {
+            println!("No {field} found.");
+        } else {
+            let rows = items.iter().map(cells).collect();
+            println!("{}", rows_table(columns::<T>(), rows, T::SPARSE));
+        }
     }
 
     /// The empty response to deleting `what`.
@@ -521,7 +612,14 @@ mod tests {
     fn columns_are_the_proto_field_names() {
         assert_eq!(
             columns::<Studio>(),
-            ["ID", "DISPLAY_NAME", "STATUS", "CREATE_TIME", "UPDATE_TIME"]
+            [
+                "ID",
+                "DISPLAY_NAME",
+                "STATUS",
+                "CREATE_TIME",
+                "UPDATE_TIME",
+                "ALLOWED_MODEL_IDS"
+            ]
         );
         let token = UserToken::default();
         assert_eq!(cells(&token)[4], "never");
@@ -567,6 +665,128 @@ mod tests {
         );
         let table = rows_table(columns(), rows, false).to_string();
         assert!(table.contains("USER"), "{table}");
+    }
+
+    #[test]
+    fn studios_show_their_allowed_models_or_all() {
+        let open = Studio::default();
+        assert_eq!(cells(&open)[5], "all");
+        assert_eq!(to_json(&open)["allowed_model_ids"], json!([]));
+        let narrow = Studio {
+            allowed_model_ids: vec!["fast".into(), "slow".into()],
+            ..Default::default()
+        };
+        assert_eq!(cells(&narrow)[5], "fast, slow");
+        assert_eq!(to_json(&narrow)["allowed_model_ids"], json!(["fast", "slow"]));
+    }
+
+    #[test]
+    fn unset_limits_show_none_and_null() {
+        let limits = Limits {
+            tokens_per_day: Some(50_000),
+            cost_micros_per_month: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(cells(&limits), ["none", "none", "50000", "none", "0"]);
+        let value = to_json(&limits);
+        assert_eq!(value["tokens_per_day"], json!(50_000));
+        assert_eq!(value["cost_micros_per_month"], json!(0));
+        assert_eq!(value["requests_per_minute"], Value::Null);
+    }
+
+    #[test]
+    fn standing_rows_put_the_window_before_the_numbers() {
+        assert_eq!(
+            columns::<LimitStanding>(),
+            [
+                "SCOPE",
+                "LIMIT",
+                "WINDOW",
+                "VALUE",
+                "USED",
+                "RESERVED",
+                "REMAINING",
+                "RESET_TIME"
+            ]
+        );
+        let standing = LimitStanding {
+            scope: "user".into(),
+            limit: "tokens_per_day".into(),
+            value: 100,
+            window: "day".into(),
+            used: 30,
+            reserved: 20,
+            remaining: 50,
+            reset_time: Some(ts(1_738_368_000, 0)),
+        };
+        assert_eq!(
+            cells(&standing),
+            ["user", "tokens_per_day", "day", "100", "30", "20", "50", "2025-02-01T00:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn aggregates_show_hours_and_months() {
+        let row = UsageAggregate {
+            hour: "2025-01-31T08".into(),
+            month: "2025-01".into(),
+            ..Default::default()
+        };
+        let value = to_json(&row);
+        assert_eq!(value["hour"], json!("2025-01-31T08"));
+        assert_eq!(value["month"], json!("2025-01"));
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_only_when_needed() {
+        assert_eq!(csv_quote("plain"), "plain");
+        assert_eq!(csv_quote(""), "");
+        assert_eq!(csv_quote("a,b"), "\"a,b\"");
+        assert_eq!(csv_quote("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_quote("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_quote("cr\r"), "\"cr\r\"");
+        assert_eq!(csv_quote(" padded"), "\" padded\"");
+        assert_eq!(csv_quote("\""), "\"\"\"\"");
+        assert_eq!(
+            csv_line(["a", "b,c", ""].into_iter().map(String::from)),
+            "a,\"b,c\",\r\n"
+        );
+    }
+
+    #[test]
+    fn usage_csv_rows_hold_the_json_values() {
+        let header = csv_header::<UsageRecord>();
+        assert!(
+            header.starts_with("request_id,studio_id,user_id,model_id,"),
+            "{header}"
+        );
+        assert!(header.ends_with(",create_time,metadata\r\n"), "{header}");
+        let record = UsageRecord {
+            request_id: "r1".into(),
+            studio_id: "acme".into(),
+            user_id: "u,1".into(),
+            pathway: Pathway::Text as i32,
+            input_tokens: 12,
+            cost_micros: 345,
+            error_reason: "say \"no\"\nplease".into(),
+            latency: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 500_000_000,
+            }),
+            create_time: Some(ts(1_738_281_600, 0)),
+            metadata: HashMap::from([("k".into(), "v".into())]),
+            ..Default::default()
+        };
+        let row = csv_row(&record);
+        assert_eq!(
+            row,
+            "r1,acme,\"u,1\",,,PATHWAY_TEXT,12,0,0,345,0,\"say \"\"no\"\"\nplease\",1.500s,,\
+             2025-01-31T00:00:00Z,\"{\"\"k\"\":\"\"v\"\"}\"\r\n"
+        );
+        assert_eq!(
+            header.split(',').count(),
+            columns::<UsageRecord>().len()
+        );
     }
 
     #[test]
