@@ -64,7 +64,11 @@ pub enum ClientError {
 
 impl UserClient {
     /// Connects to City at `target` (e.g. `http://127.0.0.1:50051`).
-    pub async fn connect(target: &str, studio_id: &str, user_token: &str) -> Result<Self, ClientError> {
+    pub async fn connect(
+        target: &str,
+        studio_id: &str,
+        user_token: &str,
+    ) -> Result<Self, ClientError> {
         let channel = Endpoint::from_shared(target.to_string())?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
@@ -77,7 +81,11 @@ impl UserClient {
     }
 
     /// Wraps an existing channel (to share one connection among users).
-    pub fn with_channel(channel: Channel, studio_id: &str, user_token: &str) -> Result<Self, ClientError> {
+    pub fn with_channel(
+        channel: Channel,
+        studio_id: &str,
+        user_token: &str,
+    ) -> Result<Self, ClientError> {
         let credentials = UserCredentials {
             studio_id: studio_id.parse()?,
             authorization: format!("Bearer {user_token}").parse()?,
@@ -105,7 +113,10 @@ impl Ai {
     }
 
     /// One answer to a full request (model, conversation, limits).
-    pub async fn text_with(mut self, request: proto::TextRequest) -> Result<proto::TextResponse, ClientError> {
+    pub async fn text_with(
+        mut self,
+        request: proto::TextRequest,
+    ) -> Result<proto::TextResponse, ClientError> {
         Ok(self.client.text(request).await?.into_inner())
     }
 
@@ -118,7 +129,11 @@ impl Ai {
     }
 
     /// Images from the default image model.
-    pub async fn image(mut self, prompt: &str, count: i32) -> Result<proto::ImageResponse, ClientError> {
+    pub async fn image(
+        mut self,
+        prompt: &str,
+        count: i32,
+    ) -> Result<proto::ImageResponse, ClientError> {
         let request = proto::ImageRequest {
             prompt: prompt.to_string(),
             count: Some(count),
@@ -129,7 +144,10 @@ impl Ai {
 
     /// The models this studio may use.
     pub async fn models(mut self) -> Result<Vec<proto::ModelInfo>, ClientError> {
-        let response = self.client.list_models(proto::ListModelsRequest::default()).await?;
+        let response = self
+            .client
+            .list_models(proto::ListModelsRequest::default())
+            .await?;
         Ok(response.into_inner().models)
     }
 }

@@ -51,7 +51,10 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
             (false, c) => cell.push(c),
         }
     }
-    assert!(cell.is_empty() && row.is_empty(), "the last row is not ended");
+    assert!(
+        cell.is_empty() && row.is_empty(),
+        "the last row is not ended"
+    );
     rows
 }
 
@@ -118,12 +121,22 @@ async fn quota_commands_work_end_to_end() {
     ));
     assert_eq!(got["limits"]["tokens_per_day"], 1_000_000, "{got}");
     let table = admin(&env, &["limits", "get", "demo", "--user-default"]);
-    assert!(table.contains("TOKENS_PER_DAY") && table.contains("none"), "{table}");
+    assert!(
+        table.contains("TOKENS_PER_DAY") && table.contains("none"),
+        "{table}"
+    );
 
     // standing: the studio's limits and the user's, with what is used.
     let standing = json(&admin(
         &env,
-        &["--json", "limits", "standing", "demo", "--user", "demo-user"],
+        &[
+            "--json",
+            "limits",
+            "standing",
+            "demo",
+            "--user",
+            "demo-user",
+        ],
     ));
     let rows = standing["limits"].as_array().expect("limits");
     let find = |scope: &str, limit: &str| {
@@ -132,7 +145,10 @@ async fn quota_commands_work_end_to_end() {
             .unwrap_or_else(|| panic!("no {scope} {limit} in {standing}"))
     };
     let rpm = find("studio", "requests_per_minute");
-    assert_eq!((rpm["value"].as_i64(), rpm["window"].as_str()), (Some(100), Some("minute")));
+    assert_eq!(
+        (rpm["value"].as_i64(), rpm["window"].as_str()),
+        (Some(100), Some("minute"))
+    );
     let tpd = find("user", "tokens_per_day");
     assert!(tpd["used"].as_i64().unwrap() > 0, "{standing}");
     assert_eq!(tpd["reserved"], 0, "{standing}");
@@ -152,9 +168,15 @@ async fn quota_commands_work_end_to_end() {
         &env,
         &["--json", "studios", "allow-models", "demo", "mock-text"],
     ));
-    assert_eq!(studio["studio"]["allowed_model_ids"], serde_json::json!(["mock-text"]));
+    assert_eq!(
+        studio["studio"]["allowed_model_ids"],
+        serde_json::json!(["mock-text"])
+    );
     let listed = admin(&env, &["studios", "list"]);
-    assert!(listed.contains("ALLOWED_MODEL_IDS") && listed.contains("mock-text"), "{listed}");
+    assert!(
+        listed.contains("ALLOWED_MODEL_IDS") && listed.contains("mock-text"),
+        "{listed}"
+    );
     let studio = json(&admin(
         &env,
         &["--json", "studios", "allow-models", "demo", "--all"],
@@ -168,14 +190,29 @@ async fn quota_commands_work_end_to_end() {
     ));
     let row = &by["rows"][0];
     assert_eq!(row["calls"], 3, "{by}");
-    assert_eq!(row["hour"].as_str().unwrap().len(), "2025-01-31T08".len(), "{by}");
-    assert_eq!(row["month"].as_str().unwrap().len(), "2025-01".len(), "{by}");
+    assert_eq!(
+        row["hour"].as_str().unwrap().len(),
+        "2025-01-31T08".len(),
+        "{by}"
+    );
+    assert_eq!(
+        row["month"].as_str().unwrap().len(),
+        "2025-01".len(),
+        "{by}"
+    );
 
     // The CSV export, to a file and to stdout.
     let file = dir.path().join("usage.csv");
     admin(
         &env,
-        &["usage", "export", "--studio", "demo", "--output", file.to_str().unwrap()],
+        &[
+            "usage",
+            "export",
+            "--studio",
+            "demo",
+            "--output",
+            file.to_str().unwrap(),
+        ],
     );
     let text = std::fs::read_to_string(&file).unwrap();
     let rows = parse_csv(&text);

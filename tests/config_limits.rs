@@ -140,7 +140,10 @@ async fn a_limit_for_a_missing_studio_stops_the_start() {
     };
     let err = City::start(config).await.err().expect("the start fails");
     let message = format!("{err:#}");
-    assert!(message.contains("studio `ghost` does not exist"), "{message}");
+    assert!(
+        message.contains("studio `ghost` does not exist"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

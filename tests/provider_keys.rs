@@ -391,3 +391,58 @@ async fn no_provider_key_reaches_logs_errors_or_admin_responses() {
             .any(|w| w == secret_part.as_bytes())
     );
 }
+
+#[tokio::test]
+async fn the_rekey_command_reseals_under_a_new_key_file() {
+    let old = MasterKey::generate();
+    let fake = FakeUpstream::start().await;
+    fake.always(ok_completion());
+    let city = TestCity::start_with(with_master(&old)).await;
+    let base = format!("{}/v1", fake.url());
+    provider(&city, "oai", ProviderKind::Openai, &base, Some(KEY), |_| {}).await;
+    model(&city, "gpt", "oai", "gpt-4o-mini", Pathway::Text, &[]).await;
+    let dir = city.stop().await;
+
+    let keys_dir = tempfile::tempdir().unwrap();
+    let new_file = keys_dir.path().join("new.key");
+    let data_dir = dir.path().to_str().unwrap();
+    let new_path = new_file.to_str().unwrap();
+    let args = [
+        "rekey",
+        "--data-dir",
+        data_dir,
+        "--new-master-key-file",
+        new_path,
+        "--generate",
+    ];
+    // Without the current key it refuses and changes nothing.
+    let refused = common::process::command(&args).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("DOWNCITY_MASTER_KEY"));
+    let done = common::process::command(&args)
+        .env("DOWNCITY_MASTER_KEY", old.to_base64())
+        .output()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(String::from_utf8_lossy(&done.stdout).contains("Re-encrypted 1 provider key"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&new_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let new = MasterKey::read_file(&new_file).unwrap();
+    let city = TestCity::start_in(dir, with_master(&new)).await;
+    let token = city.studio_with_user("s1", "u1").await;
+    city.ai("s1", &token)
+        .text(text_request("gpt", "Hi"))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.last().header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+}

@@ -219,3 +219,53 @@ async fn errors_map_and_429_carries_retry_info() {
         .unwrap_err();
     assert_error(&err, Code::Internal, "PROVIDER_BAD_RESPONSE");
 }
+
+#[tokio::test]
+async fn gemini_image_models_answer_with_inline_data() {
+    let (city, token, fake) = setup().await;
+    model(
+        &city,
+        "nano",
+        "gem",
+        "gemini-2.5-flash-image",
+        Pathway::Image,
+        &[],
+    )
+    .await;
+    let png = b"\x89PNG\r\n\x1a\ninline".to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+    fake.always(Reply::ok(
+        &json!({ "candidates": [{ "content": { "role": "model", "parts": [
+        { "text": "Here it is" }, { "inlineData": { "mimeType": "image/png", "data": b64 } } ] },
+        "finishReason": "STOP" }] }),
+    ));
+    let answer = city
+        .ai("s1", &token)
+        .image(proto::ImageRequest {
+            model: "nano".into(),
+            prompt: "a fox".into(),
+            count: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.images.len(), 2);
+    assert_eq!(
+        (
+            answer.images[1].data.as_slice(),
+            answer.images[1].mime_type.as_str()
+        ),
+        (png.as_slice(), "image/png")
+    );
+    let request = fake.last();
+    assert_eq!(
+        request.uri,
+        "/v1beta/models/gemini-2.5-flash-image:generateContent"
+    );
+    assert_eq!(
+        request.body["generationConfig"]["responseModalities"],
+        json!(["TEXT", "IMAGE"])
+    );
+    assert_eq!(fake.requests().len(), 2, "one request an image");
+}

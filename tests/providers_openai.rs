@@ -201,6 +201,29 @@ async fn image_decodes_b64_json() {
     assert_eq!(request.body["response_format"], "b64_json");
     assert_eq!(request.body["n"], 1);
     assert_eq!(request.body["prompt"], "a cat");
+
+    // gpt-image models always answer in base64 and refuse response_format.
+    model(
+        &city,
+        "gpt-image",
+        "oai",
+        "gpt-image-1",
+        Pathway::Image,
+        &[],
+    )
+    .await;
+    fake.push(Reply::ok(
+        &json!({ "created": 1, "data": [{ "b64_json": b64 }] }),
+    ));
+    city.ai("s1", &token)
+        .image(proto::ImageRequest {
+            model: "gpt-image".into(),
+            prompt: "a dog".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(fake.last().body.get("response_format").is_none());
 }
 
 #[tokio::test]

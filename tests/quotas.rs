@@ -370,6 +370,12 @@ async fn allow_list_hides_and_refuses_other_models() {
     assert_error(&status, Code::NotFound, "MODEL_NOT_FOUND");
     assert_eq!(city.usage_rows(studio_filter("narrow")).await.len(), 1);
 
+    let status = city
+        .admin()
+        .update_studio(allow(&["mock-text", "nosuch"]))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["allowed_models.model_ids[1]"]);
     city.admin().update_studio(allow(&[])).await.unwrap();
     ai.image(image).await.expect("every model allowed again");
 }

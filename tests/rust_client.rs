@@ -14,7 +14,10 @@ async fn user_client_reads_naturally() {
     let client = UserClient::connect(&target, "rusty", &token).await.unwrap();
 
     let answer = client.ai().text("Hello, City").await.unwrap();
-    assert_eq!((answer.text.as_str(), answer.model.as_str()), ("Echo: Hello, City", "mock-text"));
+    assert_eq!(
+        (answer.text.as_str(), answer.model.as_str()),
+        ("Echo: Hello, City", "mock-text")
+    );
 
     let request = proto::StreamTextRequest {
         messages: vec![user("one two")],
@@ -35,9 +38,13 @@ async fn user_client_reads_naturally() {
     let models = client.ai().models().await.unwrap();
     assert!(models.iter().any(|m| m.id == "mock-image" && m.is_default));
 
-    let stranger = UserClient::connect(&target, "rusty", "dcu_nobody_secret").await.unwrap();
+    let stranger = UserClient::connect(&target, "rusty", "dcu_nobody_secret")
+        .await
+        .unwrap();
     match stranger.ai().text("hi").await {
-        Err(ClientError::Status(status)) => assert_error(&status, Code::Unauthenticated, "TOKEN_INVALID"),
+        Err(ClientError::Status(status)) => {
+            assert_error(&status, Code::Unauthenticated, "TOKEN_INVALID")
+        }
         other => panic!("expected TOKEN_INVALID, got {other:?}"),
     }
 }

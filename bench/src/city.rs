@@ -14,6 +14,8 @@ use futures_util::{StreamExt, TryStreamExt};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Streaming};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::load::{Call, CallResult};
 
@@ -129,8 +131,12 @@ impl Callers {
         self.channels.len()
     }
 
+    fn channel(&self, caller: usize) -> Channel {
+        self.channels[caller % self.channels.len()].clone()
+    }
+
     fn client(&self, caller: usize) -> AiServiceClient<Channel> {
-        AiServiceClient::new(self.channels[caller % self.channels.len()].clone())
+        AiServiceClient::new(self.channel(caller))
     }
 
     /// `message` with the metadata of the credential for call `seq`.
@@ -195,6 +201,19 @@ impl Call for TextCall {
             },
         );
         let answer = self.0.client(caller).text(request).await;
+        answer.map(|_| None).map_err(|status| status.to_string())
+    }
+}
+
+/// `grpc.health.v1.Health/Check`: City's gRPC stack (HTTP/2, tower layers)
+/// with no auth and no gateway work — the floor under a `Text` call.
+#[derive(Clone)]
+pub struct HealthCall(pub Callers);
+
+impl Call for HealthCall {
+    async fn call(&self, caller: usize, _seq: u64) -> CallResult {
+        let mut client = HealthClient::new(self.0.channel(caller));
+        let answer = client.check(HealthCheckRequest::default()).await;
         answer.map(|_| None).map_err(|status| status.to_string())
     }
 }

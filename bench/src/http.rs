@@ -15,6 +15,10 @@ use crate::load::{Call, CallResult};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// The key every HTTP call carries: LiteLLM's master key (the mock upstream
+/// ignores it).
+pub const API_KEY: &str = "sk-bench-5f0c1e9a7d3b48c2a6e1f0d9b8c7a6e5";
+
 /// A pooled HTTP/1.1 client with TCP_NODELAY.
 pub fn client() -> HttpClient {
     let mut connector = HttpConnector::new();
@@ -60,7 +64,7 @@ impl Chat {
             .method(Method::POST)
             .uri(&self.url)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::AUTHORIZATION, "Bearer sk-bench")
+            .header(header::AUTHORIZATION, format!("Bearer {API_KEY}"))
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
         let response = self
@@ -132,10 +136,9 @@ pub async fn wait_ready(client: &HttpClient, url: &str, limit: Duration) -> anyh
     let deadline = Instant::now() + limit;
     loop {
         let request = Request::get(url).body(Full::default())?;
-        if let Ok(response) = client.request(request).await {
-            if response.status() == StatusCode::OK {
-                return Ok(());
-            }
+        let response = client.request(request).await;
+        if response.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return Ok(());
         }
         anyhow::ensure!(Instant::now() < deadline, "{url} not ready after {limit:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;

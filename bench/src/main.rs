@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use downcity_bench::city::{self, Callers, PROMPT};
-use downcity_bench::http::{self, Chat};
+use downcity_bench::http::{self, API_KEY, Chat};
 use downcity_bench::machine::{self, Machine};
 use downcity_bench::procs::Service;
 use downcity_bench::report::{Durability, Memory, Results};
@@ -306,16 +306,22 @@ async fn start_litellm(
         .env("LITELLM_LOG", "ERROR")
         .env("LITELLM_TELEMETRY", "False");
     eprintln!("starting LiteLLM ({workers} workers)");
-    let service = Service::spawn("litellm", command, work).await?;
+    let mut service = Service::spawn("litellm", command, work).await?;
     let health = format!("http://127.0.0.1:{port}/health/liveliness");
-    http::wait_ready(&http::client(), &health, LITELLM_START_LIMIT).await?;
+    let client = http::client();
+    tokio::select! {
+        ready = http::wait_ready(&client, &health, LITELLM_START_LIMIT) => ready?,
+        // No line is awaited: this ends only when LiteLLM exits (or never starts).
+        exited = service.wait_line(LITELLM_START_LIMIT, |_| None::<()>) => exited?,
+    }
     Ok((service, format!("http://127.0.0.1:{port}/v1")))
 }
 
 fn litellm_config(upstream_addr: &str) -> String {
     format!(
         "model_list:\n  - model_name: {LITELLM_MODEL}\n    litellm_params:\n      model: openai/{UPSTREAM_MODEL}\n      \
-         api_base: http://{upstream_addr}/v1\n      api_key: sk-bench\nlitellm_settings:\n  telemetry: false\n"
+         api_base: http://{upstream_addr}/v1\n      api_key: sk-bench\n\
+         general_settings:\n  master_key: {API_KEY}\nlitellm_settings:\n  telemetry: false\n"
     )
 }
 

@@ -5,13 +5,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::city::{Callers, StreamCall, TextCall};
+use crate::city::{Callers, HealthCall, StreamCall, TextCall};
 use crate::http::{Chat, ChatCall, ChatStreamCall};
 use crate::load::{self, Load, Stop, Summary};
 use crate::procs::{RssSampler, rss_kib};
 
 pub const DIRECT: &str = "direct (mock upstream)";
 pub const CITY: &str = "City (mock provider)";
+pub const CITY_FLOOR: &str = "City gRPC floor (health check)";
 pub const LITELLM: &str = "LiteLLM → mock upstream";
 pub const CITY_HTTP: &str = "City → openai_compatible → mock upstream";
 
@@ -122,10 +123,13 @@ fn measured(target: &str, summary: Summary) -> Measured {
 }
 
 impl Targets {
-    /// Unary calls (Text; plain Chat Completions) to every target.
+    /// Unary calls (Text; plain Chat Completions; City's health check as the
+    /// floor of its gRPC stack) to every target.
     pub async fn unary(&self, load: Load) -> Vec<Measured> {
+        let floor = HealthCall(self.city.clone());
         let mut rows = vec![
             measured(DIRECT, load::run(load, ChatCall(self.direct.clone())).await),
+            measured(CITY_FLOOR, load::run(load, floor).await),
             measured(CITY, load::run(load, TextCall(self.city.clone())).await),
         ];
         if let Some(model) = CITY_HTTP_MODEL {

@@ -55,6 +55,19 @@ impl AdminApi {
         }
     }
 
+    /// An allow-list may name only catalog models: an unknown id would lock
+    /// the studio out of every model.
+    fn check_models_exist(&self, model_ids: &[String]) -> Result<()> {
+        let catalog = self.catalog.current();
+        match model_ids.iter().position(|id| !catalog.contains(id)) {
+            Some(i) => Err(Error::invalid(
+                format!("allowed_models.model_ids[{i}]"),
+                format!("no model `{}` in the catalog", model_ids[i]),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// A model as listed, with `is_default` from the live catalog.
     fn model(&self, record: ModelRecord) -> proto::Model {
         model_to_proto(record, &self.catalog.current())
@@ -248,6 +261,9 @@ impl AdminService for AdminApi {
     ) -> Result<Response<proto::UpdateStudioResponse>, Status> {
         handle(request, |r| async move {
             let status = studio_status_update(r.status)?;
+            if let Some(allowed) = &r.allowed_models {
+                self.check_models_exist(&allowed.model_ids)?;
+            }
             let studio = self
                 .directory
                 .update_studio(&r.studio_id, r.display_name, status)

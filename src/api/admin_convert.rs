@@ -353,6 +353,56 @@ pub(crate) fn aggregate_to_proto(row: UsageAggregateRow) -> proto::UsageAggregat
     }
 }
 
+pub(crate) fn limits_to_proto(values: LimitValues) -> proto::Limits {
+    proto::Limits {
+        requests_per_minute: values.requests_per_minute,
+        tokens_per_minute: values.tokens_per_minute,
+        tokens_per_day: values.tokens_per_day,
+        cost_micros_per_day: values.cost_micros_per_day,
+        cost_micros_per_month: values.cost_micros_per_month,
+    }
+}
+
+pub(crate) fn limits_from_proto(limits: Option<proto::Limits>) -> LimitValues {
+    let limits = limits.unwrap_or_default();
+    LimitValues {
+        requests_per_minute: limits.requests_per_minute,
+        tokens_per_minute: limits.tokens_per_minute,
+        tokens_per_day: limits.tokens_per_day,
+        cost_micros_per_day: limits.cost_micros_per_day,
+        cost_micros_per_month: limits.cost_micros_per_month,
+    }
+}
+
+/// The target of a SetLimits / GetLimits.
+pub(crate) fn limit_target(target: i32, user_id: String) -> Result<LimitTarget> {
+    match proto::LimitTarget::try_from(target) {
+        Ok(proto::LimitTarget::Studio) => Ok(LimitTarget::Studio),
+        Ok(proto::LimitTarget::UserDefault) => Ok(LimitTarget::UserDefault),
+        Ok(proto::LimitTarget::User) if !user_id.is_empty() => Ok(LimitTarget::User(user_id)),
+        Ok(proto::LimitTarget::User) => {
+            Err(Error::invalid("user_id", "required for LIMIT_TARGET_USER"))
+        }
+        Ok(proto::LimitTarget::Unspecified) | Err(_) => Err(Error::invalid(
+            "target",
+            "must be LIMIT_TARGET_STUDIO, LIMIT_TARGET_USER_DEFAULT or LIMIT_TARGET_USER",
+        )),
+    }
+}
+
+pub(crate) fn standing_to_proto(standing: Standing) -> proto::LimitStanding {
+    proto::LimitStanding {
+        scope: standing.scope.to_string(),
+        limit: standing.kind.name().to_string(),
+        value: standing.value,
+        window: standing.kind.window().as_str().to_string(),
+        used: standing.used,
+        reserved: standing.reserved,
+        remaining: (standing.value - standing.used - standing.reserved).max(0),
+        reset_time: Some(timestamp(standing.reset_ms)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::convert::encode_page_token;
@@ -555,55 +605,5 @@ mod tests {
             fields(decode_number_token::<u64>("aggregate", &junk).unwrap_err()),
             ["page_token"]
         );
-    }
-}
-
-pub(crate) fn limits_to_proto(values: LimitValues) -> proto::Limits {
-    proto::Limits {
-        requests_per_minute: values.requests_per_minute,
-        tokens_per_minute: values.tokens_per_minute,
-        tokens_per_day: values.tokens_per_day,
-        cost_micros_per_day: values.cost_micros_per_day,
-        cost_micros_per_month: values.cost_micros_per_month,
-    }
-}
-
-pub(crate) fn limits_from_proto(limits: Option<proto::Limits>) -> LimitValues {
-    let limits = limits.unwrap_or_default();
-    LimitValues {
-        requests_per_minute: limits.requests_per_minute,
-        tokens_per_minute: limits.tokens_per_minute,
-        tokens_per_day: limits.tokens_per_day,
-        cost_micros_per_day: limits.cost_micros_per_day,
-        cost_micros_per_month: limits.cost_micros_per_month,
-    }
-}
-
-/// The target of a SetLimits / GetLimits.
-pub(crate) fn limit_target(target: i32, user_id: String) -> Result<LimitTarget> {
-    match proto::LimitTarget::try_from(target) {
-        Ok(proto::LimitTarget::Studio) => Ok(LimitTarget::Studio),
-        Ok(proto::LimitTarget::UserDefault) => Ok(LimitTarget::UserDefault),
-        Ok(proto::LimitTarget::User) if !user_id.is_empty() => Ok(LimitTarget::User(user_id)),
-        Ok(proto::LimitTarget::User) => {
-            Err(Error::invalid("user_id", "required for LIMIT_TARGET_USER"))
-        }
-        Ok(proto::LimitTarget::Unspecified) | Err(_) => Err(Error::invalid(
-            "target",
-            "must be LIMIT_TARGET_STUDIO, LIMIT_TARGET_USER_DEFAULT or LIMIT_TARGET_USER",
-        )),
-    }
-}
-
-pub(crate) fn standing_to_proto(standing: Standing) -> proto::LimitStanding {
-    proto::LimitStanding {
-        scope: standing.scope.to_string(),
-        limit: standing.kind.name().to_string(),
-        value: standing.value,
-        window: standing.kind.window().as_str().to_string(),
-        used: standing.used,
-        reserved: standing.reserved,
-        remaining: (standing.value - standing.used - standing.reserved).max(0),
-        reset_time: Some(timestamp(standing.reset_ms)),
     }
 }

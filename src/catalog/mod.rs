@@ -128,6 +128,10 @@ impl Catalog {
         models
     }
 
+    pub fn contains(&self, model_id: &str) -> bool {
+        self.models.contains_key(model_id)
+    }
+
     pub fn is_default(&self, model_id: &str) -> bool {
         self.models.get(model_id).is_some_and(|m| m.is_default)
     }

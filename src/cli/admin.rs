@@ -61,7 +61,8 @@ pub struct AdminArgs {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Create, show, list, suspend, activate and rename studios.
+    /// Create, show, list, suspend, activate and rename studios, and set
+    /// the models each may use.
     #[command(subcommand)]
     Studios(StudiosCommand),
     /// Create, list and revoke studio keys.
@@ -916,14 +917,16 @@ async fn export_usage(
     };
     let Some(path) = path else {
         let mut stdout = std::io::BufWriter::new(std::io::stdout());
-        return write_usage_csv(client, request, &mut stdout).await;
+        return write_usage_csv(client, request, &mut stdout)
+            .await
+            .map(drop);
     };
     let file = std::fs::File::create(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     let mut file = std::io::BufWriter::new(file);
     match write_usage_csv(client, request, &mut file).await {
-        Ok(()) => {
-            eprintln!("Wrote the usage records to {}.", path.display());
+        Ok(count) => {
+            eprintln!("Wrote {count} usage records to {}.", path.display());
             Ok(())
         }
         Err(e) => {
@@ -934,15 +937,18 @@ async fn export_usage(
     }
 }
 
+/// Writes the header and every record; returns how many records.
 async fn write_usage_csv(
     client: &mut Client,
     request: ListUsageRecordsRequest,
     sink: &mut impl Write,
-) -> Result<()> {
+) -> Result<u64> {
     sink.write_all(csv_header::<UsageRecord>().as_bytes())?;
+    let mut count = 0;
     let write_page = |records: Vec<UsageRecord>| -> Result<()> {
         for record in &records {
             sink.write_all(csv_row(record).as_bytes())?;
+            count += 1;
         }
         Ok(())
     };
@@ -953,7 +959,7 @@ async fn write_usage_csv(
     )
     .await?;
     sink.flush()?;
-    Ok(())
+    Ok(count)
 }
 
 async fn limits(client: &mut Client, out: Output, command: LimitsCommand) -> Result<()> {
@@ -1331,7 +1337,14 @@ mod tests {
     #[test]
     fn usage_export_takes_the_filters_and_a_file() {
         let args = parse_ok(&[
-            "usage", "export", "--studio", "acme", "--since", "2025-01-31", "-o", "u.csv",
+            "usage",
+            "export",
+            "--studio",
+            "acme",
+            "--since",
+            "2025-01-31",
+            "-o",
+            "u.csv",
         ]);
         let AdminCommand::Usage(UsageCommand::Export { filter, output }) = args.command else {
             panic!("not a usage export");
@@ -1343,7 +1356,10 @@ mod tests {
         let args = parse_ok(&["usage", "export", "--output", "all.csv"]);
         assert!(matches!(
             args.command,
-            AdminCommand::Usage(UsageCommand::Export { output: Some(_), .. })
+            AdminCommand::Usage(UsageCommand::Export {
+                output: Some(_),
+                ..
+            })
         ));
         let args = parse_ok(&["usage", "export"]);
         assert!(matches!(
@@ -1412,10 +1428,24 @@ mod tests {
     fn limits_reject_bad_values_and_mixed_targets() {
         assert!(fails(&["limits", "set", "acme", "--tokens-per-day", "-1"]));
         assert!(fails(&["limits", "set", "acme", "--cost-per-day", "1.5"]));
-        assert!(fails(&["limits", "set", "acme", "--user", "u", "--user-default"]));
+        assert!(fails(&[
+            "limits",
+            "set",
+            "acme",
+            "--user",
+            "u",
+            "--user-default"
+        ]));
         assert!(fails(&["limits", "set", "acme", "--user"]));
         assert!(fails(&["limits", "set", "--tokens-per-day", "5"]));
-        assert!(fails(&["limits", "get", "acme", "--user", "u", "--user-default"]));
+        assert!(fails(&[
+            "limits",
+            "get",
+            "acme",
+            "--user",
+            "u",
+            "--user-default"
+        ]));
         assert!(fails(&["limits", "get", "acme", "--tokens-per-day", "5"]));
         assert!(fails(&["limits", "standing", "acme", "--user-default"]));
     }

@@ -408,9 +408,8 @@ fn csv_line(cells: impl Iterator<Item = String>) -> String {
 /// A CSV cell: quoted, with its quotes doubled, when it holds a comma, a
 /// quote or a line break, or starts or ends with a space; else as it is.
 fn csv_quote(cell: &str) -> String {
-    let needs_quotes = cell.contains([',', '"', '\n', '\r'])
-        || cell.starts_with(' ')
-        || cell.ends_with(' ');
+    let needs_quotes =
+        cell.contains([',', '"', '\n', '\r']) || cell.starts_with(' ') || cell.ends_with(' ');
     if needs_quotes {
         format!("\"{}\"", cell.replace('"', "\"\""))
     } else {
@@ -677,7 +676,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cells(&narrow)[5], "fast, slow");
-        assert_eq!(to_json(&narrow)["allowed_model_ids"], json!(["fast", "slow"]));
+        assert_eq!(
+            to_json(&narrow)["allowed_model_ids"],
+            json!(["fast", "slow"])
+        );
     }
 
     #[test]
@@ -721,7 +723,16 @@ mod tests {
         };
         assert_eq!(
             cells(&standing),
-            ["user", "tokens_per_day", "day", "100", "30", "20", "50", "2025-02-01T00:00:00Z"]
+            [
+                "user",
+                "tokens_per_day",
+                "day",
+                "100",
+                "30",
+                "20",
+                "50",
+                "2025-02-01T00:00:00Z"
+            ]
         );
     }
 
@@ -783,10 +794,7 @@ mod tests {
             "r1,acme,\"u,1\",,,PATHWAY_TEXT,12,0,0,345,0,\"say \"\"no\"\"\nplease\",1.500s,,\
              2025-01-31T00:00:00Z,\"{\"\"k\"\":\"\"v\"\"}\"\r\n"
         );
-        assert_eq!(
-            header.split(',').count(),
-            columns::<UsageRecord>().len()
-        );
+        assert_eq!(header.split(',').count(), columns::<UsageRecord>().len());
     }
 
     #[test]

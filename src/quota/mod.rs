@@ -163,10 +163,8 @@ impl Quotas {
         values: LimitValues,
     ) -> Result<LimitValues> {
         validate_limits(&values)?;
-        if let LimitTarget::User(user) = &target {
-            if user.is_empty() {
-                return Err(Error::invalid("user_id", "required for LIMIT_TARGET_USER"));
-            }
+        if matches!(&target, LimitTarget::User(user) if user.is_empty()) {
+            return Err(Error::invalid("user_id", "required for LIMIT_TARGET_USER"));
         }
         let record = LimitsRecord {
             studio_id: studio_id.to_string(),
