@@ -22,6 +22,7 @@ const ENV_KEYS: &[&str] = &[
     "store",
     "server",
     "usage",
+    "hook_delivery",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +43,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub server: ServerConfig,
     pub usage: UsageConfig,
+    /// How after_call deliveries are retried.
+    pub hook_delivery: HookDeliveryConfig,
     /// Providers loaded into the store at start.
     pub providers: Vec<ProviderConfig>,
     /// Models loaded into the store at start.
@@ -63,6 +66,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             server: ServerConfig::default(),
             usage: UsageConfig::default(),
+            hook_delivery: HookDeliveryConfig::default(),
             providers: Vec::new(),
             models: Vec::new(),
             defaults: DefaultsConfig::default(),
@@ -113,6 +117,31 @@ impl Default for UsageConfig {
     fn default() -> Self {
         UsageConfig {
             queue_capacity: 8192,
+        }
+    }
+}
+
+/// Retries of after_call deliveries.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookDeliveryConfig {
+    /// Attempts before a delivery is marked dead.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt; it doubles after each.
+    pub initial_backoff_ms: u64,
+    /// The longest wait between attempts.
+    pub max_backoff_ms: u64,
+    /// How often the outbox is checked when nothing wakes the dispatcher.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for HookDeliveryConfig {
+    fn default() -> Self {
+        HookDeliveryConfig {
+            max_attempts: 10,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 600_000,
+            poll_interval_ms: 1_000,
         }
     }
 }

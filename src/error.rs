@@ -68,6 +68,10 @@ pub enum Error {
         reset_ms: i64,
         now_ms: i64,
     },
+    #[error("{message}")]
+    HookDenied { hook_id: String, message: String },
+    #[error("the studio's before_call hook failed: {message}")]
+    HookUnavailable { hook_id: String, message: String },
     #[error("the request was cancelled")]
     Cancelled,
     #[error("internal error: {0}")]
@@ -150,6 +154,8 @@ impl Error {
                 ProviderFailure::Unsupported => Code::Unimplemented,
             },
             Error::QuotaExceeded { .. } => Code::ResourceExhausted,
+            Error::HookDenied { .. } => Code::PermissionDenied,
+            Error::HookUnavailable { .. } => Code::Unavailable,
             Error::Cancelled => Code::Cancelled,
             Error::Internal(_) => Code::Internal,
         }
@@ -183,6 +189,8 @@ impl Error {
                 ProviderFailure::Unsupported => "PATHWAY_UNSUPPORTED",
             },
             Error::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
+            Error::HookDenied { .. } => "HOOK_DENIED",
+            Error::HookUnavailable { .. } => "HOOK_UNAVAILABLE",
             Error::Cancelled => "CANCELLED",
             Error::Internal(_) => "INTERNAL",
         }
@@ -204,6 +212,9 @@ impl Error {
                 ])
             }
             Error::Provider { provider_id, .. } => pair("provider", provider_id),
+            Error::HookDenied { hook_id, .. } | Error::HookUnavailable { hook_id, .. } => {
+                pair("hook_id", hook_id)
+            }
             Error::QuotaExceeded {
                 scope,
                 limit,

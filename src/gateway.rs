@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::auth::{RequestId, UserCaller};
 use crate::catalog::{Catalog, CatalogCache, CatalogModel};
 use crate::error::{Error, ProviderFailure, Result};
+use crate::hooks::{BeforeCall, Hooks};
 use crate::providers::{
     self, ChatMessage, Finish, Image, ImageCall, StreamEvent, TextCall, TextStream,
 };
@@ -107,14 +108,59 @@ pub struct Gateway {
     catalog: Arc<CatalogCache>,
     quotas: Arc<Quotas>,
     usage: UsageWriter,
+    hooks: Arc<Hooks>,
 }
 
 impl Gateway {
-    pub fn new(catalog: Arc<CatalogCache>, quotas: Arc<Quotas>, usage: UsageWriter) -> Self {
+    pub fn new(
+        catalog: Arc<CatalogCache>,
+        quotas: Arc<Quotas>,
+        usage: UsageWriter,
+        hooks: Arc<Hooks>,
+    ) -> Self {
         Gateway {
             catalog,
             quotas,
             usage,
+            hooks,
+        }
+    }
+
+    /// Runs the studio's before_call hooks (if it has any) and merges the
+    /// metadata they attach. A denied or failed-closed call releases its
+    /// reservation: it costs nothing and writes no usage row.
+    async fn before_call(
+        &self,
+        ctx: &CallContext,
+        model: &CatalogModel,
+        claim: Amount,
+        metadata: &mut BTreeMap<String, String>,
+        reservation: Reservation,
+        prompt: impl FnOnce() -> serde_json::Value,
+    ) -> Result<Reservation> {
+        if !self.hooks.has_before_call(&ctx.caller.studio_id) {
+            return Ok(reservation);
+        }
+        let call = BeforeCall {
+            request_id: ctx.request_id.0.to_string(),
+            studio_id: ctx.caller.studio_id.to_string(),
+            user_id: ctx.caller.user_id.to_string(),
+            model: model.record.id.clone(),
+            pathway: model.record.pathway.as_str(),
+            estimated_tokens: claim.tokens,
+            estimated_cost_micros: claim.cost_micros,
+            metadata: metadata.clone(),
+            prompt: prompt(),
+        };
+        match self.hooks.before_call(&call).await {
+            Ok(extra) => {
+                metadata.extend(extra);
+                Ok(reservation)
+            }
+            Err(err) => {
+                reservation.settle(Amount::default()).await;
+                Err(err)
+            }
         }
     }
 
@@ -169,15 +215,20 @@ impl Gateway {
             .collect()
     }
 
-    pub async fn text(&self, ctx: CallContext, input: TextInput) -> Result<TextAnswer> {
+    pub async fn text(&self, ctx: CallContext, mut input: TextInput) -> Result<TextAnswer> {
         let catalog = self.catalog.current();
         let first = self.resolve(&catalog, &ctx, &input.model, Pathway::Text)?;
         let max_tokens = check_text_input(&first, &input)?;
         let chain = self.chain(&catalog, &ctx, &first);
+        let claim = text_claim(&chain, &input, max_tokens);
+        let reservation = self.quotas.reserve(&ctx.caller, claim).await?;
+        let messages = &input.messages;
+        let prompt = || text_prompt(messages);
+        let mut metadata = input.metadata.clone();
         let reservation = self
-            .quotas
-            .reserve(&ctx.caller, text_claim(&chain, &input, max_tokens))
+            .before_call(&ctx, &first, claim, &mut metadata, reservation, prompt)
             .await?;
+        input.metadata = metadata;
         let request = &input;
         let (model, result) = with_fallback(chain, |model| async move {
             model
@@ -200,14 +251,19 @@ impl Gateway {
             .await
     }
 
-    pub async fn image(&self, ctx: CallContext, input: ImageInput) -> Result<ImageAnswer> {
+    pub async fn image(&self, ctx: CallContext, mut input: ImageInput) -> Result<ImageAnswer> {
         let catalog = self.catalog.current();
         let first = self.resolve(&catalog, &ctx, &input.model, Pathway::Image)?;
         let chain = self.chain(&catalog, &ctx, &first);
+        let claim = image_claim(&chain, input.count);
+        let reservation = self.quotas.reserve(&ctx.caller, claim).await?;
+        let prompt_text = &input.prompt;
+        let prompt = || serde_json::Value::from(prompt_text.as_str());
+        let mut metadata = input.metadata.clone();
         let reservation = self
-            .quotas
-            .reserve(&ctx.caller, image_claim(&chain, input.count))
+            .before_call(&ctx, &first, claim, &mut metadata, reservation, prompt)
             .await?;
+        input.metadata = metadata;
         let request = &input;
         let (model, result) = with_fallback(chain, |model| async move {
             let call = ImageCall {
@@ -270,13 +326,24 @@ impl Gateway {
     /// Starts a stream: errors before the first chunk come back as an error
     /// here (with their usage row written); afterwards a relay task owns the
     /// call and writes its row when it ends, however it ends.
-    pub async fn stream_text(&self, ctx: CallContext, input: TextInput) -> Result<StartedStream> {
+    pub async fn stream_text(
+        &self,
+        ctx: CallContext,
+        mut input: TextInput,
+    ) -> Result<StartedStream> {
         let catalog = self.catalog.current();
         let first = self.resolve(&catalog, &ctx, &input.model, Pathway::Text)?;
         let max_tokens = check_text_input(&first, &input)?;
         let chain = self.chain(&catalog, &ctx, &first);
         let claim = text_claim(&chain, &input, max_tokens);
         let reservation = self.quotas.reserve(&ctx.caller, claim).await?;
+        let messages = &input.messages;
+        let prompt = || text_prompt(messages);
+        let mut metadata = input.metadata.clone();
+        let reservation = self
+            .before_call(&ctx, &first, claim, &mut metadata, reservation, prompt)
+            .await?;
+        input.metadata = metadata;
         let request = &input;
         let (model, result) = with_fallback(chain, |model| async move {
             model
@@ -319,6 +386,19 @@ impl Gateway {
             chunks: receiver,
         })
     }
+}
+
+/// The prompt of a text call as a before_call hook sees it.
+fn text_prompt(messages: &[ChatMessage]) -> serde_json::Value {
+    let role = |role: providers::Role| match role {
+        providers::Role::System => "system",
+        providers::Role::User => "user",
+        providers::Role::Assistant => "assistant",
+    };
+    messages
+        .iter()
+        .map(|m| serde_json::json!({"role": role(m.role), "content": m.content}))
+        .collect()
 }
 
 /// Checks a text request against its model; returns the max_tokens to use.

@@ -192,6 +192,18 @@ impl MasterKey {
             })
     }
 
+    /// Seals another secret (a hook's signing secret), bound to `ad`.
+    pub fn seal_secret(&self, ad: &str, secret: &str) -> Vec<u8> {
+        self.seal_bytes(secret.as_bytes(), ad.as_bytes())
+    }
+
+    /// Opens a secret sealed by `seal_secret` with the same `ad`.
+    pub fn open_secret(&self, ad: &str, sealed: &[u8]) -> Result<String> {
+        self.open_bytes(sealed, ad.as_bytes())
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| Error::Internal(format!("the secret of `{ad}` does not open")))
+    }
+
     /// The canary setting's value for this key.
     pub fn canary(&self) -> String {
         BASE64.encode(self.seal_bytes(CANARY_TEXT, CANARY_AD))

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod hooks;
 pub mod keys;
 pub mod providers;
 pub mod quota;

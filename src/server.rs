@@ -16,6 +16,8 @@ use crate::auth::{AdminAuth, Directory, UserAuth, secret};
 use crate::catalog::CatalogCache;
 use crate::config::{Config, LimitsConfig, ModelConfig, ProviderConfig};
 use crate::gateway::Gateway;
+use crate::hooks::Hooks;
+use crate::hooks::dispatch::Dispatcher;
 use crate::keys::{self, ApiKey, MasterKey};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::ai_service_server::AiServiceServer;
@@ -43,6 +45,7 @@ pub struct City {
     quotas: Arc<Quotas>,
     usage: UsageWriter,
     usage_task: WriterHandle,
+    hooks: Arc<Hooks>,
     generated_admin_key: Option<String>,
 }
 
@@ -65,9 +68,14 @@ impl City {
         let snapshot = store.snapshot().await?;
         let directory = Arc::new(Directory::new(store.clone(), admin_key_hash, &snapshot));
         let quotas = Arc::new(Quotas::load(store.clone(), &snapshot).await?);
+        let hooks = Arc::new(Hooks::load(store.clone(), master_key.clone()).await?);
         let catalog =
             Arc::new(CatalogCache::load_with_master_key(store.clone(), master_key).await?);
-        let (usage, usage_task) = UsageWriter::start(store.clone(), config.usage.queue_capacity);
+        let (usage, usage_task) = UsageWriter::start(
+            store.clone(),
+            config.usage.queue_capacity,
+            Some(hooks.clone()),
+        );
         Ok(City {
             config,
             store,
@@ -76,6 +84,7 @@ impl City {
             quotas,
             usage,
             usage_task,
+            hooks,
             generated_admin_key,
         })
     }
@@ -119,6 +128,7 @@ impl City {
             quotas,
             usage,
             usage_task,
+            hooks,
             ..
         } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -133,7 +143,12 @@ impl City {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
-        let gateway = Arc::new(Gateway::new(catalog.clone(), quotas.clone(), usage));
+        let gateway = Arc::new(Gateway::new(
+            catalog.clone(),
+            quotas.clone(),
+            usage,
+            hooks.clone(),
+        ));
         let ai = AiServiceServer::with_interceptor(
             AiApi::new(gateway),
             UserAuth {
@@ -141,10 +156,18 @@ impl City {
             },
         );
         let admin = AdminServiceServer::with_interceptor(
-            AdminApi::new(directory.clone(), catalog, quotas, store.clone()),
+            AdminApi::new(
+                directory.clone(),
+                catalog,
+                quotas,
+                store.clone(),
+                hooks.clone(),
+            ),
             AdminAuth { directory },
         );
 
+        // Pending deliveries from before a restart are picked up at once.
+        let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
@@ -174,6 +197,7 @@ impl City {
         // The writer ends once every sender (held by handlers and relays) is
         // gone, after committing everything queued.
         usage_task.finish().await;
+        dispatcher.stop().await;
         store.close().await;
         tracing::info!("usage flushed; City stopped");
         Ok(())

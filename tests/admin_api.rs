@@ -5,16 +5,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{TestCity, assert_error, text_request, violated_fields};
+use common::{TestCity, assert_refused, req, text_request, violated_fields};
 use downcity::proto::{self, Pathway, ProviderKind, StudioStatus};
 use tonic::Code;
-
-fn create_studio(id: &str, name: &str) -> proto::CreateStudioRequest {
-    proto::CreateStudioRequest {
-        studio_id: id.into(),
-        display_name: name.into(),
-    }
-}
 
 fn text_model(id: &str, provider: &str) -> proto::Model {
     proto::Model {
@@ -36,7 +29,7 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
     let mut admin = city.admin();
 
     let acme = admin
-        .create_studio(create_studio("acme", "Acme"))
+        .create_studio(req::create_studio("acme", "Acme"))
         .await
         .unwrap()
         .into_inner()
@@ -49,7 +42,7 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
 
     // No id: City picks a valid one.
     let picked = admin
-        .create_studio(create_studio("", "Picked"))
+        .create_studio(req::create_studio("", "Picked"))
         .await
         .unwrap()
         .into_inner()
@@ -59,9 +52,7 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
     assert_ne!(picked.id, "acme");
     downcity::auth::validate_studio_id(&picked.id).expect("a City-chosen id is a valid studio id");
     let fetched = admin
-        .get_studio(proto::GetStudioRequest {
-            studio_id: picked.id.clone(),
-        })
+        .get_studio(req::get_studio(picked.id.clone()))
         .await
         .unwrap()
         .into_inner()
@@ -71,7 +62,7 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
 
     // Two studios without an id get two ids.
     let another = admin
-        .create_studio(create_studio("", "Another"))
+        .create_studio(req::create_studio("", "Another"))
         .await
         .unwrap()
         .into_inner()
@@ -79,16 +70,16 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
         .unwrap();
     assert_ne!(another.id, picked.id);
 
-    let dup = admin
-        .create_studio(create_studio("acme", "Acme again"))
-        .await
-        .unwrap_err();
-    assert_error(&dup, Code::AlreadyExists, "ALREADY_EXISTS");
+    assert_refused(
+        admin
+            .create_studio(req::create_studio("acme", "Acme again"))
+            .await,
+        Code::AlreadyExists,
+        "ALREADY_EXISTS",
+    );
     // The duplicate changed nothing.
     let still = admin
-        .get_studio(proto::GetStudioRequest {
-            studio_id: "acme".into(),
-        })
+        .get_studio(req::get_studio("acme"))
         .await
         .unwrap()
         .into_inner()
@@ -96,20 +87,20 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
         .unwrap();
     assert_eq!(still.display_name, "Acme");
 
-    let bad = admin
-        .create_studio(create_studio("Bad Id!", "Bad"))
-        .await
-        .unwrap_err();
-    assert_error(&bad, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let bad = assert_refused(
+        admin
+            .create_studio(req::create_studio("Bad Id!", "Bad"))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
     assert_eq!(violated_fields(&bad), ["studio_id"]);
 
-    let unknown = admin
-        .get_studio(proto::GetStudioRequest {
-            studio_id: "nowhere".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&unknown, Code::NotFound, "NOT_FOUND");
+    assert_refused(
+        admin.get_studio(req::get_studio("nowhere")).await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
 
     // Only the three valid studios exist.
     let all = admin
@@ -132,7 +123,10 @@ async fn studios_list_paginates_by_id() {
     // Created out of order: the list is ordered by id.
     let ids = ["s-g", "s-c", "s-a", "s-e", "s-b", "s-f", "s-d"];
     for id in ids {
-        admin.create_studio(create_studio(id, id)).await.unwrap();
+        admin
+            .create_studio(req::create_studio(id, id))
+            .await
+            .unwrap();
     }
 
     let mut seen = Vec::new();
@@ -140,10 +134,7 @@ async fn studios_list_paginates_by_id() {
     let mut pages = Vec::new();
     loop {
         let page = admin
-            .list_studios(proto::ListStudiosRequest {
-                page_size: 3,
-                page_token: page_token.clone(),
-            })
+            .list_studios(req::list_studios(3, page_token.clone()))
             .await
             .unwrap()
             .into_inner();
@@ -163,10 +154,7 @@ async fn studios_list_paginates_by_id() {
 
     // A page token of another list is refused.
     let models = admin
-        .list_catalog_models(proto::ListCatalogModelsRequest {
-            page_size: 1,
-            page_token: String::new(),
-        })
+        .list_catalog_models(req::list_catalog_models(1, ""))
         .await
         .unwrap()
         .into_inner();
@@ -174,51 +162,42 @@ async fn studios_list_paginates_by_id() {
         !models.next_page_token.is_empty(),
         "two built-in models, page of one"
     );
-    let err = admin
-        .list_studios(proto::ListStudiosRequest {
-            page_size: 3,
-            page_token: models.next_page_token,
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let err = assert_refused(
+        admin
+            .list_studios(req::list_studios(3, models.next_page_token))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
     assert_eq!(violated_fields(&err), ["page_token"]);
 
     // ... and the other way round.
     let first = admin
-        .list_studios(proto::ListStudiosRequest {
-            page_size: 3,
-            page_token: String::new(),
-        })
+        .list_studios(req::list_studios(3, ""))
         .await
         .unwrap()
         .into_inner();
-    let err = admin
-        .list_catalog_models(proto::ListCatalogModelsRequest {
-            page_size: 1,
-            page_token: first.next_page_token,
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_refused(
+        admin
+            .list_catalog_models(req::list_catalog_models(1, first.next_page_token))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
 
     // Garbage is refused too, and so is a page size beyond 1000.
-    let err = admin
-        .list_studios(proto::ListStudiosRequest {
-            page_size: 3,
-            page_token: "not-a-token!".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
-    let err = admin
-        .list_studios(proto::ListStudiosRequest {
-            page_size: 1001,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_refused(
+        admin
+            .list_studios(req::list_studios(3, "not-a-token!"))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    let err = assert_refused(
+        admin.list_studios(req::list_studios(1001, "")).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
     assert_eq!(violated_fields(&err), ["page_size"]);
     city.stop().await;
 }
@@ -230,12 +209,11 @@ async fn studios_update_name_and_status() {
     let mut admin = city.admin();
 
     let renamed = admin
-        .update_studio(proto::UpdateStudioRequest {
-            studio_id: "acme".into(),
-            display_name: Some("Acme Corp".into()),
-            status: StudioStatus::Unspecified as i32,
-            allowed_models: None,
-        })
+        .update_studio(req::update_studio(
+            "acme",
+            Some("Acme Corp"),
+            StudioStatus::Unspecified,
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -249,12 +227,7 @@ async fn studios_update_name_and_status() {
     );
 
     let suspended = admin
-        .update_studio(proto::UpdateStudioRequest {
-            studio_id: "acme".into(),
-            display_name: None,
-            status: StudioStatus::Suspended as i32,
-            allowed_models: None,
-        })
+        .update_studio(req::update_studio("acme", None, StudioStatus::Suspended))
         .await
         .unwrap()
         .into_inner()
@@ -264,9 +237,7 @@ async fn studios_update_name_and_status() {
     assert_eq!(suspended.status, StudioStatus::Suspended as i32);
 
     let got = admin
-        .get_studio(proto::GetStudioRequest {
-            studio_id: "acme".into(),
-        })
+        .get_studio(req::get_studio("acme"))
         .await
         .unwrap()
         .into_inner()
@@ -276,20 +247,14 @@ async fn studios_update_name_and_status() {
     assert_eq!(got.status, StudioStatus::Suspended as i32);
 
     // The suspension applies to the very next call.
-    let err = city
-        .ai("acme", &token)
-        .text(text_request("hi"))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "STUDIO_SUSPENDED");
+    assert_refused(
+        city.ai("acme", &token).text(text_request("hi")).await,
+        Code::PermissionDenied,
+        "STUDIO_SUSPENDED",
+    );
 
     admin
-        .update_studio(proto::UpdateStudioRequest {
-            studio_id: "acme".into(),
-            display_name: None,
-            status: StudioStatus::Active as i32,
-            allowed_models: None,
-        })
+        .update_studio(req::update_studio("acme", None, StudioStatus::Active))
         .await
         .unwrap();
     city.ai("acme", &token)
@@ -297,16 +262,17 @@ async fn studios_update_name_and_status() {
         .await
         .expect("active again");
 
-    let err = admin
-        .update_studio(proto::UpdateStudioRequest {
-            studio_id: "nowhere".into(),
-            display_name: Some("x".into()),
-            status: 0,
-            allowed_models: None,
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert_refused(
+        admin
+            .update_studio(req::update_studio(
+                "nowhere",
+                Some("x"),
+                StudioStatus::Unspecified,
+            ))
+            .await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
     city.stop().await;
 }
 
@@ -329,10 +295,7 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
 
     let mut admin = city.admin();
     let created = admin
-        .create_studio_key(proto::CreateStudioKeyRequest {
-            studio_id: "acme".into(),
-            display_name: "backend".into(),
-        })
+        .create_studio_key(req::create_studio_key("acme", "backend"))
         .await
         .unwrap()
         .into_inner();
@@ -351,10 +314,7 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
     assert!(secret_part.len() >= 16);
 
     let listed = admin
-        .list_studio_keys(proto::ListStudioKeysRequest {
-            studio_id: "acme".into(),
-            ..Default::default()
-        })
+        .list_studio_keys(req::list_studio_keys("acme"))
         .await
         .unwrap()
         .into_inner();
@@ -368,10 +328,7 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
     );
     // Another studio's list does not show it.
     let other = admin
-        .list_studio_keys(proto::ListStudioKeysRequest {
-            studio_id: "globex".into(),
-            ..Default::default()
-        })
+        .list_studio_keys(req::list_studio_keys("globex"))
         .await
         .unwrap()
         .into_inner();
@@ -380,11 +337,7 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
     // The key works for its own studio's scoped calls.
     let mut backend = city.admin_with(Some(&secret));
     let issued = backend
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "acme".into(),
-            user_id: "u-new".into(),
-            ttl: None,
-        })
+        .issue_user_token(req::issue_user_token("acme", "u-new", None))
         .await
         .expect("a studio key issues tokens in its studio")
         .into_inner();
@@ -393,19 +346,14 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
         .await
         .unwrap();
     let tokens = backend
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "acme".into(),
-            ..Default::default()
-        })
+        .list_user_tokens(req::list_user_tokens("acme"))
         .await
         .expect("a studio key lists its studio's tokens")
         .into_inner();
     assert_eq!(tokens.tokens.len(), 2);
     assert!(tokens.tokens.iter().all(|t| t.studio_id == "acme"));
     backend
-        .get_studio(proto::GetStudioRequest {
-            studio_id: "acme".into(),
-        })
+        .get_studio(req::get_studio("acme"))
         .await
         .expect("a studio key reads its studio");
     // Usage with no studio in the filter means its own studio.
@@ -420,88 +368,72 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
         "{usage:?}"
     );
     let usage = backend
-        .list_usage_records(proto::ListUsageRecordsRequest {
-            filter: Some(proto::UsageFilter {
-                studio_id: "acme".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .list_usage_records(req::usage_of("acme"))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(usage.records.len(), 2);
 
     // Another studio: denied.
-    let err = backend
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "globex".into(),
-            user_id: "intruder".into(),
-            ttl: None,
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = backend
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "globex".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = backend
-        .list_usage_records(proto::ListUsageRecordsRequest {
-            filter: Some(proto::UsageFilter {
-                studio_id: "globex".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = backend
-        .get_studio(proto::GetStudioRequest {
-            studio_id: "globex".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_refused(
+        backend
+            .issue_user_token(req::issue_user_token("globex", "intruder", None))
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_refused(
+        backend
+            .list_user_tokens(req::list_user_tokens("globex"))
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_refused(
+        backend.list_usage_records(req::usage_of("globex")).await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_refused(
+        backend.get_studio(req::get_studio("globex")).await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
 
     // Operator-only calls: denied, and they changed nothing.
-    let err = backend
-        .create_studio(create_studio("sneaky", "Sneaky"))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = backend
-        .upsert_model(proto::UpsertModelRequest {
-            model: Some(text_model("sneaky-model", "mock")),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = backend
-        .list_studios(proto::ListStudiosRequest::default())
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = backend
-        .create_studio_key(proto::CreateStudioKeyRequest {
-            studio_id: "acme".into(),
-            display_name: "second".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = admin
-        .get_studio(proto::GetStudioRequest {
-            studio_id: "sneaky".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert_refused(
+        backend
+            .create_studio(req::create_studio("sneaky", "Sneaky"))
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_refused(
+        backend
+            .upsert_model(req::upsert_model(text_model("sneaky-model", "mock")))
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_refused(
+        backend
+            .list_studios(proto::ListStudiosRequest::default())
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_refused(
+        backend
+            .create_studio_key(req::create_studio_key("acme", "second"))
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_refused(
+        admin.get_studio(req::get_studio("sneaky")).await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
     let models = admin
         .list_catalog_models(proto::ListCatalogModelsRequest::default())
         .await
@@ -511,55 +443,45 @@ async fn studio_keys_are_scoped_to_their_studio_and_revocable() {
 
     // A wrong secret for the real key id is not the key.
     let forged = format!("dck_{}_{}", key.id, "x".repeat(secret_part.len()));
-    let err = city
-        .admin_with(Some(&forged))
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "acme".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    assert_refused(
+        city.admin_with(Some(&forged))
+            .list_user_tokens(req::list_user_tokens("acme"))
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
 
     // Revocation applies to the next call.
     let revoked = admin
-        .revoke_studio_key(proto::RevokeStudioKeyRequest {
-            studio_id: "acme".into(),
-            key_id: key.id.clone(),
-        })
+        .revoke_studio_key(req::revoke_studio_key("acme", key.id.clone()))
         .await
         .unwrap()
         .into_inner()
         .key
         .unwrap();
     assert!(revoked.revoke_time.is_some());
-    let err = backend
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "acme".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_REVOKED");
+    assert_refused(
+        backend
+            .list_user_tokens(req::list_user_tokens("acme"))
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_REVOKED",
+    );
     let listed = admin
-        .list_studio_keys(proto::ListStudioKeysRequest {
-            studio_id: "acme".into(),
-            ..Default::default()
-        })
+        .list_studio_keys(req::list_studio_keys("acme"))
         .await
         .unwrap()
         .into_inner();
     assert!(listed.keys[0].revoke_time.is_some());
 
     // Revoking it through another studio: NOT_FOUND.
-    let err = admin
-        .revoke_studio_key(proto::RevokeStudioKeyRequest {
-            studio_id: "globex".into(),
-            key_id: key.id.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert_refused(
+        admin
+            .revoke_studio_key(req::revoke_studio_key("globex", key.id.clone()))
+            .await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
     city.stop().await;
 }
 
@@ -570,23 +492,16 @@ async fn user_tokens_issue_list_and_revoke() {
     let city = TestCity::start().await;
     let mut admin = city.admin();
     admin
-        .create_studio(create_studio("acme", "Acme"))
+        .create_studio(req::create_studio("acme", "Acme"))
         .await
         .unwrap();
     admin
-        .create_studio(create_studio("globex", "Globex"))
+        .create_studio(req::create_studio("globex", "Globex"))
         .await
         .unwrap();
 
     let with_ttl = admin
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "acme".into(),
-            user_id: "alice".into(),
-            ttl: Some(prost_types::Duration {
-                seconds: 3600,
-                nanos: 0,
-            }),
-        })
+        .issue_user_token(req::issue_user_token("acme", "alice", Some(3600)))
         .await
         .unwrap()
         .into_inner();
@@ -608,11 +523,7 @@ async fn user_tokens_issue_list_and_revoke() {
     assert!(token.revoke_time.is_none());
 
     let forever = admin
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "acme".into(),
-            user_id: "alice".into(),
-            ttl: None,
-        })
+        .issue_user_token(req::issue_user_token("acme", "alice", None))
         .await
         .unwrap()
         .into_inner();
@@ -621,20 +532,12 @@ async fn user_tokens_issue_list_and_revoke() {
         "no ttl: never expires"
     );
     let bob = admin
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "acme".into(),
-            user_id: "bob".into(),
-            ttl: None,
-        })
+        .issue_user_token(req::issue_user_token("acme", "bob", None))
         .await
         .unwrap()
         .into_inner();
     let globex = admin
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "globex".into(),
-            user_id: "alice".into(),
-            ttl: None,
-        })
+        .issue_user_token(req::issue_user_token("globex", "alice", None))
         .await
         .unwrap()
         .into_inner();
@@ -651,46 +554,33 @@ async fn user_tokens_issue_list_and_revoke() {
         .unwrap();
 
     // Bad input.
-    let err = admin
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "acme".into(),
-            user_id: String::new(),
-            ttl: None,
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let err = assert_refused(
+        admin
+            .issue_user_token(req::issue_user_token("acme", "", None))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
     assert_eq!(violated_fields(&err), ["user_id"]);
-    let err = admin
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "acme".into(),
-            user_id: "carol".into(),
-            ttl: Some(prost_types::Duration {
-                seconds: -5,
-                nanos: 0,
-            }),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let err = assert_refused(
+        admin
+            .issue_user_token(req::issue_user_token("acme", "carol", Some(-5)))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
     assert_eq!(violated_fields(&err), ["ttl"]);
-    let err = admin
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "nowhere".into(),
-            user_id: "carol".into(),
-            ttl: None,
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert_refused(
+        admin
+            .issue_user_token(req::issue_user_token("nowhere", "carol", None))
+            .await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
 
     // List by user.
     let alice = admin
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "acme".into(),
-            user_id: "alice".into(),
-            ..Default::default()
-        })
+        .list_user_tokens(req::list_tokens_of("acme", "alice"))
         .await
         .unwrap()
         .into_inner();
@@ -709,10 +599,7 @@ async fn user_tokens_issue_list_and_revoke() {
     let listed_ttl = alice.tokens.iter().find(|t| t.id == token.id).unwrap();
     assert_eq!(listed_ttl.expire_time, token.expire_time);
     let all = admin
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "acme".into(),
-            ..Default::default()
-        })
+        .list_user_tokens(req::list_user_tokens("acme"))
         .await
         .unwrap()
         .into_inner();
@@ -725,10 +612,7 @@ async fn user_tokens_issue_list_and_revoke() {
 
     // Revoke.
     let revoked = admin
-        .revoke_user_token(proto::RevokeUserTokenRequest {
-            studio_id: "acme".into(),
-            token_id: token.id.clone(),
-        })
+        .revoke_user_token(req::revoke_user_token("acme", token.id.clone()))
         .await
         .unwrap()
         .into_inner()
@@ -736,23 +620,20 @@ async fn user_tokens_issue_list_and_revoke() {
         .unwrap();
     assert!(revoked.revoke_time.is_some());
     assert_eq!(revoked.id, token.id);
-    let err = city
-        .ai("acme", &with_ttl.secret)
-        .text(text_request("hi"))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_REVOKED");
+    assert_refused(
+        city.ai("acme", &with_ttl.secret)
+            .text(text_request("hi"))
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_REVOKED",
+    );
     // The other tokens still work.
     city.ai("acme", &forever.secret)
         .text(text_request("hi"))
         .await
         .unwrap();
     let alice = admin
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "acme".into(),
-            user_id: "alice".into(),
-            ..Default::default()
-        })
+        .list_user_tokens(req::list_tokens_of("acme", "alice"))
         .await
         .unwrap()
         .into_inner();
@@ -762,36 +643,31 @@ async fn user_tokens_issue_list_and_revoke() {
 
     // A token of another studio: NOT_FOUND, and it stays valid.
     let globex_id = globex.token.as_ref().unwrap().id.clone();
-    let err = admin
-        .revoke_user_token(proto::RevokeUserTokenRequest {
-            studio_id: "acme".into(),
-            token_id: globex_id.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert_refused(
+        admin
+            .revoke_user_token(req::revoke_user_token("acme", globex_id.clone()))
+            .await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
     city.ai("globex", &globex.secret)
         .text(text_request("still here"))
         .await
         .unwrap();
     let globex_tokens = admin
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "globex".into(),
-            ..Default::default()
-        })
+        .list_user_tokens(req::list_user_tokens("globex"))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(globex_tokens.tokens.len(), 1);
     assert!(globex_tokens.tokens[0].revoke_time.is_none());
-    let err = admin
-        .revoke_user_token(proto::RevokeUserTokenRequest {
-            studio_id: "acme".into(),
-            token_id: "no-such-token".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert_refused(
+        admin
+            .revoke_user_token(req::revoke_user_token("acme", "no-such-token"))
+            .await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
     city.stop().await;
 }
 
@@ -804,14 +680,7 @@ async fn providers_models_and_defaults() {
     let mut admin = city.admin();
 
     let provider = admin
-        .upsert_provider(proto::UpsertProviderRequest {
-            provider: Some(proto::Provider {
-                id: "local-mock".into(),
-                kind: ProviderKind::Mock as i32,
-                ..Default::default()
-            }),
-            api_key: None,
-        })
+        .upsert_provider(req::upsert_provider("local-mock", ProviderKind::Mock, None))
         .await
         .unwrap()
         .into_inner()
@@ -825,7 +694,7 @@ async fn providers_models_and_defaults() {
     fast.options.insert("reply".into(), "from fast-text".into());
     fast.output_micros_per_mtok = 2_000_000;
     let model = admin
-        .upsert_model(proto::UpsertModelRequest { model: Some(fast) })
+        .upsert_model(req::upsert_model(fast))
         .await
         .unwrap()
         .into_inner()
@@ -883,37 +752,29 @@ async fn providers_models_and_defaults() {
     assert_eq!(answer.text, "from fast-text");
 
     // Wrong pathway.
+    assert_refused(
+        admin
+            .set_default_model(req::set_default_model(Pathway::Image, "fast-text"))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_refused(
+        admin
+            .set_default_model(req::set_default_model(Pathway::Unspecified, "fast-text"))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
     let err = admin
-        .set_default_model(proto::SetDefaultModelRequest {
-            pathway: Pathway::Image as i32,
-            model_id: "fast-text".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
-    let err = admin
-        .set_default_model(proto::SetDefaultModelRequest {
-            pathway: Pathway::Unspecified as i32,
-            model_id: "fast-text".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
-    let err = admin
-        .set_default_model(proto::SetDefaultModelRequest {
-            pathway: Pathway::Text as i32,
-            model_id: "no-such-model".into(),
-        })
+        .set_default_model(req::set_default_model(Pathway::Text, "no-such-model"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
 
     // The right pathway: the default changes, and calls without a model follow.
     let default = admin
-        .set_default_model(proto::SetDefaultModelRequest {
-            pathway: Pathway::Text as i32,
-            model_id: "fast-text".into(),
-        })
+        .set_default_model(req::set_default_model(Pathway::Text, "fast-text"))
         .await
         .unwrap()
         .into_inner()
@@ -948,20 +809,18 @@ async fn providers_models_and_defaults() {
     );
 
     // In use / default: refused, and nothing changed.
-    let err = admin
-        .delete_provider(proto::DeleteProviderRequest {
-            provider_id: "local-mock".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::FailedPrecondition, "PROVIDER_IN_USE");
-    let err = admin
-        .delete_model(proto::DeleteModelRequest {
-            model_id: "fast-text".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::FailedPrecondition, "MODEL_IS_DEFAULT");
+    assert_refused(
+        admin
+            .delete_provider(req::delete_provider("local-mock"))
+            .await,
+        Code::FailedPrecondition,
+        "PROVIDER_IN_USE",
+    );
+    assert_refused(
+        admin.delete_model(req::delete_model("fast-text")).await,
+        Code::FailedPrecondition,
+        "MODEL_IS_DEFAULT",
+    );
     let answer = city
         .ai("acme", &token)
         .text(text_request("hi"))
@@ -971,13 +830,13 @@ async fn providers_models_and_defaults() {
     assert_eq!(answer.model, "fast-text");
 
     // Unknown provider.
-    let err = admin
-        .upsert_model(proto::UpsertModelRequest {
-            model: Some(text_model("orphan", "no-such-provider")),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert_refused(
+        admin
+            .upsert_model(req::upsert_model(text_model("orphan", "no-such-provider")))
+            .await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
     let models = admin
         .list_catalog_models(proto::ListCatalogModelsRequest::default())
         .await
@@ -986,18 +845,17 @@ async fn providers_models_and_defaults() {
     assert!(models.models.iter().all(|m| m.id != "orphan"));
 
     // Kind unspecified.
-    let err = admin
-        .upsert_provider(proto::UpsertProviderRequest {
-            provider: Some(proto::Provider {
-                id: "kindless".into(),
-                kind: ProviderKind::Unspecified as i32,
-                ..Default::default()
-            }),
-            api_key: None,
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let err = assert_refused(
+        admin
+            .upsert_provider(req::upsert_provider(
+                "kindless",
+                ProviderKind::Unspecified,
+                None,
+            ))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
     assert_eq!(violated_fields(&err), ["provider.kind"]);
     let providers = admin
         .list_providers(proto::ListProvidersRequest::default())
@@ -1008,22 +866,15 @@ async fn providers_models_and_defaults() {
 
     // Undo in order: default back, delete the model, then the provider.
     admin
-        .set_default_model(proto::SetDefaultModelRequest {
-            pathway: Pathway::Text as i32,
-            model_id: "mock-text".into(),
-        })
+        .set_default_model(req::set_default_model(Pathway::Text, "mock-text"))
         .await
         .unwrap();
     admin
-        .delete_model(proto::DeleteModelRequest {
-            model_id: "fast-text".into(),
-        })
+        .delete_model(req::delete_model("fast-text"))
         .await
         .expect("a model that is no default can be deleted");
     admin
-        .delete_provider(proto::DeleteProviderRequest {
-            provider_id: "local-mock".into(),
-        })
+        .delete_provider(req::delete_provider("local-mock"))
         .await
         .expect("a provider no model uses can be deleted");
     let providers = admin
@@ -1033,15 +884,16 @@ async fn providers_models_and_defaults() {
         .into_inner();
     let ids: Vec<_> = providers.providers.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, ["mock"]);
-    let err = city
-        .ai("acme", &token)
-        .text(proto::TextRequest {
-            model: "fast-text".into(),
-            ..text_request("hi")
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::NotFound, "MODEL_NOT_FOUND");
+    assert_refused(
+        city.ai("acme", &token)
+            .text(proto::TextRequest {
+                model: "fast-text".into(),
+                ..text_request("hi")
+            })
+            .await,
+        Code::NotFound,
+        "MODEL_NOT_FOUND",
+    );
     let answer = city
         .ai("acme", &token)
         .text(text_request("hi"))
@@ -1059,32 +911,36 @@ async fn admin_calls_need_the_admin_key() {
     let city = TestCity::start().await;
     let user_token = city.studio_with_user("acme", "u1").await;
 
-    let err = city
-        .admin_with(None)
-        .list_studios(proto::ListStudiosRequest::default())
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_MISSING");
-    let err = city
-        .admin_with(Some("not-the-admin-key"))
-        .list_studios(proto::ListStudiosRequest::default())
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    assert_refused(
+        city.admin_with(None)
+            .list_studios(proto::ListStudiosRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_MISSING",
+    );
+    assert_refused(
+        city.admin_with(Some("not-the-admin-key"))
+            .list_studios(proto::ListStudiosRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
     let almost = format!("{}x", common::ADMIN_KEY);
-    let err = city
-        .admin_with(Some(&almost))
-        .create_studio(create_studio("sneaky", "Sneaky"))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    assert_refused(
+        city.admin_with(Some(&almost))
+            .create_studio(req::create_studio("sneaky", "Sneaky"))
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
     // A user token is no admin credential.
-    let err = city
-        .admin_with(Some(&user_token))
-        .list_studios(proto::ListStudiosRequest::default())
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_refused(
+        city.admin_with(Some(&user_token))
+            .list_studios(proto::ListStudiosRequest::default())
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
 
     // Nothing was created by the refused calls.
     let studios = city

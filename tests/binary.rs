@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
 use common::process::{CityProcess, admin_client, ai_client, command, connect, run};
-use common::{assert_error, text_request};
+use common::{assert_refused, req, text_request};
 use downcity::proto;
 use tonic::Code;
 
@@ -36,19 +36,9 @@ fn json(stdout: &str) -> serde_json::Value {
 async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap();
-    let args = [
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir,
-    ];
 
     // ---- first start
-    let mut city = CityProcess::spawn(&args, &[], logs.path(), "first");
-    let env = city.wait_dev_env(dir.path()).await;
+    let (mut city, env) = CityProcess::serve_dev(dir.path(), &[], logs.path(), "first").await;
     let keys: Vec<_> = env.lines.keys().map(String::as_str).collect();
     assert_eq!(
         keys,
@@ -130,16 +120,10 @@ async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
     assert!(stderr.contains("TOKEN_INVALID"), "{stderr}");
 
     drop(channel);
-    let status = city.terminate().await;
-    assert!(
-        status.success(),
-        "SIGTERM → exit 0, got {status}\n{}",
-        city.stderr()
-    );
+    city.terminate_cleanly().await;
 
     // ---- second start on the same data dir
-    let mut again = CityProcess::spawn(&args, &[], logs.path(), "second");
-    let env2 = again.wait_dev_env(dir.path()).await;
+    let (mut again, env2) = CityProcess::serve_dev(dir.path(), &[], logs.path(), "second").await;
     assert_eq!(env2.admin_key, env.admin_key, "the admin key is kept");
     assert_eq!(env2.user_token, env.user_token, "the user token is kept");
     assert_eq!(env2.studio_id, "demo");
@@ -169,10 +153,7 @@ async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
         .collect();
     assert_eq!(ids, ["demo"], "the demo studio is not duplicated");
     let tokens = admin_client(channel.clone(), Some(&env.admin_key))
-        .list_user_tokens(proto::ListUserTokensRequest {
-            studio_id: "demo".into(),
-            ..Default::default()
-        })
+        .list_user_tokens(req::list_user_tokens("demo"))
         .await
         .unwrap()
         .into_inner();
@@ -196,12 +177,7 @@ async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
     );
 
     drop(channel);
-    let status = again.terminate().await;
-    assert!(
-        status.success(),
-        "SIGTERM → exit 0, got {status}\n{}",
-        again.stderr()
-    );
+    again.terminate_cleanly().await;
 }
 
 #[tokio::test]
@@ -269,12 +245,7 @@ async fn admin_key_is_generated_once_without_dev() {
         .await
         .expect("the printed key is the admin key");
     drop(channel);
-    let status = city.terminate().await;
-    assert!(
-        status.success(),
-        "SIGTERM → exit 0, got {status}\n{}",
-        city.stderr()
-    );
+    city.terminate_cleanly().await;
 
     // Second start: no new key, and the first one still works.
     let mut again = CityProcess::spawn(&args, &[], logs.path(), "second");
@@ -289,16 +260,13 @@ async fn admin_key_is_generated_once_without_dev() {
         .list_studios(proto::ListStudiosRequest::default())
         .await
         .expect("the first key still works after a restart");
-    let err = admin_client(channel.clone(), Some("dca_not-the-key"))
-        .list_studios(proto::ListStudiosRequest::default())
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
-    drop(channel);
-    let status = again.terminate().await;
-    assert!(
-        status.success(),
-        "SIGTERM → exit 0, got {status}\n{}",
-        again.stderr()
+    assert_refused(
+        admin_client(channel.clone(), Some("dca_not-the-key"))
+            .list_studios(proto::ListStudiosRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
     );
+    drop(channel);
+    again.terminate_cleanly().await;
 }

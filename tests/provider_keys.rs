@@ -7,7 +7,7 @@ mod common;
 mod fake_upstream;
 
 use common::process::{CityProcess, admin_client, ai_client, connect};
-use common::{TestCity, assert_error};
+use common::{TestCity, assert_refused, req};
 use downcity::keys::{self, MasterKey, SecretText};
 use downcity::proto::{self, Pathway, ProviderKind};
 use downcity::store::Store;
@@ -110,32 +110,24 @@ async fn the_key_is_write_only_kept_replaced_and_cleared() {
 #[tokio::test]
 async fn without_a_master_key_no_key_is_accepted() {
     let city = TestCity::start().await;
-    let err = city
-        .admin()
-        .upsert_provider(proto::UpsertProviderRequest {
-            provider: Some(proto::Provider {
-                id: "oai".into(),
-                kind: ProviderKind::Openai as i32,
-                ..Default::default()
-            }),
-            api_key: Some(KEY.into()),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::FailedPrecondition, "MASTER_KEY_MISSING");
-    let err = city
-        .admin()
-        .upsert_provider(proto::UpsertProviderRequest {
-            provider: Some(proto::Provider {
-                id: "oai".into(),
-                kind: ProviderKind::Openai as i32,
-                ..Default::default()
-            }),
-            api_key: Some("bad\nkey".into()),
-        })
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_refused(
+        city.admin()
+            .upsert_provider(req::upsert_provider("oai", ProviderKind::Openai, Some(KEY)))
+            .await,
+        Code::FailedPrecondition,
+        "MASTER_KEY_MISSING",
+    );
+    assert_refused(
+        city.admin()
+            .upsert_provider(req::upsert_provider(
+                "oai",
+                ProviderKind::Openai,
+                Some("bad\nkey"),
+            ))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
 }
 
 /// Every byte City keeps on disk under `dir`.
@@ -273,22 +265,9 @@ async fn api_key_env_in_the_config_is_sealed_and_used() {
 async fn no_provider_key_reaches_logs_errors_or_admin_responses() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap();
     let fake = FakeUpstream::start().await;
-    let mut city = CityProcess::spawn(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir,
-            "--dev",
-        ],
-        &[("RUST_LOG", "trace")],
-        logs.path(),
-        "city",
-    );
-    let env = city.wait_dev_env(dir.path()).await;
+    let (mut city, env) =
+        CityProcess::serve_dev(dir.path(), &[("RUST_LOG", "trace")], logs.path(), "city").await;
     let master_file = dir.path().join("master.key");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&master_file).unwrap().permissions(),

@@ -5,7 +5,7 @@
 mod common;
 
 use common::process::{CityProcess, admin_client, ai_client, connect};
-use common::{assert_error, text_request};
+use common::{assert_refused, req, text_request};
 use downcity::proto;
 use tonic::Code;
 
@@ -53,25 +53,17 @@ impl Secrets {
     }
 }
 
+/// A successful response as `{:?}` shows it.
+fn shown<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -> String {
+    format!("{:?}", result.unwrap().into_inner())
+}
+
 #[tokio::test]
 async fn secrets_never_reach_the_logs_or_list_responses() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap();
-    let mut city = CityProcess::spawn(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir,
-            "--dev",
-        ],
-        &[("RUST_LOG", "trace")],
-        logs.path(),
-        "city",
-    );
-    let env = city.wait_dev_env(dir.path()).await;
+    let (mut city, env) =
+        CityProcess::serve_dev(dir.path(), &[("RUST_LOG", "trace")], logs.path(), "city").await;
     let mut secrets = Secrets::default();
     secrets.admin_key(&env.admin_key);
     secrets.bearer("dev user token", &env.user_token);
@@ -91,17 +83,11 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
 
     // A studio, a studio key, user tokens.
     admin
-        .create_studio(proto::CreateStudioRequest {
-            studio_id: "acme".into(),
-            display_name: "Acme".into(),
-        })
+        .create_studio(req::create_studio("acme", "Acme"))
         .await
         .unwrap();
     let key = admin
-        .create_studio_key(proto::CreateStudioKeyRequest {
-            studio_id: "acme".into(),
-            display_name: "backend".into(),
-        })
+        .create_studio_key(req::create_studio_key("acme", "backend"))
         .await
         .unwrap()
         .into_inner();
@@ -111,11 +97,7 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     let mut user_tokens = Vec::new();
     for (user, ttl) in [("alice", None), ("bob", Some(3600)), ("carol", None)] {
         let issued = admin
-            .issue_user_token(proto::IssueUserTokenRequest {
-                studio_id: "acme".into(),
-                user_id: user.into(),
-                ttl: ttl.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
-            })
+            .issue_user_token(req::issue_user_token("acme", user, ttl))
             .await
             .unwrap()
             .into_inner();
@@ -125,11 +107,7 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     // A token issued with the studio key.
     let mut backend = admin_client(channel.clone(), Some(&key.secret));
     let by_key = backend
-        .issue_user_token(proto::IssueUserTokenRequest {
-            studio_id: "acme".into(),
-            user_id: "dave".into(),
-            ttl: None,
-        })
+        .issue_user_token(req::issue_user_token("acme", "dave", None))
         .await
         .expect("the studio key issues tokens")
         .into_inner();
@@ -148,123 +126,100 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     // Bad calls: a wrong secret for a real token id, a token of another
     // studio, a revoked token, a malformed token.
     let wrong_secret = format!("dcu_{alice_id}_{}", "W".repeat(32));
-    let err = ai_client(channel.clone(), "acme", &wrong_secret)
-        .text(text_request("a forged call"))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
-    let err = ai_client(channel.clone(), "demo", &alice_token)
-        .text(text_request("the wrong studio"))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "STUDIO_MISMATCH");
-    let err = ai_client(channel.clone(), &env.studio_id, &alice_token)
-        .list_models(proto::ListModelsRequest::default())
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "STUDIO_MISMATCH");
+    assert_refused(
+        ai_client(channel.clone(), "acme", &wrong_secret)
+            .text(text_request("a forged call"))
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    assert_refused(
+        ai_client(channel.clone(), "demo", &alice_token)
+            .text(text_request("the wrong studio"))
+            .await,
+        Code::PermissionDenied,
+        "STUDIO_MISMATCH",
+    );
+    assert_refused(
+        ai_client(channel.clone(), &env.studio_id, &alice_token)
+            .list_models(proto::ListModelsRequest::default())
+            .await,
+        Code::PermissionDenied,
+        "STUDIO_MISMATCH",
+    );
     let (carol_id, carol_token) = user_tokens[2].clone();
     admin
-        .revoke_user_token(proto::RevokeUserTokenRequest {
-            studio_id: "acme".into(),
-            token_id: carol_id,
-        })
+        .revoke_user_token(req::revoke_user_token("acme", carol_id))
         .await
         .unwrap();
-    let err = ai_client(channel.clone(), "acme", &carol_token)
-        .text(text_request("a revoked token"))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_REVOKED");
-    let err = ai_client(channel.clone(), "acme", "not-a-token")
-        .text(text_request("a malformed token"))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    assert_refused(
+        ai_client(channel.clone(), "acme", &carol_token)
+            .text(text_request("a revoked token"))
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_REVOKED",
+    );
+    assert_refused(
+        ai_client(channel.clone(), "acme", "not-a-token")
+            .text(text_request("a malformed token"))
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
     // A user token on AdminService, a studio key with a wrong secret, an
     // admin key with one character more.
-    let err = admin_client(channel.clone(), Some(&alice_token))
-        .list_studios(proto::ListStudiosRequest::default())
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = admin_client(
-        channel.clone(),
-        Some(&format!("dck_{key_id}_{}", "K".repeat(32))),
-    )
-    .list_user_tokens(proto::ListUserTokensRequest {
-        studio_id: "acme".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
-    let err = admin_client(channel.clone(), Some(&format!("{}x", env.admin_key)))
-        .list_studios(proto::ListStudiosRequest::default())
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    assert_refused(
+        admin_client(channel.clone(), Some(&alice_token))
+            .list_studios(proto::ListStudiosRequest::default())
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_refused(
+        admin_client(
+            channel.clone(),
+            Some(&format!("dck_{key_id}_{}", "K".repeat(32))),
+        )
+        .list_user_tokens(req::list_user_tokens("acme"))
+        .await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    assert_refused(
+        admin_client(channel.clone(), Some(&format!("{}x", env.admin_key)))
+            .list_studios(proto::ListStudiosRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
     // A studio key beyond its scope.
-    let err = backend
-        .list_studios(proto::ListStudiosRequest::default())
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_refused(
+        backend
+            .list_studios(proto::ListStudiosRequest::default())
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
 
     // Every list and get.
-    responses.push(format!(
-        "{:?}",
+    responses.push(shown(
         admin
             .list_studios(proto::ListStudiosRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
+            .await,
     ));
     for studio in ["acme", "demo"] {
-        responses.push(format!(
-            "{:?}",
-            admin
-                .get_studio(proto::GetStudioRequest {
-                    studio_id: studio.into()
-                })
-                .await
-                .unwrap()
-                .into_inner()
+        responses.push(shown(admin.get_studio(req::get_studio(studio)).await));
+        responses.push(shown(
+            admin.list_studio_keys(req::list_studio_keys(studio)).await,
         ));
-        responses.push(format!(
-            "{:?}",
-            admin
-                .list_studio_keys(proto::ListStudioKeysRequest {
-                    studio_id: studio.into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-        ));
-        responses.push(format!(
-            "{:?}",
-            admin
-                .list_user_tokens(proto::ListUserTokensRequest {
-                    studio_id: studio.into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
+        responses.push(shown(
+            admin.list_user_tokens(req::list_user_tokens(studio)).await,
         ));
     }
-    responses.push(format!(
-        "{:?}",
+    responses.push(shown(
         backend
-            .list_user_tokens(proto::ListUserTokensRequest {
-                studio_id: "acme".into(),
-                user_id: "alice".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
+            .list_user_tokens(req::list_tokens_of("acme", "alice"))
+            .await,
     ));
     let usage = admin
         .list_usage_records(proto::ListUsageRecordsRequest::default())
@@ -274,48 +229,33 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     // The good calls: the dev token's and one per acme token; rejected calls leave none.
     assert_eq!(usage.records.len(), 1 + user_tokens.len(), "{usage:?}");
     responses.push(format!("{usage:?}"));
-    responses.push(format!(
-        "{:?}",
+    responses.push(shown(
         backend
             .list_usage_records(proto::ListUsageRecordsRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
+            .await,
     ));
-    responses.push(format!(
-        "{:?}",
+    responses.push(shown(
         admin
             .aggregate_usage(proto::AggregateUsageRequest {
                 group_by: vec![proto::UsageDimension::User as i32],
                 ..Default::default()
             })
-            .await
-            .unwrap()
-            .into_inner()
+            .await,
     ));
-    responses.push(format!(
-        "{:?}",
+    responses.push(shown(
         admin
             .list_providers(proto::ListProvidersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
+            .await,
     ));
-    responses.push(format!(
-        "{:?}",
+    responses.push(shown(
         admin
             .list_catalog_models(proto::ListCatalogModelsRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
+            .await,
     ));
-    responses.push(format!(
-        "{:?}",
+    responses.push(shown(
         ai_client(channel.clone(), "acme", &alice_token)
             .list_models(proto::ListModelsRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
+            .await,
     ));
     // The responses are real: they name what the calls created.
     let all = responses.join("\n");

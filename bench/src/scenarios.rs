@@ -43,6 +43,8 @@ pub struct Plan {
     pub connections: usize,
 }
 
+/// Streams being opened at once in scenario 3.
+const OPENING_IN_FLIGHT: usize = 256;
 /// Callers per connection when holding many streams open.
 const STREAMS_PER_CONNECTION: usize = 100;
 pub const SCALING: [usize; 5] = [1, 4, 16, 64, 256];
@@ -197,7 +199,9 @@ pub async fn open_streams(
     eprintln!("scenario 3: {} open streams", plan.open_streams);
     let rss_before_kib = settled_rss(city_pid).await;
     let started = Instant::now();
-    let streams = city.open_streams(plan.open_streams, 256).await?;
+    let streams = city
+        .open_streams(plan.open_streams, OPENING_IN_FLIGHT)
+        .await?;
     let open_secs = started.elapsed().as_secs_f64();
     let rss_open_kib = settled_rss(city_pid).await;
     drop(streams);

@@ -16,10 +16,14 @@ use super::admin_convert::{
     studio_to_proto, ttl, usage_filter, usage_record_to_proto, user_token_to_proto,
 };
 use super::convert::{decode_page_token, next_page_token, page_size, pathway_from_proto};
+use super::hook_convert::{
+    delivery_state_filter, delivery_to_proto, hook_from_proto, hook_to_proto,
+};
 use super::{request_id, status};
 use crate::auth::{AdminCaller, Directory};
 use crate::catalog::CatalogCache;
 use crate::error::{Error, Result};
+use crate::hooks::Hooks;
 use crate::proto::{self, admin_service_server::AdminService};
 use crate::quota::Quotas;
 use crate::store::{ModelRecord, PageQuery, Store, StudioRecord};
@@ -29,6 +33,7 @@ pub struct AdminApi {
     catalog: Arc<CatalogCache>,
     quotas: Arc<Quotas>,
     store: Arc<dyn Store>,
+    hooks: Arc<Hooks>,
 }
 
 impl AdminApi {
@@ -37,13 +42,23 @@ impl AdminApi {
         catalog: Arc<CatalogCache>,
         quotas: Arc<Quotas>,
         store: Arc<dyn Store>,
+        hooks: Arc<Hooks>,
     ) -> Self {
         AdminApi {
             directory,
             catalog,
             quotas,
             store,
+            hooks,
         }
+    }
+
+    /// A hook's studio must exist; empty is City-wide.
+    async fn check_hook_studio(&self, studio_id: &str) -> Result<()> {
+        if !studio_id.is_empty() {
+            self.directory.get_studio(studio_id).await?;
+        }
+        Ok(())
     }
 
     /// A studio as shown, with its model allow-list.
@@ -130,6 +145,12 @@ admin_requests! {
     SetLimitsRequest => "SetLimits", |r| Scope::Studio(&mut r.studio_id);
     GetLimitsRequest => "GetLimits", |r| Scope::Studio(&mut r.studio_id);
     GetQuotaStandingRequest => "GetQuotaStanding", |r| Scope::Studio(&mut r.studio_id);
+    UpsertHookRequest => "UpsertHook",
+        |r| Scope::Studio(&mut r.hook.get_or_insert_default().studio_id);
+    ListHooksRequest => "ListHooks", |r| Scope::Studio(&mut r.studio_id);
+    DeleteHookRequest => "DeleteHook", |r| Scope::Studio(&mut r.studio_id);
+    ListHookDeliveriesRequest => "ListHookDeliveries", |r| Scope::Studio(&mut r.studio_id);
+    RedeliverHookRequest => "RedeliverHook", |r| Scope::Studio(&mut r.studio_id);
 }
 
 /// The scope check: the operator may do everything; a studio key only
@@ -578,6 +599,110 @@ impl AdminService for AdminApi {
             let standing = self.quotas.standing(&r.studio_id, user).await;
             Ok(proto::GetQuotaStandingResponse {
                 limits: standing.into_iter().map(standing_to_proto).collect(),
+            })
+        })
+        .await
+    }
+    async fn upsert_hook(
+        &self,
+        request: Request<proto::UpsertHookRequest>,
+    ) -> Result<Response<proto::UpsertHookResponse>, Status> {
+        handle(request, |r| async move {
+            let hook = hook_from_proto(required(r.hook, "hook")?)?;
+            self.check_hook_studio(&hook.studio_id).await?;
+            let (hook, secret) = self.hooks.upsert(hook).await?;
+            Ok(proto::UpsertHookResponse {
+                hook: Some(hook_to_proto(hook)),
+                secret: secret.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn list_hooks(
+        &self,
+        request: Request<proto::ListHooksRequest>,
+    ) -> Result<Response<proto::ListHooksResponse>, Status> {
+        handle(request, |r| async move {
+            let page = IdPage::new(format!("hooks:{}", r.studio_id), r.page_size, &r.page_token)?;
+            let rows: Vec<_> = self
+                .hooks
+                .list(&r.studio_id)
+                .into_iter()
+                .filter(|h| page.query.after.as_ref().is_none_or(|after| h.id > *after))
+                .take(page.query.limit as usize)
+                .collect();
+            let (hooks, next_page_token) = page.finish(rows, |h| &h.id, hook_to_proto);
+            Ok(proto::ListHooksResponse {
+                hooks,
+                next_page_token,
+            })
+        })
+        .await
+    }
+
+    async fn delete_hook(
+        &self,
+        request: Request<proto::DeleteHookRequest>,
+    ) -> Result<Response<proto::DeleteHookResponse>, Status> {
+        handle(request, |r| async move {
+            self.hooks.delete(&r.studio_id, &r.hook_id).await?;
+            Ok(proto::DeleteHookResponse {})
+        })
+        .await
+    }
+
+    async fn list_hook_deliveries(
+        &self,
+        request: Request<proto::ListHookDeliveriesRequest>,
+    ) -> Result<Response<proto::ListHookDeliveriesResponse>, Status> {
+        handle(request, |r| async move {
+            let filter = crate::store::DeliveryFilter {
+                studio_id: r.studio_id,
+                hook_id: Some(r.hook_id).filter(|h| !h.is_empty()),
+                state: delivery_state_filter(r.state)?,
+            };
+            let limit = page_size(r.page_size)?;
+            let before_seq = decode_number_token("deliveries", &r.page_token)?;
+            let rows = self
+                .store
+                .list_deliveries(&filter, before_seq, limit)
+                .await?;
+            let next_page_token =
+                next_page_token("deliveries", &rows, limit, |(seq, _)| seq.to_string());
+            Ok(proto::ListHookDeliveriesResponse {
+                deliveries: rows
+                    .into_iter()
+                    .map(|(_, d)| delivery_to_proto(d))
+                    .collect(),
+                next_page_token,
+            })
+        })
+        .await
+    }
+
+    async fn redeliver_hook(
+        &self,
+        request: Request<proto::RedeliverHookRequest>,
+    ) -> Result<Response<proto::RedeliverHookResponse>, Status> {
+        handle(request, |r| async move {
+            let not_found = || Error::NotFound {
+                resource: "hook delivery",
+                id: r.delivery_id.clone(),
+            };
+            let delivery = self
+                .store
+                .get_delivery(&r.delivery_id)
+                .await?
+                .filter(|d| d.studio_id == r.studio_id)
+                .ok_or_else(not_found)?;
+            let delivery = self
+                .store
+                .redeliver(&delivery.id, crate::store::now_ms())
+                .await?;
+            self.hooks.wake();
+            Ok(proto::RedeliverHookResponse {
+                delivery: Some(delivery_to_proto(delivery)),
             })
         })
         .await

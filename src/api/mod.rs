@@ -4,6 +4,7 @@ pub mod admin;
 mod admin_convert;
 pub mod ai;
 mod convert;
+mod hook_convert;
 
 use tonic::{Request, Status};
 

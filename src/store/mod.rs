@@ -198,6 +198,112 @@ pub struct UsageRow {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// When a hook is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookEvent {
+    BeforeCall,
+    AfterCall,
+}
+
+impl HookEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookEvent::BeforeCall => "before_call",
+            HookEvent::AfterCall => "after_call",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "before_call" => Some(HookEvent::BeforeCall),
+            "after_call" => Some(HookEvent::AfterCall),
+            _ => None,
+        }
+    }
+}
+
+/// A studio's webhook (City-wide when `studio_id` is empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRecord {
+    pub id: String,
+    pub studio_id: String,
+    pub url: String,
+    pub events: Vec<HookEvent>,
+    pub timeout_ms: i64,
+    /// A failed before_call fails the call (else it proceeds).
+    pub fail_closed: bool,
+    pub include_prompt: bool,
+    /// The `whsec_...` signing secret, sealed under the master key.
+    pub secret: Vec<u8>,
+    pub create_ms: Millis,
+    pub update_ms: Millis,
+}
+
+/// Where an after_call delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryState::Pending),
+            "delivered" => Some(DeliveryState::Delivered),
+            "dead" => Some(DeliveryState::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// One after_call delivery in the outbox; `id` is its stable `webhook-id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub hook_id: String,
+    pub studio_id: String,
+    pub request_id: String,
+    /// The JSON body sent.
+    pub payload: String,
+    pub state: DeliveryState,
+    pub attempts: i32,
+    pub last_error: String,
+    pub next_attempt_ms: Millis,
+    pub create_ms: Millis,
+    pub deliver_ms: Option<Millis>,
+}
+
+/// Which deliveries a listing covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    pub studio_id: String,
+    pub hook_id: Option<String>,
+    pub state: Option<DeliveryState>,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered {
+        at: Millis,
+    },
+    /// Failed; retried at `next_attempt_ms`, or dead when `None`.
+    Failed {
+        error: String,
+        next_attempt_ms: Option<Millis>,
+    },
+}
+
 /// Which usage rows a query covers. `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageFilter {
@@ -381,6 +487,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts all rows in one transaction (group commit).
     async fn insert_usage(&self, rows: &[UsageRow]) -> Result<()>;
+    /// Inserts usage rows and their after_call deliveries in one transaction.
+    async fn insert_usage_with_outbox(
+        &self,
+        rows: &[UsageRow],
+        outbox: &[DeliveryRecord],
+    ) -> Result<()>;
+
+    /// Every hook, ordered by id.
+    async fn all_hooks(&self) -> Result<Vec<HookRecord>>;
+    /// Creates or replaces a hook (its `create_ms` stays).
+    async fn upsert_hook(&self, hook: &HookRecord) -> Result<()>;
+    /// Deletes a hook and marks its pending deliveries dead.
+    async fn delete_hook(&self, id: &str, at: Millis) -> Result<()>;
+    /// Pending deliveries due at `now`, oldest first.
+    async fn due_deliveries(&self, now: Millis, limit: u32) -> Result<Vec<DeliveryRecord>>;
+    /// The earliest next attempt of any pending delivery.
+    async fn next_delivery_ms(&self) -> Result<Option<Millis>>;
+    /// Records an attempt's outcome.
+    async fn record_attempt(&self, id: &str, outcome: &AttemptOutcome) -> Result<()>;
+    async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>>;
+    /// Newest first; `before_seq` continues a previous page. Returns each
+    /// delivery with its sequence number.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, DeliveryRecord)>>;
+    /// Makes a delivery pending again, due at `at`, with no attempts.
+    async fn redeliver(&self, id: &str, at: Millis) -> Result<DeliveryRecord>;
     /// Newest first; `before_seq` is the sequence number of the last row of
     /// the previous page. Returns each row with its sequence number.
     async fn list_usage(

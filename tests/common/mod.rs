@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod req;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -256,6 +257,19 @@ pub fn assert_error(status: &Status, code: Code, expected_reason: &str) {
     let info = status.get_details_error_info().expect("ErrorInfo");
     assert_eq!(info.reason, expected_reason, "{status:?}");
     assert_eq!(info.domain, "downcity");
+}
+
+/// Asserts that a call failed with `code` and ErrorInfo `expected_reason`
+/// (see `assert_error`) and returns its status for further checks.
+#[track_caller]
+pub fn assert_refused<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, Status>,
+    code: Code,
+    expected_reason: &str,
+) -> Status {
+    let status = result.unwrap_err();
+    assert_error(&status, code, expected_reason);
+    status
 }
 
 /// The field names of a status's BadRequest violations.

@@ -74,6 +74,28 @@ impl CityProcess {
         }
     }
 
+    /// Spawns `downcity serve --dev` on 127.0.0.1:0 over `data_dir` (see
+    /// `spawn`) and waits for the dev.env it writes.
+    pub async fn serve_dev(
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        log_dir: &Path,
+        name: &str,
+    ) -> (CityProcess, DevEnv) {
+        let data = data_dir.to_str().expect("a UTF-8 data dir");
+        let args = [
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+        ];
+        let mut city = CityProcess::spawn(&args, extra_env, log_dir, name);
+        let env = city.wait_dev_env(data_dir).await;
+        (city, env)
+    }
+
     pub fn id(&self) -> u32 {
         self.child.id()
     }
@@ -155,6 +177,16 @@ impl CityProcess {
             self.id()
         );
         self.exit_status().await
+    }
+
+    /// Sends SIGTERM and asserts that City exits with 0.
+    pub async fn terminate_cleanly(&mut self) {
+        let status = self.terminate().await;
+        assert!(
+            status.success(),
+            "SIGTERM → exit 0, got {status}\n{}",
+            self.stderr()
+        );
     }
 
     /// Waits (bounded) for the exit status.

@@ -1,5 +1,5 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { type CallOptions, type Client, createClient } from "@connectrpc/connect";
+import { type CallOptions, type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
   AIService,
   type ImageResponse,
@@ -66,7 +66,7 @@ export class TextStream implements AsyncIterable<StreamTextResponse> {
 
   constructor(
     private readonly pieces: AsyncIterable<StreamTextResponse>,
-    private readonly abort: AbortController,
+    private readonly deadline: Deadline,
   ) {}
 
   async *[Symbol.asyncIterator](): AsyncIterator<StreamTextResponse> {
@@ -84,21 +84,66 @@ export class TextStream implements AsyncIterable<StreamTextResponse> {
     } catch (err) {
       throw DowncityError.from(err);
     } finally {
-      this.abort.abort();
+      this.deadline.cancel();
     }
   }
 
   /** Stops the stream. */
   cancel(): void {
-    this.abort.abort();
+    this.deadline.cancel();
   }
 }
 
-async function converted<T>(call: Promise<T>): Promise<T> {
+async function converted<T>(call: Promise<T>, deadline: Deadline): Promise<T> {
   try {
     return await call;
   } catch (err) {
     throw DowncityError.from(err);
+  } finally {
+    deadline.done();
+  }
+}
+
+/**
+ * A call's deadline and cancellation, kept here rather than in the transport: the
+ * transport's own deadline timer outlives a call that is cancelled early and would keep
+ * the process alive until it fires. This one is unref'd and cleared when the call ends.
+ */
+class Deadline {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout | undefined;
+  readonly signal: AbortSignal;
+
+  constructor(
+    private readonly timeoutMs: number,
+    outer: AbortSignal | undefined,
+  ) {
+    if (timeoutMs > 0) {
+      this.timer = setTimeout(
+        () => this.controller.abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)),
+        timeoutMs,
+      );
+      this.timer.unref();
+    }
+    this.signal = outer ? AbortSignal.any([outer, this.controller.signal]) : this.controller.signal;
+  }
+
+  /** Call options that use this deadline (and tell City about it in grpc-timeout). */
+  options(options: CallOptions | undefined): CallOptions {
+    const headers = new Headers(options?.headers);
+    if (this.timeoutMs > 0) headers.set("grpc-timeout", `${Math.ceil(this.timeoutMs)}m`);
+    return { ...options, timeoutMs: 0, signal: this.signal, headers };
+  }
+
+  /** Stops the call (if still running) and the timer. */
+  cancel(): void {
+    this.done();
+    this.controller.abort();
+  }
+
+  /** The call ended: stops the timer. */
+  done(): void {
+    clearTimeout(this.timer);
   }
 }
 
@@ -112,33 +157,31 @@ export class AI {
 
   /** One complete answer. An empty `model` uses the text pathway's default. */
   text(input: TextInput, options?: CallOptions): Promise<TextResponse> {
-    return converted(this.raw.text({ ...input, messages: toMessages(input.messages) }, options));
+    const deadline = new Deadline(options?.timeoutMs ?? this.conn.timeoutMs, options?.signal);
+    return converted(this.raw.text({ ...input, messages: toMessages(input.messages) }, deadline.options(options)), deadline);
   }
 
   /** A streamed answer; see TextStream. */
   stream(input: TextInput, options?: CallOptions): TextStream {
-    const abort = new AbortController();
-    const signal = options?.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+    const deadline = new Deadline(options?.timeoutMs ?? this.conn.streamTimeoutMs, options?.signal);
     const request: MessageInitShape<typeof StreamTextRequestSchema> = {
       ...input,
       messages: toMessages(input.messages),
     };
-    const pieces = this.raw.streamText(request, {
-      ...options,
-      signal,
-      timeoutMs: options?.timeoutMs ?? this.conn.streamTimeoutMs,
-    });
-    return new TextStream(pieces, abort);
+    const pieces = this.raw.streamText(request, deadline.options(options));
+    return new TextStream(pieces, deadline);
   }
 
   /** Generated images. An empty `model` uses the image pathway's default. */
   image(input: ImageInput, options?: CallOptions): Promise<ImageResponse> {
-    return converted(this.raw.image(input, options));
+    const deadline = new Deadline(options?.timeoutMs ?? this.conn.timeoutMs, options?.signal);
+    return converted(this.raw.image(input, deadline.options(options)), deadline);
   }
 
   /** The models this studio may use: all, or those of one pathway. */
   async models(pathway: Pathway = Pathway.UNSPECIFIED, options?: CallOptions): Promise<ModelInfo[]> {
-    return (await converted(this.raw.listModels({ pathway }, options))).models;
+    const deadline = new Deadline(options?.timeoutMs ?? this.conn.timeoutMs, options?.signal);
+    return (await converted(this.raw.listModels({ pathway }, deadline.options(options)), deadline)).models;
   }
 }
 

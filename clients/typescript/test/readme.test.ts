@@ -37,3 +37,27 @@ test("README example", async () => {
     rmSync(file, { force: true });
   }
 });
+
+test("a process that cancels a stream exits at once (no timer outlives the call)", async () => {
+  const script = `
+import { UserClient } from "@downcity/client";
+const client = new UserClient({ baseUrl: "http://" + process.env.DOWNCITY_ADDR, studioId: process.env.DOWNCITY_STUDIO_ID, userToken: process.env.DOWNCITY_USER_TOKEN });
+for await (const piece of client.ai.stream({ messages: "one two three four" })) break;
+await client.ai.text({ messages: "unary" });
+client.close();
+console.log("done");
+`;
+  const file = join(PACKAGE, `.readme-example-exit-${process.pid}.mjs`);
+  writeFileSync(file, script);
+  try {
+    const started = Date.now();
+    const { stdout } = await promisify(execFile)(process.execPath, [file], {
+      env: { ...process.env, ...city.env },
+      timeout: 30_000,
+    });
+    assert.equal(stdout.trim(), "done");
+    assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+  } finally {
+    rmSync(file, { force: true });
+  }
+});

@@ -17,13 +17,15 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{
-    CatalogSnapshot, GroupBy, LimitValues, LimitsRecord, Millis, ModelRecord, PageQuery, Pathway,
-    ProviderRecord, SealedKey, Snapshot, Store, StudioKeyRecord, StudioRecord, UsageAggregateRow,
-    UsageFilter, UsageRow, UserTokenRecord,
+    AttemptOutcome, CatalogSnapshot, DeliveryFilter, DeliveryRecord, GroupBy, HookRecord,
+    LimitValues, LimitsRecord, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, SealedKey,
+    Snapshot, Store, StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter, UsageRow,
+    UserTokenRecord,
 };
 use crate::error::{Error, Result};
 use sql::{Conditions, paged, violates};
 
+mod hooks;
 mod rows;
 mod sql;
 mod usage;
@@ -647,7 +649,56 @@ impl Store for SqliteStore {
     }
 
     async fn insert_usage(&self, rows: &[UsageRow]) -> Result<()> {
-        usage::insert(&self.pool, rows).await
+        usage::insert(&self.pool, rows, &[]).await
+    }
+
+    async fn insert_usage_with_outbox(
+        &self,
+        rows: &[UsageRow],
+        outbox: &[DeliveryRecord],
+    ) -> Result<()> {
+        usage::insert(&self.pool, rows, outbox).await
+    }
+
+    async fn all_hooks(&self) -> Result<Vec<HookRecord>> {
+        hooks::all(&self.pool).await
+    }
+
+    async fn upsert_hook(&self, hook: &HookRecord) -> Result<()> {
+        hooks::upsert(&self.pool, hook).await
+    }
+
+    async fn delete_hook(&self, id: &str, at: Millis) -> Result<()> {
+        hooks::delete(&self.pool, id, at).await
+    }
+
+    async fn due_deliveries(&self, now: Millis, limit: u32) -> Result<Vec<DeliveryRecord>> {
+        hooks::due(&self.pool, now, limit).await
+    }
+
+    async fn next_delivery_ms(&self) -> Result<Option<Millis>> {
+        hooks::next_due(&self.pool).await
+    }
+
+    async fn record_attempt(&self, id: &str, outcome: &AttemptOutcome) -> Result<()> {
+        hooks::record_attempt(&self.pool, id, outcome).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>> {
+        hooks::get_delivery(&self.pool, id).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, DeliveryRecord)>> {
+        hooks::list(&self.pool, filter, before_seq, limit).await
+    }
+
+    async fn redeliver(&self, id: &str, at: Millis) -> Result<DeliveryRecord> {
+        hooks::redeliver(&self.pool, id, at).await
     }
 
     async fn list_usage(

@@ -5,7 +5,7 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use super::rows::{self, to_json};
 use super::sql::Conditions;
 use crate::error::Result;
-use crate::store::{GroupBy, UsageAggregateRow, UsageFilter, UsageRow};
+use crate::store::{DeliveryRecord, GroupBy, UsageAggregateRow, UsageFilter, UsageRow};
 
 const INSERT: &str = "INSERT INTO usage (request_id, studio_id, user_id, model_id, provider_id, \
      pathway, input_tokens, output_tokens, images, cost_micros, status_code, error_reason, \
@@ -20,8 +20,12 @@ const MONTH: &str = "strftime('%Y-%m', create_ms / 1000, 'unixepoch')";
 /// Inserts all rows in one transaction: one fsync for the whole batch, and
 /// the same statement text each time so the connection reuses its prepared
 /// statement.
-pub(super) async fn insert(pool: &SqlitePool, rows: &[UsageRow]) -> Result<()> {
-    if rows.is_empty() {
+pub(super) async fn insert(
+    pool: &SqlitePool,
+    rows: &[UsageRow],
+    outbox: &[DeliveryRecord],
+) -> Result<()> {
+    if rows.is_empty() && outbox.is_empty() {
         return Ok(());
     }
     let mut tx = pool.begin().await?;
@@ -45,6 +49,9 @@ pub(super) async fn insert(pool: &SqlitePool, rows: &[UsageRow]) -> Result<()> {
             .bind(to_json(&row.metadata)?)
             .execute(&mut *tx)
             .await?;
+    }
+    for delivery in outbox {
+        super::hooks::insert_delivery(&mut tx, delivery).await?;
     }
     tx.commit().await?;
     Ok(())

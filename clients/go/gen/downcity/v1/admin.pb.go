@@ -270,6 +270,170 @@ func (LimitTarget) EnumDescriptor() ([]byte, []int) {
 	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
+// When a hook is called.
+type HookEvent int32
+
+const (
+	// Not set; invalid.
+	HookEvent_HOOK_EVENT_UNSPECIFIED HookEvent = 0
+	// Synchronously, after the quota reservation and before the provider
+	// call; the hook may deny the call.
+	HookEvent_HOOK_EVENT_BEFORE_CALL HookEvent = 1
+	// Asynchronously, at least once, with the call's usage row.
+	HookEvent_HOOK_EVENT_AFTER_CALL HookEvent = 2
+)
+
+// Enum value maps for HookEvent.
+var (
+	HookEvent_name = map[int32]string{
+		0: "HOOK_EVENT_UNSPECIFIED",
+		1: "HOOK_EVENT_BEFORE_CALL",
+		2: "HOOK_EVENT_AFTER_CALL",
+	}
+	HookEvent_value = map[string]int32{
+		"HOOK_EVENT_UNSPECIFIED": 0,
+		"HOOK_EVENT_BEFORE_CALL": 1,
+		"HOOK_EVENT_AFTER_CALL":  2,
+	}
+)
+
+func (x HookEvent) Enum() *HookEvent {
+	p := new(HookEvent)
+	*p = x
+	return p
+}
+
+func (x HookEvent) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HookEvent) Descriptor() protoreflect.EnumDescriptor {
+	return file_downcity_v1_admin_proto_enumTypes[4].Descriptor()
+}
+
+func (HookEvent) Type() protoreflect.EnumType {
+	return &file_downcity_v1_admin_proto_enumTypes[4]
+}
+
+func (x HookEvent) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HookEvent.Descriptor instead.
+func (HookEvent) EnumDescriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+// What a before_call does when its hook times out or fails.
+type HookFailurePolicy int32
+
+const (
+	// Not set: FAIL_OPEN.
+	HookFailurePolicy_HOOK_FAILURE_POLICY_UNSPECIFIED HookFailurePolicy = 0
+	// The call proceeds; the failure is logged and counted.
+	HookFailurePolicy_HOOK_FAILURE_POLICY_FAIL_OPEN HookFailurePolicy = 1
+	// The call fails with UNAVAILABLE, reason HOOK_UNAVAILABLE.
+	HookFailurePolicy_HOOK_FAILURE_POLICY_FAIL_CLOSED HookFailurePolicy = 2
+)
+
+// Enum value maps for HookFailurePolicy.
+var (
+	HookFailurePolicy_name = map[int32]string{
+		0: "HOOK_FAILURE_POLICY_UNSPECIFIED",
+		1: "HOOK_FAILURE_POLICY_FAIL_OPEN",
+		2: "HOOK_FAILURE_POLICY_FAIL_CLOSED",
+	}
+	HookFailurePolicy_value = map[string]int32{
+		"HOOK_FAILURE_POLICY_UNSPECIFIED": 0,
+		"HOOK_FAILURE_POLICY_FAIL_OPEN":   1,
+		"HOOK_FAILURE_POLICY_FAIL_CLOSED": 2,
+	}
+)
+
+func (x HookFailurePolicy) Enum() *HookFailurePolicy {
+	p := new(HookFailurePolicy)
+	*p = x
+	return p
+}
+
+func (x HookFailurePolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HookFailurePolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_downcity_v1_admin_proto_enumTypes[5].Descriptor()
+}
+
+func (HookFailurePolicy) Type() protoreflect.EnumType {
+	return &file_downcity_v1_admin_proto_enumTypes[5]
+}
+
+func (x HookFailurePolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HookFailurePolicy.Descriptor instead.
+func (HookFailurePolicy) EnumDescriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+// Where an after_call delivery stands.
+type HookDeliveryState int32
+
+const (
+	// Not set: in a filter, every state.
+	HookDeliveryState_HOOK_DELIVERY_STATE_UNSPECIFIED HookDeliveryState = 0
+	// Waiting for its next attempt.
+	HookDeliveryState_HOOK_DELIVERY_STATE_PENDING HookDeliveryState = 1
+	// The receiver answered 2xx.
+	HookDeliveryState_HOOK_DELIVERY_STATE_DELIVERED HookDeliveryState = 2
+	// Given up after the last attempt (or the hook was deleted).
+	HookDeliveryState_HOOK_DELIVERY_STATE_DEAD HookDeliveryState = 3
+)
+
+// Enum value maps for HookDeliveryState.
+var (
+	HookDeliveryState_name = map[int32]string{
+		0: "HOOK_DELIVERY_STATE_UNSPECIFIED",
+		1: "HOOK_DELIVERY_STATE_PENDING",
+		2: "HOOK_DELIVERY_STATE_DELIVERED",
+		3: "HOOK_DELIVERY_STATE_DEAD",
+	}
+	HookDeliveryState_value = map[string]int32{
+		"HOOK_DELIVERY_STATE_UNSPECIFIED": 0,
+		"HOOK_DELIVERY_STATE_PENDING":     1,
+		"HOOK_DELIVERY_STATE_DELIVERED":   2,
+		"HOOK_DELIVERY_STATE_DEAD":        3,
+	}
+)
+
+func (x HookDeliveryState) Enum() *HookDeliveryState {
+	p := new(HookDeliveryState)
+	*p = x
+	return p
+}
+
+func (x HookDeliveryState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HookDeliveryState) Descriptor() protoreflect.EnumDescriptor {
+	return file_downcity_v1_admin_proto_enumTypes[6].Descriptor()
+}
+
+func (HookDeliveryState) Type() protoreflect.EnumType {
+	return &file_downcity_v1_admin_proto_enumTypes[6]
+}
+
+func (x HookDeliveryState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HookDeliveryState.Descriptor instead.
+func (HookDeliveryState) EnumDescriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
 // A studio: one product whose users make AI calls through City.
 type Studio struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3842,6 +4006,804 @@ func (x *GetQuotaStandingResponse) GetLimits() []*LimitStanding {
 	return nil
 }
 
+// A studio's (or, with an empty studio_id, City's) webhook. Requests are
+// signed as the Standard Webhooks spec says.
+type Hook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hook's id; empty in UpsertHook creates a new hook.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The studio whose calls it sees; empty for a City-wide hook (operator only).
+	StudioId string `protobuf:"bytes,2,opt,name=studio_id,json=studioId,proto3" json:"studio_id,omitempty"`
+	// The http(s) URL City POSTs to.
+	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// The events sent to this hook; at least one.
+	Events []HookEvent `protobuf:"varint,4,rep,packed,name=events,proto3,enum=downcity.v1.HookEvent" json:"events,omitempty"`
+	// How long a before_call waits for the answer (and an after_call
+	// delivery for its response); unset means 2 seconds.
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// What a failed or timed-out before_call does.
+	FailurePolicy HookFailurePolicy `protobuf:"varint,6,opt,name=failure_policy,json=failurePolicy,proto3,enum=downcity.v1.HookFailurePolicy" json:"failure_policy,omitempty"`
+	// Whether before_call payloads carry the prompt.
+	IncludePrompt bool `protobuf:"varint,7,opt,name=include_prompt,json=includePrompt,proto3" json:"include_prompt,omitempty"`
+	// When the hook was created.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the hook was last changed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Hook) Reset() {
+	*x = Hook{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Hook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Hook) ProtoMessage() {}
+
+func (x *Hook) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Hook.ProtoReflect.Descriptor instead.
+func (*Hook) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *Hook) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Hook) GetStudioId() string {
+	if x != nil {
+		return x.StudioId
+	}
+	return ""
+}
+
+func (x *Hook) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Hook) GetEvents() []HookEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *Hook) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *Hook) GetFailurePolicy() HookFailurePolicy {
+	if x != nil {
+		return x.FailurePolicy
+	}
+	return HookFailurePolicy_HOOK_FAILURE_POLICY_UNSPECIFIED
+}
+
+func (x *Hook) GetIncludePrompt() bool {
+	if x != nil {
+		return x.IncludePrompt
+	}
+	return false
+}
+
+func (x *Hook) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Hook) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// Request of UpsertHook.
+type UpsertHookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hook to create or replace.
+	Hook          *Hook `protobuf:"bytes,1,opt,name=hook,proto3" json:"hook,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertHookRequest) Reset() {
+	*x = UpsertHookRequest{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertHookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertHookRequest) ProtoMessage() {}
+
+func (x *UpsertHookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertHookRequest.ProtoReflect.Descriptor instead.
+func (*UpsertHookRequest) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *UpsertHookRequest) GetHook() *Hook {
+	if x != nil {
+		return x.Hook
+	}
+	return nil
+}
+
+// Response of UpsertHook.
+type UpsertHookResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hook as stored.
+	Hook *Hook `protobuf:"bytes,1,opt,name=hook,proto3" json:"hook,omitempty"`
+	// The signing secret (`whsec_...`) of a new hook; empty on an update.
+	// Shown only here: City stores it encrypted.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertHookResponse) Reset() {
+	*x = UpsertHookResponse{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertHookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertHookResponse) ProtoMessage() {}
+
+func (x *UpsertHookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertHookResponse.ProtoReflect.Descriptor instead.
+func (*UpsertHookResponse) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *UpsertHookResponse) GetHook() *Hook {
+	if x != nil {
+		return x.Hook
+	}
+	return nil
+}
+
+func (x *UpsertHookResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// Request of ListHooks.
+type ListHooksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The studio; empty lists the City-wide hooks.
+	StudioId string `protobuf:"bytes,1,opt,name=studio_id,json=studioId,proto3" json:"studio_id,omitempty"`
+	// Most hooks to return, 1 to 1000; 0 means 100.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHooksRequest) Reset() {
+	*x = ListHooksRequest{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHooksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHooksRequest) ProtoMessage() {}
+
+func (x *ListHooksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHooksRequest.ProtoReflect.Descriptor instead.
+func (*ListHooksRequest) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ListHooksRequest) GetStudioId() string {
+	if x != nil {
+		return x.StudioId
+	}
+	return ""
+}
+
+func (x *ListHooksRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListHooksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response of ListHooks.
+type ListHooksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hooks, ordered by id.
+	Hooks []*Hook `protobuf:"bytes,1,rep,name=hooks,proto3" json:"hooks,omitempty"`
+	// The token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHooksResponse) Reset() {
+	*x = ListHooksResponse{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHooksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHooksResponse) ProtoMessage() {}
+
+func (x *ListHooksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHooksResponse.ProtoReflect.Descriptor instead.
+func (*ListHooksResponse) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ListHooksResponse) GetHooks() []*Hook {
+	if x != nil {
+		return x.Hooks
+	}
+	return nil
+}
+
+func (x *ListHooksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request of DeleteHook.
+type DeleteHookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hook's studio; empty for a City-wide hook.
+	StudioId string `protobuf:"bytes,1,opt,name=studio_id,json=studioId,proto3" json:"studio_id,omitempty"`
+	// The hook.
+	HookId        string `protobuf:"bytes,2,opt,name=hook_id,json=hookId,proto3" json:"hook_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteHookRequest) Reset() {
+	*x = DeleteHookRequest{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteHookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteHookRequest) ProtoMessage() {}
+
+func (x *DeleteHookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteHookRequest.ProtoReflect.Descriptor instead.
+func (*DeleteHookRequest) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *DeleteHookRequest) GetStudioId() string {
+	if x != nil {
+		return x.StudioId
+	}
+	return ""
+}
+
+func (x *DeleteHookRequest) GetHookId() string {
+	if x != nil {
+		return x.HookId
+	}
+	return ""
+}
+
+// Response of DeleteHook.
+type DeleteHookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteHookResponse) Reset() {
+	*x = DeleteHookResponse{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteHookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteHookResponse) ProtoMessage() {}
+
+func (x *DeleteHookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteHookResponse.ProtoReflect.Descriptor instead.
+func (*DeleteHookResponse) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{61}
+}
+
+// One after_call delivery: one usage row sent to one hook.
+type HookDelivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery's id, sent as `webhook-id`: stable across retries.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The hook it goes to.
+	HookId string `protobuf:"bytes,2,opt,name=hook_id,json=hookId,proto3" json:"hook_id,omitempty"`
+	// The hook's studio; empty for a City-wide hook.
+	StudioId string `protobuf:"bytes,3,opt,name=studio_id,json=studioId,proto3" json:"studio_id,omitempty"`
+	// The request id of the call it reports.
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Where it stands.
+	State HookDeliveryState `protobuf:"varint,5,opt,name=state,proto3,enum=downcity.v1.HookDeliveryState" json:"state,omitempty"`
+	// Attempts made so far.
+	Attempts int32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// The last attempt's error; empty if none failed.
+	LastError string `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// When the next attempt is due (pending deliveries only).
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
+	// When the delivery was queued (with its usage row).
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the receiver accepted it (delivered only).
+	DeliverTime   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=deliver_time,json=deliverTime,proto3" json:"deliver_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookDelivery) Reset() {
+	*x = HookDelivery{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookDelivery) ProtoMessage() {}
+
+func (x *HookDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookDelivery.ProtoReflect.Descriptor instead.
+func (*HookDelivery) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *HookDelivery) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HookDelivery) GetHookId() string {
+	if x != nil {
+		return x.HookId
+	}
+	return ""
+}
+
+func (x *HookDelivery) GetStudioId() string {
+	if x != nil {
+		return x.StudioId
+	}
+	return ""
+}
+
+func (x *HookDelivery) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *HookDelivery) GetState() HookDeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return HookDeliveryState_HOOK_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *HookDelivery) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *HookDelivery) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *HookDelivery) GetNextAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptTime
+	}
+	return nil
+}
+
+func (x *HookDelivery) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *HookDelivery) GetDeliverTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliverTime
+	}
+	return nil
+}
+
+// Request of ListHookDeliveries.
+type ListHookDeliveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The studio; empty lists the deliveries of City-wide hooks.
+	StudioId string `protobuf:"bytes,1,opt,name=studio_id,json=studioId,proto3" json:"studio_id,omitempty"`
+	// Only this hook's deliveries; empty for every hook of the studio.
+	HookId string `protobuf:"bytes,2,opt,name=hook_id,json=hookId,proto3" json:"hook_id,omitempty"`
+	// Only deliveries in this state; unspecified for all.
+	State HookDeliveryState `protobuf:"varint,3,opt,name=state,proto3,enum=downcity.v1.HookDeliveryState" json:"state,omitempty"`
+	// Most deliveries to return, 1 to 1000; 0 means 100.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; empty for the first page.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHookDeliveriesRequest) Reset() {
+	*x = ListHookDeliveriesRequest{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHookDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHookDeliveriesRequest) ProtoMessage() {}
+
+func (x *ListHookDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHookDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListHookDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListHookDeliveriesRequest) GetStudioId() string {
+	if x != nil {
+		return x.StudioId
+	}
+	return ""
+}
+
+func (x *ListHookDeliveriesRequest) GetHookId() string {
+	if x != nil {
+		return x.HookId
+	}
+	return ""
+}
+
+func (x *ListHookDeliveriesRequest) GetState() HookDeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return HookDeliveryState_HOOK_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *ListHookDeliveriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListHookDeliveriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response of ListHookDeliveries.
+type ListHookDeliveriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The deliveries, newest first.
+	Deliveries []*HookDelivery `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// The token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHookDeliveriesResponse) Reset() {
+	*x = ListHookDeliveriesResponse{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHookDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHookDeliveriesResponse) ProtoMessage() {}
+
+func (x *ListHookDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHookDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListHookDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ListHookDeliveriesResponse) GetDeliveries() []*HookDelivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *ListHookDeliveriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request of RedeliverHook.
+type RedeliverHookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery's studio; empty for a City-wide hook.
+	StudioId string `protobuf:"bytes,1,opt,name=studio_id,json=studioId,proto3" json:"studio_id,omitempty"`
+	// The delivery to send again.
+	DeliveryId    string `protobuf:"bytes,2,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverHookRequest) Reset() {
+	*x = RedeliverHookRequest{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverHookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverHookRequest) ProtoMessage() {}
+
+func (x *RedeliverHookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverHookRequest.ProtoReflect.Descriptor instead.
+func (*RedeliverHookRequest) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *RedeliverHookRequest) GetStudioId() string {
+	if x != nil {
+		return x.StudioId
+	}
+	return ""
+}
+
+func (x *RedeliverHookRequest) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+// Response of RedeliverHook.
+type RedeliverHookResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery, pending again.
+	Delivery      *HookDelivery `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverHookResponse) Reset() {
+	*x = RedeliverHookResponse{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverHookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverHookResponse) ProtoMessage() {}
+
+func (x *RedeliverHookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverHookResponse.ProtoReflect.Descriptor instead.
+func (*RedeliverHookResponse) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *RedeliverHookResponse) GetDelivery() *HookDelivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
 var File_downcity_v1_admin_proto protoreflect.FileDescriptor
 
 const file_downcity_v1_admin_proto_rawDesc = "" +
@@ -4120,7 +5082,69 @@ const file_downcity_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"reset_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tresetTime\"N\n" +
 	"\x18GetQuotaStandingResponse\x122\n" +
-	"\x06limits\x18\x01 \x03(\v2\x1a.downcity.v1.LimitStandingR\x06limits*d\n" +
+	"\x06limits\x18\x01 \x03(\v2\x1a.downcity.v1.LimitStandingR\x06limits\"\x92\x03\n" +
+	"\x04Hook\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tstudio_id\x18\x02 \x01(\tR\bstudioId\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12.\n" +
+	"\x06events\x18\x04 \x03(\x0e2\x16.downcity.v1.HookEventR\x06events\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12E\n" +
+	"\x0efailure_policy\x18\x06 \x01(\x0e2\x1e.downcity.v1.HookFailurePolicyR\rfailurePolicy\x12%\n" +
+	"\x0einclude_prompt\x18\a \x01(\bR\rincludePrompt\x12;\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\":\n" +
+	"\x11UpsertHookRequest\x12%\n" +
+	"\x04hook\x18\x01 \x01(\v2\x11.downcity.v1.HookR\x04hook\"S\n" +
+	"\x12UpsertHookResponse\x12%\n" +
+	"\x04hook\x18\x01 \x01(\v2\x11.downcity.v1.HookR\x04hook\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"k\n" +
+	"\x10ListHooksRequest\x12\x1b\n" +
+	"\tstudio_id\x18\x01 \x01(\tR\bstudioId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"d\n" +
+	"\x11ListHooksResponse\x12'\n" +
+	"\x05hooks\x18\x01 \x03(\v2\x11.downcity.v1.HookR\x05hooks\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
+	"\x11DeleteHookRequest\x12\x1b\n" +
+	"\tstudio_id\x18\x01 \x01(\tR\bstudioId\x12\x17\n" +
+	"\ahook_id\x18\x02 \x01(\tR\x06hookId\"\x14\n" +
+	"\x12DeleteHookResponse\"\xa8\x03\n" +
+	"\fHookDelivery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\ahook_id\x18\x02 \x01(\tR\x06hookId\x12\x1b\n" +
+	"\tstudio_id\x18\x03 \x01(\tR\bstudioId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x124\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x1e.downcity.v1.HookDeliveryStateR\x05state\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tR\tlastError\x12F\n" +
+	"\x11next_attempt_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12;\n" +
+	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12=\n" +
+	"\fdeliver_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\xc3\x01\n" +
+	"\x19ListHookDeliveriesRequest\x12\x1b\n" +
+	"\tstudio_id\x18\x01 \x01(\tR\bstudioId\x12\x17\n" +
+	"\ahook_id\x18\x02 \x01(\tR\x06hookId\x124\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1e.downcity.v1.HookDeliveryStateR\x05state\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x7f\n" +
+	"\x1aListHookDeliveriesResponse\x129\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x19.downcity.v1.HookDeliveryR\n" +
+	"deliveries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"T\n" +
+	"\x14RedeliverHookRequest\x12\x1b\n" +
+	"\tstudio_id\x18\x01 \x01(\tR\bstudioId\x12\x1f\n" +
+	"\vdelivery_id\x18\x02 \x01(\tR\n" +
+	"deliveryId\"N\n" +
+	"\x15RedeliverHookResponse\x125\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x19.downcity.v1.HookDeliveryR\bdelivery*d\n" +
 	"\fStudioStatus\x12\x1d\n" +
 	"\x19STUDIO_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14STUDIO_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
@@ -4144,7 +5168,20 @@ const file_downcity_v1_admin_proto_rawDesc = "" +
 	"\x18LIMIT_TARGET_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13LIMIT_TARGET_STUDIO\x10\x01\x12\x1d\n" +
 	"\x19LIMIT_TARGET_USER_DEFAULT\x10\x02\x12\x15\n" +
-	"\x11LIMIT_TARGET_USER\x10\x032\xaa\x0f\n" +
+	"\x11LIMIT_TARGET_USER\x10\x03*^\n" +
+	"\tHookEvent\x12\x1a\n" +
+	"\x16HOOK_EVENT_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16HOOK_EVENT_BEFORE_CALL\x10\x01\x12\x19\n" +
+	"\x15HOOK_EVENT_AFTER_CALL\x10\x02*\x80\x01\n" +
+	"\x11HookFailurePolicy\x12#\n" +
+	"\x1fHOOK_FAILURE_POLICY_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dHOOK_FAILURE_POLICY_FAIL_OPEN\x10\x01\x12#\n" +
+	"\x1fHOOK_FAILURE_POLICY_FAIL_CLOSED\x10\x02*\x9a\x01\n" +
+	"\x11HookDeliveryState\x12#\n" +
+	"\x1fHOOK_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bHOOK_DELIVERY_STATE_PENDING\x10\x01\x12!\n" +
+	"\x1dHOOK_DELIVERY_STATE_DELIVERED\x10\x02\x12\x1c\n" +
+	"\x18HOOK_DELIVERY_STATE_DEAD\x10\x032\xd3\x12\n" +
 	"\fAdminService\x12S\n" +
 	"\fCreateStudio\x12 .downcity.v1.CreateStudioRequest\x1a!.downcity.v1.CreateStudioResponse\x12J\n" +
 	"\tGetStudio\x12\x1d.downcity.v1.GetStudioRequest\x1a\x1e.downcity.v1.GetStudioResponse\x12P\n" +
@@ -4167,7 +5204,14 @@ const file_downcity_v1_admin_proto_rawDesc = "" +
 	"\x0eAggregateUsage\x12\".downcity.v1.AggregateUsageRequest\x1a#.downcity.v1.AggregateUsageResponse\x12J\n" +
 	"\tSetLimits\x12\x1d.downcity.v1.SetLimitsRequest\x1a\x1e.downcity.v1.SetLimitsResponse\x12J\n" +
 	"\tGetLimits\x12\x1d.downcity.v1.GetLimitsRequest\x1a\x1e.downcity.v1.GetLimitsResponse\x12_\n" +
-	"\x10GetQuotaStanding\x12$.downcity.v1.GetQuotaStandingRequest\x1a%.downcity.v1.GetQuotaStandingResponseB\xae\x01\n" +
+	"\x10GetQuotaStanding\x12$.downcity.v1.GetQuotaStandingRequest\x1a%.downcity.v1.GetQuotaStandingResponse\x12M\n" +
+	"\n" +
+	"UpsertHook\x12\x1e.downcity.v1.UpsertHookRequest\x1a\x1f.downcity.v1.UpsertHookResponse\x12J\n" +
+	"\tListHooks\x12\x1d.downcity.v1.ListHooksRequest\x1a\x1e.downcity.v1.ListHooksResponse\x12M\n" +
+	"\n" +
+	"DeleteHook\x12\x1e.downcity.v1.DeleteHookRequest\x1a\x1f.downcity.v1.DeleteHookResponse\x12e\n" +
+	"\x12ListHookDeliveries\x12&.downcity.v1.ListHookDeliveriesRequest\x1a'.downcity.v1.ListHookDeliveriesResponse\x12V\n" +
+	"\rRedeliverHook\x12!.downcity.v1.RedeliverHookRequest\x1a\".downcity.v1.RedeliverHookResponseB\xae\x01\n" +
 	"\x0fcom.downcity.v1B\n" +
 	"AdminProtoP\x01ZBgithub.com/downcity/downcity/clients/go/gen/downcity/v1;downcityv1\xa2\x02\x03DXX\xaa\x02\vDowncity.V1\xca\x02\vDowncity\\V1\xe2\x02\x17Downcity\\V1\\GPBMetadata\xea\x02\fDowncity::V1b\x06proto3"
 
@@ -4183,183 +5227,223 @@ func file_downcity_v1_admin_proto_rawDescGZIP() []byte {
 	return file_downcity_v1_admin_proto_rawDescData
 }
 
-var file_downcity_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_downcity_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_downcity_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_downcity_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_downcity_v1_admin_proto_goTypes = []any{
-	(StudioStatus)(0),                 // 0: downcity.v1.StudioStatus
-	(ProviderKind)(0),                 // 1: downcity.v1.ProviderKind
-	(UsageDimension)(0),               // 2: downcity.v1.UsageDimension
-	(LimitTarget)(0),                  // 3: downcity.v1.LimitTarget
-	(*Studio)(nil),                    // 4: downcity.v1.Studio
-	(*ModelIdList)(nil),               // 5: downcity.v1.ModelIdList
-	(*CreateStudioRequest)(nil),       // 6: downcity.v1.CreateStudioRequest
-	(*CreateStudioResponse)(nil),      // 7: downcity.v1.CreateStudioResponse
-	(*GetStudioRequest)(nil),          // 8: downcity.v1.GetStudioRequest
-	(*GetStudioResponse)(nil),         // 9: downcity.v1.GetStudioResponse
-	(*ListStudiosRequest)(nil),        // 10: downcity.v1.ListStudiosRequest
-	(*ListStudiosResponse)(nil),       // 11: downcity.v1.ListStudiosResponse
-	(*UpdateStudioRequest)(nil),       // 12: downcity.v1.UpdateStudioRequest
-	(*UpdateStudioResponse)(nil),      // 13: downcity.v1.UpdateStudioResponse
-	(*StudioKey)(nil),                 // 14: downcity.v1.StudioKey
-	(*CreateStudioKeyRequest)(nil),    // 15: downcity.v1.CreateStudioKeyRequest
-	(*CreateStudioKeyResponse)(nil),   // 16: downcity.v1.CreateStudioKeyResponse
-	(*ListStudioKeysRequest)(nil),     // 17: downcity.v1.ListStudioKeysRequest
-	(*ListStudioKeysResponse)(nil),    // 18: downcity.v1.ListStudioKeysResponse
-	(*RevokeStudioKeyRequest)(nil),    // 19: downcity.v1.RevokeStudioKeyRequest
-	(*RevokeStudioKeyResponse)(nil),   // 20: downcity.v1.RevokeStudioKeyResponse
-	(*UserToken)(nil),                 // 21: downcity.v1.UserToken
-	(*IssueUserTokenRequest)(nil),     // 22: downcity.v1.IssueUserTokenRequest
-	(*IssueUserTokenResponse)(nil),    // 23: downcity.v1.IssueUserTokenResponse
-	(*ListUserTokensRequest)(nil),     // 24: downcity.v1.ListUserTokensRequest
-	(*ListUserTokensResponse)(nil),    // 25: downcity.v1.ListUserTokensResponse
-	(*RevokeUserTokenRequest)(nil),    // 26: downcity.v1.RevokeUserTokenRequest
-	(*RevokeUserTokenResponse)(nil),   // 27: downcity.v1.RevokeUserTokenResponse
-	(*Provider)(nil),                  // 28: downcity.v1.Provider
-	(*UpsertProviderRequest)(nil),     // 29: downcity.v1.UpsertProviderRequest
-	(*UpsertProviderResponse)(nil),    // 30: downcity.v1.UpsertProviderResponse
-	(*ListProvidersRequest)(nil),      // 31: downcity.v1.ListProvidersRequest
-	(*ListProvidersResponse)(nil),     // 32: downcity.v1.ListProvidersResponse
-	(*DeleteProviderRequest)(nil),     // 33: downcity.v1.DeleteProviderRequest
-	(*DeleteProviderResponse)(nil),    // 34: downcity.v1.DeleteProviderResponse
-	(*Model)(nil),                     // 35: downcity.v1.Model
-	(*UpsertModelRequest)(nil),        // 36: downcity.v1.UpsertModelRequest
-	(*UpsertModelResponse)(nil),       // 37: downcity.v1.UpsertModelResponse
-	(*ListCatalogModelsRequest)(nil),  // 38: downcity.v1.ListCatalogModelsRequest
-	(*ListCatalogModelsResponse)(nil), // 39: downcity.v1.ListCatalogModelsResponse
-	(*DeleteModelRequest)(nil),        // 40: downcity.v1.DeleteModelRequest
-	(*DeleteModelResponse)(nil),       // 41: downcity.v1.DeleteModelResponse
-	(*SetDefaultModelRequest)(nil),    // 42: downcity.v1.SetDefaultModelRequest
-	(*SetDefaultModelResponse)(nil),   // 43: downcity.v1.SetDefaultModelResponse
-	(*UsageRecord)(nil),               // 44: downcity.v1.UsageRecord
-	(*UsageFilter)(nil),               // 45: downcity.v1.UsageFilter
-	(*ListUsageRecordsRequest)(nil),   // 46: downcity.v1.ListUsageRecordsRequest
-	(*ListUsageRecordsResponse)(nil),  // 47: downcity.v1.ListUsageRecordsResponse
-	(*AggregateUsageRequest)(nil),     // 48: downcity.v1.AggregateUsageRequest
-	(*UsageAggregate)(nil),            // 49: downcity.v1.UsageAggregate
-	(*AggregateUsageResponse)(nil),    // 50: downcity.v1.AggregateUsageResponse
-	(*Limits)(nil),                    // 51: downcity.v1.Limits
-	(*SetLimitsRequest)(nil),          // 52: downcity.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),         // 53: downcity.v1.SetLimitsResponse
-	(*GetLimitsRequest)(nil),          // 54: downcity.v1.GetLimitsRequest
-	(*GetLimitsResponse)(nil),         // 55: downcity.v1.GetLimitsResponse
-	(*GetQuotaStandingRequest)(nil),   // 56: downcity.v1.GetQuotaStandingRequest
-	(*LimitStanding)(nil),             // 57: downcity.v1.LimitStanding
-	(*GetQuotaStandingResponse)(nil),  // 58: downcity.v1.GetQuotaStandingResponse
-	nil,                               // 59: downcity.v1.Provider.HeadersEntry
-	nil,                               // 60: downcity.v1.Model.OptionsEntry
-	nil,                               // 61: downcity.v1.UsageRecord.MetadataEntry
-	(*timestamppb.Timestamp)(nil),     // 62: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 63: google.protobuf.Duration
-	(Pathway)(0),                      // 64: downcity.v1.Pathway
+	(StudioStatus)(0),                  // 0: downcity.v1.StudioStatus
+	(ProviderKind)(0),                  // 1: downcity.v1.ProviderKind
+	(UsageDimension)(0),                // 2: downcity.v1.UsageDimension
+	(LimitTarget)(0),                   // 3: downcity.v1.LimitTarget
+	(HookEvent)(0),                     // 4: downcity.v1.HookEvent
+	(HookFailurePolicy)(0),             // 5: downcity.v1.HookFailurePolicy
+	(HookDeliveryState)(0),             // 6: downcity.v1.HookDeliveryState
+	(*Studio)(nil),                     // 7: downcity.v1.Studio
+	(*ModelIdList)(nil),                // 8: downcity.v1.ModelIdList
+	(*CreateStudioRequest)(nil),        // 9: downcity.v1.CreateStudioRequest
+	(*CreateStudioResponse)(nil),       // 10: downcity.v1.CreateStudioResponse
+	(*GetStudioRequest)(nil),           // 11: downcity.v1.GetStudioRequest
+	(*GetStudioResponse)(nil),          // 12: downcity.v1.GetStudioResponse
+	(*ListStudiosRequest)(nil),         // 13: downcity.v1.ListStudiosRequest
+	(*ListStudiosResponse)(nil),        // 14: downcity.v1.ListStudiosResponse
+	(*UpdateStudioRequest)(nil),        // 15: downcity.v1.UpdateStudioRequest
+	(*UpdateStudioResponse)(nil),       // 16: downcity.v1.UpdateStudioResponse
+	(*StudioKey)(nil),                  // 17: downcity.v1.StudioKey
+	(*CreateStudioKeyRequest)(nil),     // 18: downcity.v1.CreateStudioKeyRequest
+	(*CreateStudioKeyResponse)(nil),    // 19: downcity.v1.CreateStudioKeyResponse
+	(*ListStudioKeysRequest)(nil),      // 20: downcity.v1.ListStudioKeysRequest
+	(*ListStudioKeysResponse)(nil),     // 21: downcity.v1.ListStudioKeysResponse
+	(*RevokeStudioKeyRequest)(nil),     // 22: downcity.v1.RevokeStudioKeyRequest
+	(*RevokeStudioKeyResponse)(nil),    // 23: downcity.v1.RevokeStudioKeyResponse
+	(*UserToken)(nil),                  // 24: downcity.v1.UserToken
+	(*IssueUserTokenRequest)(nil),      // 25: downcity.v1.IssueUserTokenRequest
+	(*IssueUserTokenResponse)(nil),     // 26: downcity.v1.IssueUserTokenResponse
+	(*ListUserTokensRequest)(nil),      // 27: downcity.v1.ListUserTokensRequest
+	(*ListUserTokensResponse)(nil),     // 28: downcity.v1.ListUserTokensResponse
+	(*RevokeUserTokenRequest)(nil),     // 29: downcity.v1.RevokeUserTokenRequest
+	(*RevokeUserTokenResponse)(nil),    // 30: downcity.v1.RevokeUserTokenResponse
+	(*Provider)(nil),                   // 31: downcity.v1.Provider
+	(*UpsertProviderRequest)(nil),      // 32: downcity.v1.UpsertProviderRequest
+	(*UpsertProviderResponse)(nil),     // 33: downcity.v1.UpsertProviderResponse
+	(*ListProvidersRequest)(nil),       // 34: downcity.v1.ListProvidersRequest
+	(*ListProvidersResponse)(nil),      // 35: downcity.v1.ListProvidersResponse
+	(*DeleteProviderRequest)(nil),      // 36: downcity.v1.DeleteProviderRequest
+	(*DeleteProviderResponse)(nil),     // 37: downcity.v1.DeleteProviderResponse
+	(*Model)(nil),                      // 38: downcity.v1.Model
+	(*UpsertModelRequest)(nil),         // 39: downcity.v1.UpsertModelRequest
+	(*UpsertModelResponse)(nil),        // 40: downcity.v1.UpsertModelResponse
+	(*ListCatalogModelsRequest)(nil),   // 41: downcity.v1.ListCatalogModelsRequest
+	(*ListCatalogModelsResponse)(nil),  // 42: downcity.v1.ListCatalogModelsResponse
+	(*DeleteModelRequest)(nil),         // 43: downcity.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil),        // 44: downcity.v1.DeleteModelResponse
+	(*SetDefaultModelRequest)(nil),     // 45: downcity.v1.SetDefaultModelRequest
+	(*SetDefaultModelResponse)(nil),    // 46: downcity.v1.SetDefaultModelResponse
+	(*UsageRecord)(nil),                // 47: downcity.v1.UsageRecord
+	(*UsageFilter)(nil),                // 48: downcity.v1.UsageFilter
+	(*ListUsageRecordsRequest)(nil),    // 49: downcity.v1.ListUsageRecordsRequest
+	(*ListUsageRecordsResponse)(nil),   // 50: downcity.v1.ListUsageRecordsResponse
+	(*AggregateUsageRequest)(nil),      // 51: downcity.v1.AggregateUsageRequest
+	(*UsageAggregate)(nil),             // 52: downcity.v1.UsageAggregate
+	(*AggregateUsageResponse)(nil),     // 53: downcity.v1.AggregateUsageResponse
+	(*Limits)(nil),                     // 54: downcity.v1.Limits
+	(*SetLimitsRequest)(nil),           // 55: downcity.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),          // 56: downcity.v1.SetLimitsResponse
+	(*GetLimitsRequest)(nil),           // 57: downcity.v1.GetLimitsRequest
+	(*GetLimitsResponse)(nil),          // 58: downcity.v1.GetLimitsResponse
+	(*GetQuotaStandingRequest)(nil),    // 59: downcity.v1.GetQuotaStandingRequest
+	(*LimitStanding)(nil),              // 60: downcity.v1.LimitStanding
+	(*GetQuotaStandingResponse)(nil),   // 61: downcity.v1.GetQuotaStandingResponse
+	(*Hook)(nil),                       // 62: downcity.v1.Hook
+	(*UpsertHookRequest)(nil),          // 63: downcity.v1.UpsertHookRequest
+	(*UpsertHookResponse)(nil),         // 64: downcity.v1.UpsertHookResponse
+	(*ListHooksRequest)(nil),           // 65: downcity.v1.ListHooksRequest
+	(*ListHooksResponse)(nil),          // 66: downcity.v1.ListHooksResponse
+	(*DeleteHookRequest)(nil),          // 67: downcity.v1.DeleteHookRequest
+	(*DeleteHookResponse)(nil),         // 68: downcity.v1.DeleteHookResponse
+	(*HookDelivery)(nil),               // 69: downcity.v1.HookDelivery
+	(*ListHookDeliveriesRequest)(nil),  // 70: downcity.v1.ListHookDeliveriesRequest
+	(*ListHookDeliveriesResponse)(nil), // 71: downcity.v1.ListHookDeliveriesResponse
+	(*RedeliverHookRequest)(nil),       // 72: downcity.v1.RedeliverHookRequest
+	(*RedeliverHookResponse)(nil),      // 73: downcity.v1.RedeliverHookResponse
+	nil,                                // 74: downcity.v1.Provider.HeadersEntry
+	nil,                                // 75: downcity.v1.Model.OptionsEntry
+	nil,                                // 76: downcity.v1.UsageRecord.MetadataEntry
+	(*timestamppb.Timestamp)(nil),      // 77: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 78: google.protobuf.Duration
+	(Pathway)(0),                       // 79: downcity.v1.Pathway
 }
 var file_downcity_v1_admin_proto_depIdxs = []int32{
-	0,  // 0: downcity.v1.Studio.status:type_name -> downcity.v1.StudioStatus
-	62, // 1: downcity.v1.Studio.create_time:type_name -> google.protobuf.Timestamp
-	62, // 2: downcity.v1.Studio.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 3: downcity.v1.CreateStudioResponse.studio:type_name -> downcity.v1.Studio
-	4,  // 4: downcity.v1.GetStudioResponse.studio:type_name -> downcity.v1.Studio
-	4,  // 5: downcity.v1.ListStudiosResponse.studios:type_name -> downcity.v1.Studio
-	0,  // 6: downcity.v1.UpdateStudioRequest.status:type_name -> downcity.v1.StudioStatus
-	5,  // 7: downcity.v1.UpdateStudioRequest.allowed_models:type_name -> downcity.v1.ModelIdList
-	4,  // 8: downcity.v1.UpdateStudioResponse.studio:type_name -> downcity.v1.Studio
-	62, // 9: downcity.v1.StudioKey.create_time:type_name -> google.protobuf.Timestamp
-	62, // 10: downcity.v1.StudioKey.revoke_time:type_name -> google.protobuf.Timestamp
-	14, // 11: downcity.v1.CreateStudioKeyResponse.key:type_name -> downcity.v1.StudioKey
-	14, // 12: downcity.v1.ListStudioKeysResponse.keys:type_name -> downcity.v1.StudioKey
-	14, // 13: downcity.v1.RevokeStudioKeyResponse.key:type_name -> downcity.v1.StudioKey
-	62, // 14: downcity.v1.UserToken.create_time:type_name -> google.protobuf.Timestamp
-	62, // 15: downcity.v1.UserToken.expire_time:type_name -> google.protobuf.Timestamp
-	62, // 16: downcity.v1.UserToken.revoke_time:type_name -> google.protobuf.Timestamp
-	63, // 17: downcity.v1.IssueUserTokenRequest.ttl:type_name -> google.protobuf.Duration
-	21, // 18: downcity.v1.IssueUserTokenResponse.token:type_name -> downcity.v1.UserToken
-	21, // 19: downcity.v1.ListUserTokensResponse.tokens:type_name -> downcity.v1.UserToken
-	21, // 20: downcity.v1.RevokeUserTokenResponse.token:type_name -> downcity.v1.UserToken
-	1,  // 21: downcity.v1.Provider.kind:type_name -> downcity.v1.ProviderKind
-	62, // 22: downcity.v1.Provider.update_time:type_name -> google.protobuf.Timestamp
-	62, // 23: downcity.v1.Provider.api_key_update_time:type_name -> google.protobuf.Timestamp
-	59, // 24: downcity.v1.Provider.headers:type_name -> downcity.v1.Provider.HeadersEntry
-	63, // 25: downcity.v1.Provider.connect_timeout:type_name -> google.protobuf.Duration
-	63, // 26: downcity.v1.Provider.first_byte_timeout:type_name -> google.protobuf.Duration
-	63, // 27: downcity.v1.Provider.total_timeout:type_name -> google.protobuf.Duration
-	28, // 28: downcity.v1.UpsertProviderRequest.provider:type_name -> downcity.v1.Provider
-	28, // 29: downcity.v1.UpsertProviderResponse.provider:type_name -> downcity.v1.Provider
-	28, // 30: downcity.v1.ListProvidersResponse.providers:type_name -> downcity.v1.Provider
-	64, // 31: downcity.v1.Model.pathway:type_name -> downcity.v1.Pathway
-	60, // 32: downcity.v1.Model.options:type_name -> downcity.v1.Model.OptionsEntry
-	62, // 33: downcity.v1.Model.update_time:type_name -> google.protobuf.Timestamp
-	35, // 34: downcity.v1.UpsertModelRequest.model:type_name -> downcity.v1.Model
-	35, // 35: downcity.v1.UpsertModelResponse.model:type_name -> downcity.v1.Model
-	35, // 36: downcity.v1.ListCatalogModelsResponse.models:type_name -> downcity.v1.Model
-	64, // 37: downcity.v1.SetDefaultModelRequest.pathway:type_name -> downcity.v1.Pathway
-	35, // 38: downcity.v1.SetDefaultModelResponse.model:type_name -> downcity.v1.Model
-	64, // 39: downcity.v1.UsageRecord.pathway:type_name -> downcity.v1.Pathway
-	63, // 40: downcity.v1.UsageRecord.latency:type_name -> google.protobuf.Duration
-	63, // 41: downcity.v1.UsageRecord.time_to_first_token:type_name -> google.protobuf.Duration
-	62, // 42: downcity.v1.UsageRecord.create_time:type_name -> google.protobuf.Timestamp
-	61, // 43: downcity.v1.UsageRecord.metadata:type_name -> downcity.v1.UsageRecord.MetadataEntry
-	62, // 44: downcity.v1.UsageFilter.start_time:type_name -> google.protobuf.Timestamp
-	62, // 45: downcity.v1.UsageFilter.end_time:type_name -> google.protobuf.Timestamp
-	45, // 46: downcity.v1.ListUsageRecordsRequest.filter:type_name -> downcity.v1.UsageFilter
-	44, // 47: downcity.v1.ListUsageRecordsResponse.records:type_name -> downcity.v1.UsageRecord
-	45, // 48: downcity.v1.AggregateUsageRequest.filter:type_name -> downcity.v1.UsageFilter
-	2,  // 49: downcity.v1.AggregateUsageRequest.group_by:type_name -> downcity.v1.UsageDimension
-	49, // 50: downcity.v1.AggregateUsageResponse.rows:type_name -> downcity.v1.UsageAggregate
-	3,  // 51: downcity.v1.SetLimitsRequest.target:type_name -> downcity.v1.LimitTarget
-	51, // 52: downcity.v1.SetLimitsRequest.limits:type_name -> downcity.v1.Limits
-	51, // 53: downcity.v1.SetLimitsResponse.limits:type_name -> downcity.v1.Limits
-	3,  // 54: downcity.v1.GetLimitsRequest.target:type_name -> downcity.v1.LimitTarget
-	51, // 55: downcity.v1.GetLimitsResponse.limits:type_name -> downcity.v1.Limits
-	62, // 56: downcity.v1.LimitStanding.reset_time:type_name -> google.protobuf.Timestamp
-	57, // 57: downcity.v1.GetQuotaStandingResponse.limits:type_name -> downcity.v1.LimitStanding
-	6,  // 58: downcity.v1.AdminService.CreateStudio:input_type -> downcity.v1.CreateStudioRequest
-	8,  // 59: downcity.v1.AdminService.GetStudio:input_type -> downcity.v1.GetStudioRequest
-	10, // 60: downcity.v1.AdminService.ListStudios:input_type -> downcity.v1.ListStudiosRequest
-	12, // 61: downcity.v1.AdminService.UpdateStudio:input_type -> downcity.v1.UpdateStudioRequest
-	15, // 62: downcity.v1.AdminService.CreateStudioKey:input_type -> downcity.v1.CreateStudioKeyRequest
-	17, // 63: downcity.v1.AdminService.ListStudioKeys:input_type -> downcity.v1.ListStudioKeysRequest
-	19, // 64: downcity.v1.AdminService.RevokeStudioKey:input_type -> downcity.v1.RevokeStudioKeyRequest
-	22, // 65: downcity.v1.AdminService.IssueUserToken:input_type -> downcity.v1.IssueUserTokenRequest
-	24, // 66: downcity.v1.AdminService.ListUserTokens:input_type -> downcity.v1.ListUserTokensRequest
-	26, // 67: downcity.v1.AdminService.RevokeUserToken:input_type -> downcity.v1.RevokeUserTokenRequest
-	29, // 68: downcity.v1.AdminService.UpsertProvider:input_type -> downcity.v1.UpsertProviderRequest
-	31, // 69: downcity.v1.AdminService.ListProviders:input_type -> downcity.v1.ListProvidersRequest
-	33, // 70: downcity.v1.AdminService.DeleteProvider:input_type -> downcity.v1.DeleteProviderRequest
-	36, // 71: downcity.v1.AdminService.UpsertModel:input_type -> downcity.v1.UpsertModelRequest
-	38, // 72: downcity.v1.AdminService.ListCatalogModels:input_type -> downcity.v1.ListCatalogModelsRequest
-	40, // 73: downcity.v1.AdminService.DeleteModel:input_type -> downcity.v1.DeleteModelRequest
-	42, // 74: downcity.v1.AdminService.SetDefaultModel:input_type -> downcity.v1.SetDefaultModelRequest
-	46, // 75: downcity.v1.AdminService.ListUsageRecords:input_type -> downcity.v1.ListUsageRecordsRequest
-	48, // 76: downcity.v1.AdminService.AggregateUsage:input_type -> downcity.v1.AggregateUsageRequest
-	52, // 77: downcity.v1.AdminService.SetLimits:input_type -> downcity.v1.SetLimitsRequest
-	54, // 78: downcity.v1.AdminService.GetLimits:input_type -> downcity.v1.GetLimitsRequest
-	56, // 79: downcity.v1.AdminService.GetQuotaStanding:input_type -> downcity.v1.GetQuotaStandingRequest
-	7,  // 80: downcity.v1.AdminService.CreateStudio:output_type -> downcity.v1.CreateStudioResponse
-	9,  // 81: downcity.v1.AdminService.GetStudio:output_type -> downcity.v1.GetStudioResponse
-	11, // 82: downcity.v1.AdminService.ListStudios:output_type -> downcity.v1.ListStudiosResponse
-	13, // 83: downcity.v1.AdminService.UpdateStudio:output_type -> downcity.v1.UpdateStudioResponse
-	16, // 84: downcity.v1.AdminService.CreateStudioKey:output_type -> downcity.v1.CreateStudioKeyResponse
-	18, // 85: downcity.v1.AdminService.ListStudioKeys:output_type -> downcity.v1.ListStudioKeysResponse
-	20, // 86: downcity.v1.AdminService.RevokeStudioKey:output_type -> downcity.v1.RevokeStudioKeyResponse
-	23, // 87: downcity.v1.AdminService.IssueUserToken:output_type -> downcity.v1.IssueUserTokenResponse
-	25, // 88: downcity.v1.AdminService.ListUserTokens:output_type -> downcity.v1.ListUserTokensResponse
-	27, // 89: downcity.v1.AdminService.RevokeUserToken:output_type -> downcity.v1.RevokeUserTokenResponse
-	30, // 90: downcity.v1.AdminService.UpsertProvider:output_type -> downcity.v1.UpsertProviderResponse
-	32, // 91: downcity.v1.AdminService.ListProviders:output_type -> downcity.v1.ListProvidersResponse
-	34, // 92: downcity.v1.AdminService.DeleteProvider:output_type -> downcity.v1.DeleteProviderResponse
-	37, // 93: downcity.v1.AdminService.UpsertModel:output_type -> downcity.v1.UpsertModelResponse
-	39, // 94: downcity.v1.AdminService.ListCatalogModels:output_type -> downcity.v1.ListCatalogModelsResponse
-	41, // 95: downcity.v1.AdminService.DeleteModel:output_type -> downcity.v1.DeleteModelResponse
-	43, // 96: downcity.v1.AdminService.SetDefaultModel:output_type -> downcity.v1.SetDefaultModelResponse
-	47, // 97: downcity.v1.AdminService.ListUsageRecords:output_type -> downcity.v1.ListUsageRecordsResponse
-	50, // 98: downcity.v1.AdminService.AggregateUsage:output_type -> downcity.v1.AggregateUsageResponse
-	53, // 99: downcity.v1.AdminService.SetLimits:output_type -> downcity.v1.SetLimitsResponse
-	55, // 100: downcity.v1.AdminService.GetLimits:output_type -> downcity.v1.GetLimitsResponse
-	58, // 101: downcity.v1.AdminService.GetQuotaStanding:output_type -> downcity.v1.GetQuotaStandingResponse
-	80, // [80:102] is the sub-list for method output_type
-	58, // [58:80] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	0,   // 0: downcity.v1.Studio.status:type_name -> downcity.v1.StudioStatus
+	77,  // 1: downcity.v1.Studio.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 2: downcity.v1.Studio.update_time:type_name -> google.protobuf.Timestamp
+	7,   // 3: downcity.v1.CreateStudioResponse.studio:type_name -> downcity.v1.Studio
+	7,   // 4: downcity.v1.GetStudioResponse.studio:type_name -> downcity.v1.Studio
+	7,   // 5: downcity.v1.ListStudiosResponse.studios:type_name -> downcity.v1.Studio
+	0,   // 6: downcity.v1.UpdateStudioRequest.status:type_name -> downcity.v1.StudioStatus
+	8,   // 7: downcity.v1.UpdateStudioRequest.allowed_models:type_name -> downcity.v1.ModelIdList
+	7,   // 8: downcity.v1.UpdateStudioResponse.studio:type_name -> downcity.v1.Studio
+	77,  // 9: downcity.v1.StudioKey.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 10: downcity.v1.StudioKey.revoke_time:type_name -> google.protobuf.Timestamp
+	17,  // 11: downcity.v1.CreateStudioKeyResponse.key:type_name -> downcity.v1.StudioKey
+	17,  // 12: downcity.v1.ListStudioKeysResponse.keys:type_name -> downcity.v1.StudioKey
+	17,  // 13: downcity.v1.RevokeStudioKeyResponse.key:type_name -> downcity.v1.StudioKey
+	77,  // 14: downcity.v1.UserToken.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 15: downcity.v1.UserToken.expire_time:type_name -> google.protobuf.Timestamp
+	77,  // 16: downcity.v1.UserToken.revoke_time:type_name -> google.protobuf.Timestamp
+	78,  // 17: downcity.v1.IssueUserTokenRequest.ttl:type_name -> google.protobuf.Duration
+	24,  // 18: downcity.v1.IssueUserTokenResponse.token:type_name -> downcity.v1.UserToken
+	24,  // 19: downcity.v1.ListUserTokensResponse.tokens:type_name -> downcity.v1.UserToken
+	24,  // 20: downcity.v1.RevokeUserTokenResponse.token:type_name -> downcity.v1.UserToken
+	1,   // 21: downcity.v1.Provider.kind:type_name -> downcity.v1.ProviderKind
+	77,  // 22: downcity.v1.Provider.update_time:type_name -> google.protobuf.Timestamp
+	77,  // 23: downcity.v1.Provider.api_key_update_time:type_name -> google.protobuf.Timestamp
+	74,  // 24: downcity.v1.Provider.headers:type_name -> downcity.v1.Provider.HeadersEntry
+	78,  // 25: downcity.v1.Provider.connect_timeout:type_name -> google.protobuf.Duration
+	78,  // 26: downcity.v1.Provider.first_byte_timeout:type_name -> google.protobuf.Duration
+	78,  // 27: downcity.v1.Provider.total_timeout:type_name -> google.protobuf.Duration
+	31,  // 28: downcity.v1.UpsertProviderRequest.provider:type_name -> downcity.v1.Provider
+	31,  // 29: downcity.v1.UpsertProviderResponse.provider:type_name -> downcity.v1.Provider
+	31,  // 30: downcity.v1.ListProvidersResponse.providers:type_name -> downcity.v1.Provider
+	79,  // 31: downcity.v1.Model.pathway:type_name -> downcity.v1.Pathway
+	75,  // 32: downcity.v1.Model.options:type_name -> downcity.v1.Model.OptionsEntry
+	77,  // 33: downcity.v1.Model.update_time:type_name -> google.protobuf.Timestamp
+	38,  // 34: downcity.v1.UpsertModelRequest.model:type_name -> downcity.v1.Model
+	38,  // 35: downcity.v1.UpsertModelResponse.model:type_name -> downcity.v1.Model
+	38,  // 36: downcity.v1.ListCatalogModelsResponse.models:type_name -> downcity.v1.Model
+	79,  // 37: downcity.v1.SetDefaultModelRequest.pathway:type_name -> downcity.v1.Pathway
+	38,  // 38: downcity.v1.SetDefaultModelResponse.model:type_name -> downcity.v1.Model
+	79,  // 39: downcity.v1.UsageRecord.pathway:type_name -> downcity.v1.Pathway
+	78,  // 40: downcity.v1.UsageRecord.latency:type_name -> google.protobuf.Duration
+	78,  // 41: downcity.v1.UsageRecord.time_to_first_token:type_name -> google.protobuf.Duration
+	77,  // 42: downcity.v1.UsageRecord.create_time:type_name -> google.protobuf.Timestamp
+	76,  // 43: downcity.v1.UsageRecord.metadata:type_name -> downcity.v1.UsageRecord.MetadataEntry
+	77,  // 44: downcity.v1.UsageFilter.start_time:type_name -> google.protobuf.Timestamp
+	77,  // 45: downcity.v1.UsageFilter.end_time:type_name -> google.protobuf.Timestamp
+	48,  // 46: downcity.v1.ListUsageRecordsRequest.filter:type_name -> downcity.v1.UsageFilter
+	47,  // 47: downcity.v1.ListUsageRecordsResponse.records:type_name -> downcity.v1.UsageRecord
+	48,  // 48: downcity.v1.AggregateUsageRequest.filter:type_name -> downcity.v1.UsageFilter
+	2,   // 49: downcity.v1.AggregateUsageRequest.group_by:type_name -> downcity.v1.UsageDimension
+	52,  // 50: downcity.v1.AggregateUsageResponse.rows:type_name -> downcity.v1.UsageAggregate
+	3,   // 51: downcity.v1.SetLimitsRequest.target:type_name -> downcity.v1.LimitTarget
+	54,  // 52: downcity.v1.SetLimitsRequest.limits:type_name -> downcity.v1.Limits
+	54,  // 53: downcity.v1.SetLimitsResponse.limits:type_name -> downcity.v1.Limits
+	3,   // 54: downcity.v1.GetLimitsRequest.target:type_name -> downcity.v1.LimitTarget
+	54,  // 55: downcity.v1.GetLimitsResponse.limits:type_name -> downcity.v1.Limits
+	77,  // 56: downcity.v1.LimitStanding.reset_time:type_name -> google.protobuf.Timestamp
+	60,  // 57: downcity.v1.GetQuotaStandingResponse.limits:type_name -> downcity.v1.LimitStanding
+	4,   // 58: downcity.v1.Hook.events:type_name -> downcity.v1.HookEvent
+	78,  // 59: downcity.v1.Hook.timeout:type_name -> google.protobuf.Duration
+	5,   // 60: downcity.v1.Hook.failure_policy:type_name -> downcity.v1.HookFailurePolicy
+	77,  // 61: downcity.v1.Hook.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 62: downcity.v1.Hook.update_time:type_name -> google.protobuf.Timestamp
+	62,  // 63: downcity.v1.UpsertHookRequest.hook:type_name -> downcity.v1.Hook
+	62,  // 64: downcity.v1.UpsertHookResponse.hook:type_name -> downcity.v1.Hook
+	62,  // 65: downcity.v1.ListHooksResponse.hooks:type_name -> downcity.v1.Hook
+	6,   // 66: downcity.v1.HookDelivery.state:type_name -> downcity.v1.HookDeliveryState
+	77,  // 67: downcity.v1.HookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	77,  // 68: downcity.v1.HookDelivery.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 69: downcity.v1.HookDelivery.deliver_time:type_name -> google.protobuf.Timestamp
+	6,   // 70: downcity.v1.ListHookDeliveriesRequest.state:type_name -> downcity.v1.HookDeliveryState
+	69,  // 71: downcity.v1.ListHookDeliveriesResponse.deliveries:type_name -> downcity.v1.HookDelivery
+	69,  // 72: downcity.v1.RedeliverHookResponse.delivery:type_name -> downcity.v1.HookDelivery
+	9,   // 73: downcity.v1.AdminService.CreateStudio:input_type -> downcity.v1.CreateStudioRequest
+	11,  // 74: downcity.v1.AdminService.GetStudio:input_type -> downcity.v1.GetStudioRequest
+	13,  // 75: downcity.v1.AdminService.ListStudios:input_type -> downcity.v1.ListStudiosRequest
+	15,  // 76: downcity.v1.AdminService.UpdateStudio:input_type -> downcity.v1.UpdateStudioRequest
+	18,  // 77: downcity.v1.AdminService.CreateStudioKey:input_type -> downcity.v1.CreateStudioKeyRequest
+	20,  // 78: downcity.v1.AdminService.ListStudioKeys:input_type -> downcity.v1.ListStudioKeysRequest
+	22,  // 79: downcity.v1.AdminService.RevokeStudioKey:input_type -> downcity.v1.RevokeStudioKeyRequest
+	25,  // 80: downcity.v1.AdminService.IssueUserToken:input_type -> downcity.v1.IssueUserTokenRequest
+	27,  // 81: downcity.v1.AdminService.ListUserTokens:input_type -> downcity.v1.ListUserTokensRequest
+	29,  // 82: downcity.v1.AdminService.RevokeUserToken:input_type -> downcity.v1.RevokeUserTokenRequest
+	32,  // 83: downcity.v1.AdminService.UpsertProvider:input_type -> downcity.v1.UpsertProviderRequest
+	34,  // 84: downcity.v1.AdminService.ListProviders:input_type -> downcity.v1.ListProvidersRequest
+	36,  // 85: downcity.v1.AdminService.DeleteProvider:input_type -> downcity.v1.DeleteProviderRequest
+	39,  // 86: downcity.v1.AdminService.UpsertModel:input_type -> downcity.v1.UpsertModelRequest
+	41,  // 87: downcity.v1.AdminService.ListCatalogModels:input_type -> downcity.v1.ListCatalogModelsRequest
+	43,  // 88: downcity.v1.AdminService.DeleteModel:input_type -> downcity.v1.DeleteModelRequest
+	45,  // 89: downcity.v1.AdminService.SetDefaultModel:input_type -> downcity.v1.SetDefaultModelRequest
+	49,  // 90: downcity.v1.AdminService.ListUsageRecords:input_type -> downcity.v1.ListUsageRecordsRequest
+	51,  // 91: downcity.v1.AdminService.AggregateUsage:input_type -> downcity.v1.AggregateUsageRequest
+	55,  // 92: downcity.v1.AdminService.SetLimits:input_type -> downcity.v1.SetLimitsRequest
+	57,  // 93: downcity.v1.AdminService.GetLimits:input_type -> downcity.v1.GetLimitsRequest
+	59,  // 94: downcity.v1.AdminService.GetQuotaStanding:input_type -> downcity.v1.GetQuotaStandingRequest
+	63,  // 95: downcity.v1.AdminService.UpsertHook:input_type -> downcity.v1.UpsertHookRequest
+	65,  // 96: downcity.v1.AdminService.ListHooks:input_type -> downcity.v1.ListHooksRequest
+	67,  // 97: downcity.v1.AdminService.DeleteHook:input_type -> downcity.v1.DeleteHookRequest
+	70,  // 98: downcity.v1.AdminService.ListHookDeliveries:input_type -> downcity.v1.ListHookDeliveriesRequest
+	72,  // 99: downcity.v1.AdminService.RedeliverHook:input_type -> downcity.v1.RedeliverHookRequest
+	10,  // 100: downcity.v1.AdminService.CreateStudio:output_type -> downcity.v1.CreateStudioResponse
+	12,  // 101: downcity.v1.AdminService.GetStudio:output_type -> downcity.v1.GetStudioResponse
+	14,  // 102: downcity.v1.AdminService.ListStudios:output_type -> downcity.v1.ListStudiosResponse
+	16,  // 103: downcity.v1.AdminService.UpdateStudio:output_type -> downcity.v1.UpdateStudioResponse
+	19,  // 104: downcity.v1.AdminService.CreateStudioKey:output_type -> downcity.v1.CreateStudioKeyResponse
+	21,  // 105: downcity.v1.AdminService.ListStudioKeys:output_type -> downcity.v1.ListStudioKeysResponse
+	23,  // 106: downcity.v1.AdminService.RevokeStudioKey:output_type -> downcity.v1.RevokeStudioKeyResponse
+	26,  // 107: downcity.v1.AdminService.IssueUserToken:output_type -> downcity.v1.IssueUserTokenResponse
+	28,  // 108: downcity.v1.AdminService.ListUserTokens:output_type -> downcity.v1.ListUserTokensResponse
+	30,  // 109: downcity.v1.AdminService.RevokeUserToken:output_type -> downcity.v1.RevokeUserTokenResponse
+	33,  // 110: downcity.v1.AdminService.UpsertProvider:output_type -> downcity.v1.UpsertProviderResponse
+	35,  // 111: downcity.v1.AdminService.ListProviders:output_type -> downcity.v1.ListProvidersResponse
+	37,  // 112: downcity.v1.AdminService.DeleteProvider:output_type -> downcity.v1.DeleteProviderResponse
+	40,  // 113: downcity.v1.AdminService.UpsertModel:output_type -> downcity.v1.UpsertModelResponse
+	42,  // 114: downcity.v1.AdminService.ListCatalogModels:output_type -> downcity.v1.ListCatalogModelsResponse
+	44,  // 115: downcity.v1.AdminService.DeleteModel:output_type -> downcity.v1.DeleteModelResponse
+	46,  // 116: downcity.v1.AdminService.SetDefaultModel:output_type -> downcity.v1.SetDefaultModelResponse
+	50,  // 117: downcity.v1.AdminService.ListUsageRecords:output_type -> downcity.v1.ListUsageRecordsResponse
+	53,  // 118: downcity.v1.AdminService.AggregateUsage:output_type -> downcity.v1.AggregateUsageResponse
+	56,  // 119: downcity.v1.AdminService.SetLimits:output_type -> downcity.v1.SetLimitsResponse
+	58,  // 120: downcity.v1.AdminService.GetLimits:output_type -> downcity.v1.GetLimitsResponse
+	61,  // 121: downcity.v1.AdminService.GetQuotaStanding:output_type -> downcity.v1.GetQuotaStandingResponse
+	64,  // 122: downcity.v1.AdminService.UpsertHook:output_type -> downcity.v1.UpsertHookResponse
+	66,  // 123: downcity.v1.AdminService.ListHooks:output_type -> downcity.v1.ListHooksResponse
+	68,  // 124: downcity.v1.AdminService.DeleteHook:output_type -> downcity.v1.DeleteHookResponse
+	71,  // 125: downcity.v1.AdminService.ListHookDeliveries:output_type -> downcity.v1.ListHookDeliveriesResponse
+	73,  // 126: downcity.v1.AdminService.RedeliverHook:output_type -> downcity.v1.RedeliverHookResponse
+	100, // [100:127] is the sub-list for method output_type
+	73,  // [73:100] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_downcity_v1_admin_proto_init() }
@@ -4376,8 +5460,8 @@ func file_downcity_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_downcity_v1_admin_proto_rawDesc), len(file_downcity_v1_admin_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   58,
+			NumEnums:      7,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,28 +21,33 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateStudio_FullMethodName      = "/downcity.v1.AdminService/CreateStudio"
-	AdminService_GetStudio_FullMethodName         = "/downcity.v1.AdminService/GetStudio"
-	AdminService_ListStudios_FullMethodName       = "/downcity.v1.AdminService/ListStudios"
-	AdminService_UpdateStudio_FullMethodName      = "/downcity.v1.AdminService/UpdateStudio"
-	AdminService_CreateStudioKey_FullMethodName   = "/downcity.v1.AdminService/CreateStudioKey"
-	AdminService_ListStudioKeys_FullMethodName    = "/downcity.v1.AdminService/ListStudioKeys"
-	AdminService_RevokeStudioKey_FullMethodName   = "/downcity.v1.AdminService/RevokeStudioKey"
-	AdminService_IssueUserToken_FullMethodName    = "/downcity.v1.AdminService/IssueUserToken"
-	AdminService_ListUserTokens_FullMethodName    = "/downcity.v1.AdminService/ListUserTokens"
-	AdminService_RevokeUserToken_FullMethodName   = "/downcity.v1.AdminService/RevokeUserToken"
-	AdminService_UpsertProvider_FullMethodName    = "/downcity.v1.AdminService/UpsertProvider"
-	AdminService_ListProviders_FullMethodName     = "/downcity.v1.AdminService/ListProviders"
-	AdminService_DeleteProvider_FullMethodName    = "/downcity.v1.AdminService/DeleteProvider"
-	AdminService_UpsertModel_FullMethodName       = "/downcity.v1.AdminService/UpsertModel"
-	AdminService_ListCatalogModels_FullMethodName = "/downcity.v1.AdminService/ListCatalogModels"
-	AdminService_DeleteModel_FullMethodName       = "/downcity.v1.AdminService/DeleteModel"
-	AdminService_SetDefaultModel_FullMethodName   = "/downcity.v1.AdminService/SetDefaultModel"
-	AdminService_ListUsageRecords_FullMethodName  = "/downcity.v1.AdminService/ListUsageRecords"
-	AdminService_AggregateUsage_FullMethodName    = "/downcity.v1.AdminService/AggregateUsage"
-	AdminService_SetLimits_FullMethodName         = "/downcity.v1.AdminService/SetLimits"
-	AdminService_GetLimits_FullMethodName         = "/downcity.v1.AdminService/GetLimits"
-	AdminService_GetQuotaStanding_FullMethodName  = "/downcity.v1.AdminService/GetQuotaStanding"
+	AdminService_CreateStudio_FullMethodName       = "/downcity.v1.AdminService/CreateStudio"
+	AdminService_GetStudio_FullMethodName          = "/downcity.v1.AdminService/GetStudio"
+	AdminService_ListStudios_FullMethodName        = "/downcity.v1.AdminService/ListStudios"
+	AdminService_UpdateStudio_FullMethodName       = "/downcity.v1.AdminService/UpdateStudio"
+	AdminService_CreateStudioKey_FullMethodName    = "/downcity.v1.AdminService/CreateStudioKey"
+	AdminService_ListStudioKeys_FullMethodName     = "/downcity.v1.AdminService/ListStudioKeys"
+	AdminService_RevokeStudioKey_FullMethodName    = "/downcity.v1.AdminService/RevokeStudioKey"
+	AdminService_IssueUserToken_FullMethodName     = "/downcity.v1.AdminService/IssueUserToken"
+	AdminService_ListUserTokens_FullMethodName     = "/downcity.v1.AdminService/ListUserTokens"
+	AdminService_RevokeUserToken_FullMethodName    = "/downcity.v1.AdminService/RevokeUserToken"
+	AdminService_UpsertProvider_FullMethodName     = "/downcity.v1.AdminService/UpsertProvider"
+	AdminService_ListProviders_FullMethodName      = "/downcity.v1.AdminService/ListProviders"
+	AdminService_DeleteProvider_FullMethodName     = "/downcity.v1.AdminService/DeleteProvider"
+	AdminService_UpsertModel_FullMethodName        = "/downcity.v1.AdminService/UpsertModel"
+	AdminService_ListCatalogModels_FullMethodName  = "/downcity.v1.AdminService/ListCatalogModels"
+	AdminService_DeleteModel_FullMethodName        = "/downcity.v1.AdminService/DeleteModel"
+	AdminService_SetDefaultModel_FullMethodName    = "/downcity.v1.AdminService/SetDefaultModel"
+	AdminService_ListUsageRecords_FullMethodName   = "/downcity.v1.AdminService/ListUsageRecords"
+	AdminService_AggregateUsage_FullMethodName     = "/downcity.v1.AdminService/AggregateUsage"
+	AdminService_SetLimits_FullMethodName          = "/downcity.v1.AdminService/SetLimits"
+	AdminService_GetLimits_FullMethodName          = "/downcity.v1.AdminService/GetLimits"
+	AdminService_GetQuotaStanding_FullMethodName   = "/downcity.v1.AdminService/GetQuotaStanding"
+	AdminService_UpsertHook_FullMethodName         = "/downcity.v1.AdminService/UpsertHook"
+	AdminService_ListHooks_FullMethodName          = "/downcity.v1.AdminService/ListHooks"
+	AdminService_DeleteHook_FullMethodName         = "/downcity.v1.AdminService/DeleteHook"
+	AdminService_ListHookDeliveries_FullMethodName = "/downcity.v1.AdminService/ListHookDeliveries"
+	AdminService_RedeliverHook_FullMethodName      = "/downcity.v1.AdminService/RedeliverHook"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -53,7 +58,8 @@ const (
 //
 // Calls carry `authorization: Bearer <key>`. The operator's admin key may do
 // everything. A studio key may do the studio-scoped calls (GetStudio, the
-// user-token calls and the usage calls) for its own studio only.
+// user-token calls, the usage calls and the hook calls) for its own studio
+// only.
 type AdminServiceClient interface {
 	// CreateStudio creates a studio, ACTIVE.
 	CreateStudio(ctx context.Context, in *CreateStudioRequest, opts ...grpc.CallOption) (*CreateStudioResponse, error)
@@ -102,6 +108,17 @@ type AdminServiceClient interface {
 	// GetQuotaStanding returns, per limit that applies, what is used,
 	// reserved by calls in flight, and remaining in the current window.
 	GetQuotaStanding(ctx context.Context, in *GetQuotaStandingRequest, opts ...grpc.CallOption) (*GetQuotaStandingResponse, error)
+	// UpsertHook creates a hook (empty id) or replaces one. A new hook's
+	// signing secret is returned once, in this response only.
+	UpsertHook(ctx context.Context, in *UpsertHookRequest, opts ...grpc.CallOption) (*UpsertHookResponse, error)
+	// ListHooks lists the hooks of a studio (or the City-wide ones), without secrets.
+	ListHooks(ctx context.Context, in *ListHooksRequest, opts ...grpc.CallOption) (*ListHooksResponse, error)
+	// DeleteHook deletes a hook; its pending deliveries become dead.
+	DeleteHook(ctx context.Context, in *DeleteHookRequest, opts ...grpc.CallOption) (*DeleteHookResponse, error)
+	// ListHookDeliveries lists after_call deliveries, newest first.
+	ListHookDeliveries(ctx context.Context, in *ListHookDeliveriesRequest, opts ...grpc.CallOption) (*ListHookDeliveriesResponse, error)
+	// RedeliverHook queues a delivery again, now, with its attempts reset.
+	RedeliverHook(ctx context.Context, in *RedeliverHookRequest, opts ...grpc.CallOption) (*RedeliverHookResponse, error)
 }
 
 type adminServiceClient struct {
@@ -332,6 +349,56 @@ func (c *adminServiceClient) GetQuotaStanding(ctx context.Context, in *GetQuotaS
 	return out, nil
 }
 
+func (c *adminServiceClient) UpsertHook(ctx context.Context, in *UpsertHookRequest, opts ...grpc.CallOption) (*UpsertHookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpsertHookResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpsertHook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListHooks(ctx context.Context, in *ListHooksRequest, opts ...grpc.CallOption) (*ListHooksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHooksResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListHooks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteHook(ctx context.Context, in *DeleteHookRequest, opts ...grpc.CallOption) (*DeleteHookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteHookResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteHook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListHookDeliveries(ctx context.Context, in *ListHookDeliveriesRequest, opts ...grpc.CallOption) (*ListHookDeliveriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHookDeliveriesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListHookDeliveries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RedeliverHook(ctx context.Context, in *RedeliverHookRequest, opts ...grpc.CallOption) (*RedeliverHookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedeliverHookResponse)
+	err := c.cc.Invoke(ctx, AdminService_RedeliverHook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -340,7 +407,8 @@ func (c *adminServiceClient) GetQuotaStanding(ctx context.Context, in *GetQuotaS
 //
 // Calls carry `authorization: Bearer <key>`. The operator's admin key may do
 // everything. A studio key may do the studio-scoped calls (GetStudio, the
-// user-token calls and the usage calls) for its own studio only.
+// user-token calls, the usage calls and the hook calls) for its own studio
+// only.
 type AdminServiceServer interface {
 	// CreateStudio creates a studio, ACTIVE.
 	CreateStudio(context.Context, *CreateStudioRequest) (*CreateStudioResponse, error)
@@ -389,6 +457,17 @@ type AdminServiceServer interface {
 	// GetQuotaStanding returns, per limit that applies, what is used,
 	// reserved by calls in flight, and remaining in the current window.
 	GetQuotaStanding(context.Context, *GetQuotaStandingRequest) (*GetQuotaStandingResponse, error)
+	// UpsertHook creates a hook (empty id) or replaces one. A new hook's
+	// signing secret is returned once, in this response only.
+	UpsertHook(context.Context, *UpsertHookRequest) (*UpsertHookResponse, error)
+	// ListHooks lists the hooks of a studio (or the City-wide ones), without secrets.
+	ListHooks(context.Context, *ListHooksRequest) (*ListHooksResponse, error)
+	// DeleteHook deletes a hook; its pending deliveries become dead.
+	DeleteHook(context.Context, *DeleteHookRequest) (*DeleteHookResponse, error)
+	// ListHookDeliveries lists after_call deliveries, newest first.
+	ListHookDeliveries(context.Context, *ListHookDeliveriesRequest) (*ListHookDeliveriesResponse, error)
+	// RedeliverHook queues a delivery again, now, with its attempts reset.
+	RedeliverHook(context.Context, *RedeliverHookRequest) (*RedeliverHookResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -464,6 +543,21 @@ func (UnimplementedAdminServiceServer) GetLimits(context.Context, *GetLimitsRequ
 }
 func (UnimplementedAdminServiceServer) GetQuotaStanding(context.Context, *GetQuotaStandingRequest) (*GetQuotaStandingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetQuotaStanding not implemented")
+}
+func (UnimplementedAdminServiceServer) UpsertHook(context.Context, *UpsertHookRequest) (*UpsertHookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpsertHook not implemented")
+}
+func (UnimplementedAdminServiceServer) ListHooks(context.Context, *ListHooksRequest) (*ListHooksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHooks not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteHook(context.Context, *DeleteHookRequest) (*DeleteHookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteHook not implemented")
+}
+func (UnimplementedAdminServiceServer) ListHookDeliveries(context.Context, *ListHookDeliveriesRequest) (*ListHookDeliveriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHookDeliveries not implemented")
+}
+func (UnimplementedAdminServiceServer) RedeliverHook(context.Context, *RedeliverHookRequest) (*RedeliverHookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedeliverHook not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -882,6 +976,96 @@ func _AdminService_GetQuotaStanding_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_UpsertHook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpsertHookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpsertHook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpsertHook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpsertHook(ctx, req.(*UpsertHookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListHooks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHooksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListHooks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListHooks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListHooks(ctx, req.(*ListHooksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteHook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteHookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteHook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteHook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteHook(ctx, req.(*DeleteHookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListHookDeliveries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHookDeliveriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListHookDeliveries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListHookDeliveries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListHookDeliveries(ctx, req.(*ListHookDeliveriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RedeliverHook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedeliverHookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RedeliverHook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RedeliverHook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RedeliverHook(ctx, req.(*RedeliverHookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -976,6 +1160,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetQuotaStanding",
 			Handler:    _AdminService_GetQuotaStanding_Handler,
+		},
+		{
+			MethodName: "UpsertHook",
+			Handler:    _AdminService_UpsertHook_Handler,
+		},
+		{
+			MethodName: "ListHooks",
+			Handler:    _AdminService_ListHooks_Handler,
+		},
+		{
+			MethodName: "DeleteHook",
+			Handler:    _AdminService_DeleteHook_Handler,
+		},
+		{
+			MethodName: "ListHookDeliveries",
+			Handler:    _AdminService_ListHookDeliveries_Handler,
+		},
+		{
+			MethodName: "RedeliverHook",
+			Handler:    _AdminService_RedeliverHook_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

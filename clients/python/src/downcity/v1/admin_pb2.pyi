@@ -154,6 +154,86 @@ LIMIT_TARGET_USER: LimitTarget.ValueType  # 3
 """One user of the studio (user_id)."""
 Global___LimitTarget: _TypeAlias = LimitTarget  # noqa: Y015
 
+class _HookEvent:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HookEventEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HookEvent.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HOOK_EVENT_UNSPECIFIED: _HookEvent.ValueType  # 0
+    """Not set; invalid."""
+    HOOK_EVENT_BEFORE_CALL: _HookEvent.ValueType  # 1
+    """Synchronously, after the quota reservation and before the provider
+    call; the hook may deny the call.
+    """
+    HOOK_EVENT_AFTER_CALL: _HookEvent.ValueType  # 2
+    """Asynchronously, at least once, with the call's usage row."""
+
+class HookEvent(_HookEvent, metaclass=_HookEventEnumTypeWrapper):
+    """When a hook is called."""
+
+HOOK_EVENT_UNSPECIFIED: HookEvent.ValueType  # 0
+"""Not set; invalid."""
+HOOK_EVENT_BEFORE_CALL: HookEvent.ValueType  # 1
+"""Synchronously, after the quota reservation and before the provider
+call; the hook may deny the call.
+"""
+HOOK_EVENT_AFTER_CALL: HookEvent.ValueType  # 2
+"""Asynchronously, at least once, with the call's usage row."""
+Global___HookEvent: _TypeAlias = HookEvent  # noqa: Y015
+
+class _HookFailurePolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HookFailurePolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HookFailurePolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HOOK_FAILURE_POLICY_UNSPECIFIED: _HookFailurePolicy.ValueType  # 0
+    """Not set: FAIL_OPEN."""
+    HOOK_FAILURE_POLICY_FAIL_OPEN: _HookFailurePolicy.ValueType  # 1
+    """The call proceeds; the failure is logged and counted."""
+    HOOK_FAILURE_POLICY_FAIL_CLOSED: _HookFailurePolicy.ValueType  # 2
+    """The call fails with UNAVAILABLE, reason HOOK_UNAVAILABLE."""
+
+class HookFailurePolicy(_HookFailurePolicy, metaclass=_HookFailurePolicyEnumTypeWrapper):
+    """What a before_call does when its hook times out or fails."""
+
+HOOK_FAILURE_POLICY_UNSPECIFIED: HookFailurePolicy.ValueType  # 0
+"""Not set: FAIL_OPEN."""
+HOOK_FAILURE_POLICY_FAIL_OPEN: HookFailurePolicy.ValueType  # 1
+"""The call proceeds; the failure is logged and counted."""
+HOOK_FAILURE_POLICY_FAIL_CLOSED: HookFailurePolicy.ValueType  # 2
+"""The call fails with UNAVAILABLE, reason HOOK_UNAVAILABLE."""
+Global___HookFailurePolicy: _TypeAlias = HookFailurePolicy  # noqa: Y015
+
+class _HookDeliveryState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HookDeliveryStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HookDeliveryState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HOOK_DELIVERY_STATE_UNSPECIFIED: _HookDeliveryState.ValueType  # 0
+    """Not set: in a filter, every state."""
+    HOOK_DELIVERY_STATE_PENDING: _HookDeliveryState.ValueType  # 1
+    """Waiting for its next attempt."""
+    HOOK_DELIVERY_STATE_DELIVERED: _HookDeliveryState.ValueType  # 2
+    """The receiver answered 2xx."""
+    HOOK_DELIVERY_STATE_DEAD: _HookDeliveryState.ValueType  # 3
+    """Given up after the last attempt (or the hook was deleted)."""
+
+class HookDeliveryState(_HookDeliveryState, metaclass=_HookDeliveryStateEnumTypeWrapper):
+    """Where an after_call delivery stands."""
+
+HOOK_DELIVERY_STATE_UNSPECIFIED: HookDeliveryState.ValueType  # 0
+"""Not set: in a filter, every state."""
+HOOK_DELIVERY_STATE_PENDING: HookDeliveryState.ValueType  # 1
+"""Waiting for its next attempt."""
+HOOK_DELIVERY_STATE_DELIVERED: HookDeliveryState.ValueType  # 2
+"""The receiver answered 2xx."""
+HOOK_DELIVERY_STATE_DEAD: HookDeliveryState.ValueType  # 3
+"""Given up after the last attempt (or the hook was deleted)."""
+Global___HookDeliveryState: _TypeAlias = HookDeliveryState  # noqa: Y015
+
 @_typing.final
 class Studio(_message.Message):
     """A studio: one product whose users make AI calls through City."""
@@ -2024,3 +2104,404 @@ class GetQuotaStandingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetQuotaStandingResponse: _TypeAlias = GetQuotaStandingResponse  # noqa: Y015
+
+@_typing.final
+class Hook(_message.Message):
+    """A studio's (or, with an empty studio_id, City's) webhook. Requests are
+    signed as the Standard Webhooks spec says.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STUDIO_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    FAILURE_POLICY_FIELD_NUMBER: _builtins.int
+    INCLUDE_PROMPT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The hook's id; empty in UpsertHook creates a new hook."""
+    studio_id: _builtins.str
+    """The studio whose calls it sees; empty for a City-wide hook (operator only)."""
+    url: _builtins.str
+    """The http(s) URL City POSTs to."""
+    failure_policy: Global___HookFailurePolicy.ValueType
+    """What a failed or timed-out before_call does."""
+    include_prompt: _builtins.bool
+    """Whether before_call payloads carry the prompt."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedScalarFieldContainer[Global___HookEvent.ValueType]:
+        """The events sent to this hook; at least one."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long a before_call waits for the answer (and an after_call
+        delivery for its response); unset means 2 seconds.
+        """
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hook was created."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hook was last changed."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        studio_id: _builtins.str = ...,
+        url: _builtins.str = ...,
+        events: _abc.Iterable[Global___HookEvent.ValueType] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        failure_policy: Global___HookFailurePolicy.ValueType = ...,
+        include_prompt: _builtins.bool = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "events", b"events", "failure_policy", b"failure_policy", "id", b"id", "include_prompt", b"include_prompt", "studio_id", b"studio_id", "timeout", b"timeout", "update_time", b"update_time", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Hook: _TypeAlias = Hook  # noqa: Y015
+
+@_typing.final
+class UpsertHookRequest(_message.Message):
+    """Request of UpsertHook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOOK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hook(self) -> Global___Hook:
+        """The hook to create or replace."""
+
+    def __init__(
+        self,
+        *,
+        hook: Global___Hook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hook", b"hook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hook", b"hook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertHookRequest: _TypeAlias = UpsertHookRequest  # noqa: Y015
+
+@_typing.final
+class UpsertHookResponse(_message.Message):
+    """Response of UpsertHook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOOK_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """The signing secret (`whsec_...`) of a new hook; empty on an update.
+    Shown only here: City stores it encrypted.
+    """
+    @_builtins.property
+    def hook(self) -> Global___Hook:
+        """The hook as stored."""
+
+    def __init__(
+        self,
+        *,
+        hook: Global___Hook | None = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hook", b"hook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hook", b"hook", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertHookResponse: _TypeAlias = UpsertHookResponse  # noqa: Y015
+
+@_typing.final
+class ListHooksRequest(_message.Message):
+    """Request of ListHooks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDIO_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    studio_id: _builtins.str
+    """The studio; empty lists the City-wide hooks."""
+    page_size: _builtins.int
+    """Most hooks to return, 1 to 1000; 0 means 100."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        studio_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "studio_id", b"studio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHooksRequest: _TypeAlias = ListHooksRequest  # noqa: Y015
+
+@_typing.final
+class ListHooksResponse(_message.Message):
+    """Response of ListHooks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOOKS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last page."""
+    @_builtins.property
+    def hooks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Hook]:
+        """The hooks, ordered by id."""
+
+    def __init__(
+        self,
+        *,
+        hooks: _abc.Iterable[Global___Hook] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hooks", b"hooks", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHooksResponse: _TypeAlias = ListHooksResponse  # noqa: Y015
+
+@_typing.final
+class DeleteHookRequest(_message.Message):
+    """Request of DeleteHook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDIO_ID_FIELD_NUMBER: _builtins.int
+    HOOK_ID_FIELD_NUMBER: _builtins.int
+    studio_id: _builtins.str
+    """The hook's studio; empty for a City-wide hook."""
+    hook_id: _builtins.str
+    """The hook."""
+    def __init__(
+        self,
+        *,
+        studio_id: _builtins.str = ...,
+        hook_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hook_id", b"hook_id", "studio_id", b"studio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteHookRequest: _TypeAlias = DeleteHookRequest  # noqa: Y015
+
+@_typing.final
+class DeleteHookResponse(_message.Message):
+    """Response of DeleteHook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteHookResponse: _TypeAlias = DeleteHookResponse  # noqa: Y015
+
+@_typing.final
+class HookDelivery(_message.Message):
+    """One after_call delivery: one usage row sent to one hook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    HOOK_ID_FIELD_NUMBER: _builtins.int
+    STUDIO_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DELIVER_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The delivery's id, sent as `webhook-id`: stable across retries."""
+    hook_id: _builtins.str
+    """The hook it goes to."""
+    studio_id: _builtins.str
+    """The hook's studio; empty for a City-wide hook."""
+    request_id: _builtins.str
+    """The request id of the call it reports."""
+    state: Global___HookDeliveryState.ValueType
+    """Where it stands."""
+    attempts: _builtins.int
+    """Attempts made so far."""
+    last_error: _builtins.str
+    """The last attempt's error; empty if none failed."""
+    @_builtins.property
+    def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
+        """When the next attempt is due (pending deliveries only)."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the delivery was queued (with its usage row)."""
+
+    @_builtins.property
+    def deliver_time(self) -> _timestamp_pb2.Timestamp:
+        """When the receiver accepted it (delivered only)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        hook_id: _builtins.str = ...,
+        studio_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        state: Global___HookDeliveryState.ValueType = ...,
+        attempts: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        deliver_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "deliver_time", b"deliver_time", "next_attempt_time", b"next_attempt_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "create_time", b"create_time", "deliver_time", b"deliver_time", "hook_id", b"hook_id", "id", b"id", "last_error", b"last_error", "next_attempt_time", b"next_attempt_time", "request_id", b"request_id", "state", b"state", "studio_id", b"studio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HookDelivery: _TypeAlias = HookDelivery  # noqa: Y015
+
+@_typing.final
+class ListHookDeliveriesRequest(_message.Message):
+    """Request of ListHookDeliveries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDIO_ID_FIELD_NUMBER: _builtins.int
+    HOOK_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    studio_id: _builtins.str
+    """The studio; empty lists the deliveries of City-wide hooks."""
+    hook_id: _builtins.str
+    """Only this hook's deliveries; empty for every hook of the studio."""
+    state: Global___HookDeliveryState.ValueType
+    """Only deliveries in this state; unspecified for all."""
+    page_size: _builtins.int
+    """Most deliveries to return, 1 to 1000; 0 means 100."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        studio_id: _builtins.str = ...,
+        hook_id: _builtins.str = ...,
+        state: Global___HookDeliveryState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hook_id", b"hook_id", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "studio_id", b"studio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHookDeliveriesRequest: _TypeAlias = ListHookDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class ListHookDeliveriesResponse(_message.Message):
+    """Response of ListHookDeliveries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last page."""
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HookDelivery]:
+        """The deliveries, newest first."""
+
+    def __init__(
+        self,
+        *,
+        deliveries: _abc.Iterable[Global___HookDelivery] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHookDeliveriesResponse: _TypeAlias = ListHookDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class RedeliverHookRequest(_message.Message):
+    """Request of RedeliverHook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDIO_ID_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    studio_id: _builtins.str
+    """The delivery's studio; empty for a City-wide hook."""
+    delivery_id: _builtins.str
+    """The delivery to send again."""
+    def __init__(
+        self,
+        *,
+        studio_id: _builtins.str = ...,
+        delivery_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "studio_id", b"studio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeliverHookRequest: _TypeAlias = RedeliverHookRequest  # noqa: Y015
+
+@_typing.final
+class RedeliverHookResponse(_message.Message):
+    """Response of RedeliverHook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delivery(self) -> Global___HookDelivery:
+        """The delivery, pending again."""
+
+    def __init__(
+        self,
+        *,
+        delivery: Global___HookDelivery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeliverHookResponse: _TypeAlias = RedeliverHookResponse  # noqa: Y015

@@ -30,7 +30,8 @@ class AdminServiceStub:
 
     Calls carry `authorization: Bearer <key>`. The operator's admin key may do
     everything. A studio key may do the studio-scoped calls (GetStudio, the
-    user-token calls and the usage calls) for its own studio only.
+    user-token calls, the usage calls and the hook calls) for its own studio
+    only.
     """
 
     def __init__(self, channel):
@@ -149,6 +150,31 @@ class AdminServiceStub:
                 request_serializer=downcity_dot_v1_dot_admin__pb2.GetQuotaStandingRequest.SerializeToString,
                 response_deserializer=downcity_dot_v1_dot_admin__pb2.GetQuotaStandingResponse.FromString,
                 _registered_method=True)
+        self.UpsertHook = channel.unary_unary(
+                '/downcity.v1.AdminService/UpsertHook',
+                request_serializer=downcity_dot_v1_dot_admin__pb2.UpsertHookRequest.SerializeToString,
+                response_deserializer=downcity_dot_v1_dot_admin__pb2.UpsertHookResponse.FromString,
+                _registered_method=True)
+        self.ListHooks = channel.unary_unary(
+                '/downcity.v1.AdminService/ListHooks',
+                request_serializer=downcity_dot_v1_dot_admin__pb2.ListHooksRequest.SerializeToString,
+                response_deserializer=downcity_dot_v1_dot_admin__pb2.ListHooksResponse.FromString,
+                _registered_method=True)
+        self.DeleteHook = channel.unary_unary(
+                '/downcity.v1.AdminService/DeleteHook',
+                request_serializer=downcity_dot_v1_dot_admin__pb2.DeleteHookRequest.SerializeToString,
+                response_deserializer=downcity_dot_v1_dot_admin__pb2.DeleteHookResponse.FromString,
+                _registered_method=True)
+        self.ListHookDeliveries = channel.unary_unary(
+                '/downcity.v1.AdminService/ListHookDeliveries',
+                request_serializer=downcity_dot_v1_dot_admin__pb2.ListHookDeliveriesRequest.SerializeToString,
+                response_deserializer=downcity_dot_v1_dot_admin__pb2.ListHookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RedeliverHook = channel.unary_unary(
+                '/downcity.v1.AdminService/RedeliverHook',
+                request_serializer=downcity_dot_v1_dot_admin__pb2.RedeliverHookRequest.SerializeToString,
+                response_deserializer=downcity_dot_v1_dot_admin__pb2.RedeliverHookResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -156,7 +182,8 @@ class AdminServiceServicer:
 
     Calls carry `authorization: Bearer <key>`. The operator's admin key may do
     everything. A studio key may do the studio-scoped calls (GetStudio, the
-    user-token calls and the usage calls) for its own studio only.
+    user-token calls, the usage calls and the hook calls) for its own studio
+    only.
     """
 
     def CreateStudio(self, request, context):
@@ -316,6 +343,42 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertHook(self, request, context):
+        """UpsertHook creates a hook (empty id) or replaces one. A new hook's
+        signing secret is returned once, in this response only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHooks(self, request, context):
+        """ListHooks lists the hooks of a studio (or the City-wide ones), without secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteHook(self, request, context):
+        """DeleteHook deletes a hook; its pending deliveries become dead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHookDeliveries(self, request, context):
+        """ListHookDeliveries lists after_call deliveries, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverHook(self, request, context):
+        """RedeliverHook queues a delivery again, now, with its attempts reset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -429,6 +492,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=downcity_dot_v1_dot_admin__pb2.GetQuotaStandingRequest.FromString,
                     response_serializer=downcity_dot_v1_dot_admin__pb2.GetQuotaStandingResponse.SerializeToString,
             ),
+            'UpsertHook': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertHook,
+                    request_deserializer=downcity_dot_v1_dot_admin__pb2.UpsertHookRequest.FromString,
+                    response_serializer=downcity_dot_v1_dot_admin__pb2.UpsertHookResponse.SerializeToString,
+            ),
+            'ListHooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHooks,
+                    request_deserializer=downcity_dot_v1_dot_admin__pb2.ListHooksRequest.FromString,
+                    response_serializer=downcity_dot_v1_dot_admin__pb2.ListHooksResponse.SerializeToString,
+            ),
+            'DeleteHook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteHook,
+                    request_deserializer=downcity_dot_v1_dot_admin__pb2.DeleteHookRequest.FromString,
+                    response_serializer=downcity_dot_v1_dot_admin__pb2.DeleteHookResponse.SerializeToString,
+            ),
+            'ListHookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHookDeliveries,
+                    request_deserializer=downcity_dot_v1_dot_admin__pb2.ListHookDeliveriesRequest.FromString,
+                    response_serializer=downcity_dot_v1_dot_admin__pb2.ListHookDeliveriesResponse.SerializeToString,
+            ),
+            'RedeliverHook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverHook,
+                    request_deserializer=downcity_dot_v1_dot_admin__pb2.RedeliverHookRequest.FromString,
+                    response_serializer=downcity_dot_v1_dot_admin__pb2.RedeliverHookResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'downcity.v1.AdminService', rpc_method_handlers)
@@ -442,7 +530,8 @@ class AdminService:
 
     Calls carry `authorization: Bearer <key>`. The operator's admin key may do
     everything. A studio key may do the studio-scoped calls (GetStudio, the
-    user-token calls and the usage calls) for its own studio only.
+    user-token calls, the usage calls and the hook calls) for its own studio
+    only.
     """
 
     @staticmethod
@@ -1029,6 +1118,141 @@ class AdminService:
             '/downcity.v1.AdminService/GetQuotaStanding',
             downcity_dot_v1_dot_admin__pb2.GetQuotaStandingRequest.SerializeToString,
             downcity_dot_v1_dot_admin__pb2.GetQuotaStandingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertHook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/downcity.v1.AdminService/UpsertHook',
+            downcity_dot_v1_dot_admin__pb2.UpsertHookRequest.SerializeToString,
+            downcity_dot_v1_dot_admin__pb2.UpsertHookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/downcity.v1.AdminService/ListHooks',
+            downcity_dot_v1_dot_admin__pb2.ListHooksRequest.SerializeToString,
+            downcity_dot_v1_dot_admin__pb2.ListHooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteHook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/downcity.v1.AdminService/DeleteHook',
+            downcity_dot_v1_dot_admin__pb2.DeleteHookRequest.SerializeToString,
+            downcity_dot_v1_dot_admin__pb2.DeleteHookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/downcity.v1.AdminService/ListHookDeliveries',
+            downcity_dot_v1_dot_admin__pb2.ListHookDeliveriesRequest.SerializeToString,
+            downcity_dot_v1_dot_admin__pb2.ListHookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverHook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/downcity.v1.AdminService/RedeliverHook',
+            downcity_dot_v1_dot_admin__pb2.RedeliverHookRequest.SerializeToString,
+            downcity_dot_v1_dot_admin__pb2.RedeliverHookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,7 +31,8 @@ class AdminServiceStub:
 
     Calls carry `authorization: Bearer <key>`. The operator's admin key may do
     everything. A studio key may do the studio-scoped calls (GetStudio, the
-    user-token calls and the usage calls) for its own studio only.
+    user-token calls, the usage calls and the hook calls) for its own studio
+    only.
     """
 
     @_typing.overload
@@ -88,6 +89,18 @@ class AdminServiceStub:
     """GetQuotaStanding returns, per limit that applies, what is used,
     reserved by calls in flight, and remaining in the current window.
     """
+    UpsertHook: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UpsertHookRequest, _admin_pb2.UpsertHookResponse]
+    """UpsertHook creates a hook (empty id) or replaces one. A new hook's
+    signing secret is returned once, in this response only.
+    """
+    ListHooks: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListHooksRequest, _admin_pb2.ListHooksResponse]
+    """ListHooks lists the hooks of a studio (or the City-wide ones), without secrets."""
+    DeleteHook: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteHookRequest, _admin_pb2.DeleteHookResponse]
+    """DeleteHook deletes a hook; its pending deliveries become dead."""
+    ListHookDeliveries: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListHookDeliveriesRequest, _admin_pb2.ListHookDeliveriesResponse]
+    """ListHookDeliveries lists after_call deliveries, newest first."""
+    RedeliverHook: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RedeliverHookRequest, _admin_pb2.RedeliverHookResponse]
+    """RedeliverHook queues a delivery again, now, with its attempts reset."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -95,7 +108,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
 
     Calls carry `authorization: Bearer <key>`. The operator's admin key may do
     everything. A studio key may do the studio-scoped calls (GetStudio, the
-    user-token calls and the usage calls) for its own studio only.
+    user-token calls, the usage calls and the hook calls) for its own studio
+    only.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -149,13 +163,26 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """GetQuotaStanding returns, per limit that applies, what is used,
     reserved by calls in flight, and remaining in the current window.
     """
+    UpsertHook: _aio.UnaryUnaryMultiCallable[_admin_pb2.UpsertHookRequest, _admin_pb2.UpsertHookResponse]  # type: ignore[assignment]
+    """UpsertHook creates a hook (empty id) or replaces one. A new hook's
+    signing secret is returned once, in this response only.
+    """
+    ListHooks: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListHooksRequest, _admin_pb2.ListHooksResponse]  # type: ignore[assignment]
+    """ListHooks lists the hooks of a studio (or the City-wide ones), without secrets."""
+    DeleteHook: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteHookRequest, _admin_pb2.DeleteHookResponse]  # type: ignore[assignment]
+    """DeleteHook deletes a hook; its pending deliveries become dead."""
+    ListHookDeliveries: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListHookDeliveriesRequest, _admin_pb2.ListHookDeliveriesResponse]  # type: ignore[assignment]
+    """ListHookDeliveries lists after_call deliveries, newest first."""
+    RedeliverHook: _aio.UnaryUnaryMultiCallable[_admin_pb2.RedeliverHookRequest, _admin_pb2.RedeliverHookResponse]  # type: ignore[assignment]
+    """RedeliverHook queues a delivery again, now, with its attempts reset."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService manages studios, credentials, the model catalog and usage.
 
     Calls carry `authorization: Bearer <key>`. The operator's admin key may do
     everything. A studio key may do the studio-scoped calls (GetStudio, the
-    user-token calls and the usage calls) for its own studio only.
+    user-token calls, the usage calls and the hook calls) for its own studio
+    only.
     """
 
     @_abc_1.abstractmethod
@@ -339,5 +366,47 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetQuotaStanding returns, per limit that applies, what is used,
         reserved by calls in flight, and remaining in the current window.
         """
+
+    @_abc_1.abstractmethod
+    def UpsertHook(
+        self,
+        request: _admin_pb2.UpsertHookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.UpsertHookResponse, _abc.Awaitable[_admin_pb2.UpsertHookResponse]]:
+        """UpsertHook creates a hook (empty id) or replaces one. A new hook's
+        signing secret is returned once, in this response only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListHooks(
+        self,
+        request: _admin_pb2.ListHooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListHooksResponse, _abc.Awaitable[_admin_pb2.ListHooksResponse]]:
+        """ListHooks lists the hooks of a studio (or the City-wide ones), without secrets."""
+
+    @_abc_1.abstractmethod
+    def DeleteHook(
+        self,
+        request: _admin_pb2.DeleteHookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DeleteHookResponse, _abc.Awaitable[_admin_pb2.DeleteHookResponse]]:
+        """DeleteHook deletes a hook; its pending deliveries become dead."""
+
+    @_abc_1.abstractmethod
+    def ListHookDeliveries(
+        self,
+        request: _admin_pb2.ListHookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListHookDeliveriesResponse, _abc.Awaitable[_admin_pb2.ListHookDeliveriesResponse]]:
+        """ListHookDeliveries lists after_call deliveries, newest first."""
+
+    @_abc_1.abstractmethod
+    def RedeliverHook(
+        self,
+        request: _admin_pb2.RedeliverHookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RedeliverHookResponse, _abc.Awaitable[_admin_pb2.RedeliverHookResponse]]:
+        """RedeliverHook queues a delivery again, now, with its attempts reset."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

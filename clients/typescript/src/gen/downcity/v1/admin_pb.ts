@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file downcity/v1/admin.proto.
  */
 export const file_downcity_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chdkb3duY2l0eS92MS9hZG1pbi5wcm90bxILZG93bmNpdHkudjEi0gEKBlN0dWRpbxIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZG93bmNpdHkudjEuU3R1ZGlvU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoRYWxsb3dlZF9tb2RlbF9pZHMYBiADKAkiIAoLTW9kZWxJZExpc3QSEQoJbW9kZWxfaWRzGAEgAygJIj4KE0NyZWF0ZVN0dWRpb1JlcXVlc3QSEQoJc3R1ZGlvX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSI7ChRDcmVhdGVTdHVkaW9SZXNwb25zZRIjCgZzdHVkaW8YASABKAsyEy5kb3duY2l0eS52MS5TdHVkaW8iJQoQR2V0U3R1ZGlvUmVxdWVzdBIRCglzdHVkaW9faWQYASABKAkiOAoRR2V0U3R1ZGlvUmVzcG9uc2USIwoGc3R1ZGlvGAEgASgLMhMuZG93bmNpdHkudjEuU3R1ZGlvIjsKEkxpc3RTdHVkaW9zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJUChNMaXN0U3R1ZGlvc1Jlc3BvbnNlEiQKB3N0dWRpb3MYASADKAsyEy5kb3duY2l0eS52MS5TdHVkaW8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrEBChNVcGRhdGVTdHVkaW9SZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIZCgxkaXNwbGF5X25hbWUYAiABKAlIAIgBARIpCgZzdGF0dXMYAyABKA4yGS5kb3duY2l0eS52MS5TdHVkaW9TdGF0dXMSMAoOYWxsb3dlZF9tb2RlbHMYBCABKAsyGC5kb3duY2l0eS52MS5Nb2RlbElkTGlzdEIPCg1fZGlzcGxheV9uYW1lIjsKFFVwZGF0ZVN0dWRpb1Jlc3BvbnNlEiMKBnN0dWRpbxgBIAEoCzITLmRvd25jaXR5LnYxLlN0dWRpbyKiAQoJU3R1ZGlvS2V5EgoKAmlkGAEgASgJEhEKCXN0dWRpb19pZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJBChZDcmVhdGVTdHVkaW9LZXlSZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkiTgoXQ3JlYXRlU3R1ZGlvS2V5UmVzcG9uc2USIwoDa2V5GAEgASgLMhYuZG93bmNpdHkudjEuU3R1ZGlvS2V5Eg4KBnNlY3JldBgCIAEoCSJRChVMaXN0U3R1ZGlvS2V5c1JlcXVlc3QSEQoJc3R1ZGlvX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlcKFkxpc3RTdHVkaW9LZXlzUmVzcG9uc2USJAoEa2V5cxgBIAMoCzIWLmRvd25jaXR5LnYxLlN0dWRpb0tleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOwoWUmV2b2tlU3R1ZGlvS2V5UmVxdWVzdBIRCglzdHVkaW9faWQYASABKAkSDgoGa2V5X2lkGAIgASgJIj4KF1Jldm9rZVN0dWRpb0tleVJlc3BvbnNlEiMKA2tleRgBIAEoCzIWLmRvd25jaXR5LnYxLlN0dWRpb0tleSLOAQoJVXNlclRva2VuEgoKAmlkGAEgASgJEhEKCXN0dWRpb19pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImMKFUlzc3VlVXNlclRva2VuUmVxdWVzdBIRCglzdHVkaW9faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRImCgN0dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iTwoWSXNzdWVVc2VyVG9rZW5SZXNwb25zZRIlCgV0b2tlbhgBIAEoCzIWLmRvd25jaXR5LnYxLlVzZXJUb2tlbhIOCgZzZWNyZXQYAiABKAkiYgoVTGlzdFVzZXJUb2tlbnNSZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlkKFkxpc3RVc2VyVG9rZW5zUmVzcG9uc2USJgoGdG9rZW5zGAEgAygLMhYuZG93bmNpdHkudjEuVXNlclRva2VuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9ChZSZXZva2VVc2VyVG9rZW5SZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIQCgh0b2tlbl9pZBgCIAEoCSJAChdSZXZva2VVc2VyVG9rZW5SZXNwb25zZRIlCgV0b2tlbhgBIAEoCzIWLmRvd25jaXR5LnYxLlVzZXJUb2tlbiLTAwoIUHJvdmlkZXISCgoCaWQYASABKAkSJwoEa2luZBgCIAEoDjIZLmRvd25jaXR5LnYxLlByb3ZpZGVyS2luZBIQCghiYXNlX3VybBgDIAEoCRIvCgt1cGRhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMYXBpX2tleV9oaW50GAUgASgJEjcKE2FwaV9rZXlfdXBkYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKB2hlYWRlcnMYByADKAsyIi5kb3duY2l0eS52MS5Qcm92aWRlci5IZWFkZXJzRW50cnkSMgoPY29ubmVjdF90aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmZpcnN0X2J5dGVfdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg10b3RhbF90aW1lb3V0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImIKFVVwc2VydFByb3ZpZGVyUmVxdWVzdBInCghwcm92aWRlchgBIAEoCzIVLmRvd25jaXR5LnYxLlByb3ZpZGVyEhQKB2FwaV9rZXkYAiABKAlIAIgBAUIKCghfYXBpX2tleSJBChZVcHNlcnRQcm92aWRlclJlc3BvbnNlEicKCHByb3ZpZGVyGAEgASgLMhUuZG93bmNpdHkudjEuUHJvdmlkZXIiPQoUTGlzdFByb3ZpZGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWgoVTGlzdFByb3ZpZGVyc1Jlc3BvbnNlEigKCXByb3ZpZGVycxgBIAMoCzIVLmRvd25jaXR5LnYxLlByb3ZpZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIsChVEZWxldGVQcm92aWRlclJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiGAoWRGVsZXRlUHJvdmlkZXJSZXNwb25zZSLfAwoFTW9kZWwSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhMKC3Byb3ZpZGVyX2lkGAMgASgJEhYKDnVwc3RyZWFtX21vZGVsGAQgASgJEiUKB3BhdGh3YXkYBSABKA4yFC5kb3duY2l0eS52MS5QYXRod2F5Eg8KB2VuYWJsZWQYBiABKAgSEgoKaXNfZGVmYXVsdBgHIAEoCBIZChFtYXhfb3V0cHV0X3Rva2VucxgIIAEoBRIYChBtYXhfaW5wdXRfdG9rZW5zGAkgASgFEh0KFWlucHV0X21pY3Jvc19wZXJfbXRvaxgKIAEoAxIeChZvdXRwdXRfbWljcm9zX3Blcl9tdG9rGAsgASgDEhgKEG1pY3Jvc19wZXJfaW1hZ2UYDCABKAMSGgoSZmFsbGJhY2tfbW9kZWxfaWRzGA0gAygJEjAKB29wdGlvbnMYDiADKAsyHy5kb3duY2l0eS52MS5Nb2RlbC5PcHRpb25zRW50cnkSLwoLdXBkYXRlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDE9wdGlvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjcKElVwc2VydE1vZGVsUmVxdWVzdBIhCgVtb2RlbBgBIAEoCzISLmRvd25jaXR5LnYxLk1vZGVsIjgKE1Vwc2VydE1vZGVsUmVzcG9uc2USIQoFbW9kZWwYASABKAsyEi5kb3duY2l0eS52MS5Nb2RlbCJBChhMaXN0Q2F0YWxvZ01vZGVsc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWAoZTGlzdENhdGFsb2dNb2RlbHNSZXNwb25zZRIiCgZtb2RlbHMYASADKAsyEi5kb3duY2l0eS52MS5Nb2RlbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJgoSRGVsZXRlTW9kZWxSZXF1ZXN0EhAKCG1vZGVsX2lkGAEgASgJIhUKE0RlbGV0ZU1vZGVsUmVzcG9uc2UiUQoWU2V0RGVmYXVsdE1vZGVsUmVxdWVzdBIlCgdwYXRod2F5GAEgASgOMhQuZG93bmNpdHkudjEuUGF0aHdheRIQCghtb2RlbF9pZBgCIAEoCSI8ChdTZXREZWZhdWx0TW9kZWxSZXNwb25zZRIhCgVtb2RlbBgBIAEoCzISLmRvd25jaXR5LnYxLk1vZGVsIpAECgtVc2FnZVJlY29yZBISCgpyZXF1ZXN0X2lkGAEgASgJEhEKCXN0dWRpb19pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEhAKCG1vZGVsX2lkGAQgASgJEhMKC3Byb3ZpZGVyX2lkGAUgASgJEiUKB3BhdGh3YXkYBiABKA4yFC5kb3duY2l0eS52MS5QYXRod2F5EhQKDGlucHV0X3Rva2VucxgHIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAggASgDEg4KBmltYWdlcxgJIAEoAxITCgtjb3N0X21pY3JvcxgKIAEoAxITCgtzdGF0dXNfY29kZRgLIAEoBRIUCgxlcnJvcl9yZWFzb24YDCABKAkSKgoHbGF0ZW5jeRgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChN0aW1lX3RvX2ZpcnN0X3Rva2VuGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4CghtZXRhZGF0YRgQIAMoCzImLmRvd25jaXR5LnYxLlVzYWdlUmVjb3JkLk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqEBCgtVc2FnZUZpbHRlchIRCglzdHVkaW9faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghtb2RlbF9pZBgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiagoXTGlzdFVzYWdlUmVjb3Jkc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguZG93bmNpdHkudjEuVXNhZ2VGaWx0ZXISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXgoYTGlzdFVzYWdlUmVjb3Jkc1Jlc3BvbnNlEikKB3JlY29yZHMYASADKAsyGC5kb3duY2l0eS52MS5Vc2FnZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkilwEKFUFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBIoCgZmaWx0ZXIYASABKAsyGC5kb3duY2l0eS52MS5Vc2FnZUZpbHRlchItCghncm91cF9ieRgCIAMoDjIbLmRvd25jaXR5LnYxLlVzYWdlRGltZW5zaW9uEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIucBCg5Vc2FnZUFnZ3JlZ2F0ZRIRCglzdHVkaW9faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghtb2RlbF9pZBgDIAEoCRILCgNkYXkYBCABKAkSDAoEaG91chgLIAEoCRINCgVtb250aBgMIAEoCRINCgVjYWxscxgFIAEoAxIUCgxmYWlsZWRfY2FsbHMYBiABKAMSFAoMaW5wdXRfdG9rZW5zGAcgASgDEhUKDW91dHB1dF90b2tlbnMYCCABKAMSDgoGaW1hZ2VzGAkgASgDEhMKC2Nvc3RfbWljcm9zGAogASgDIlwKFkFnZ3JlZ2F0ZVVzYWdlUmVzcG9uc2USKQoEcm93cxgBIAMoCzIbLmRvd25jaXR5LnYxLlVzYWdlQWdncmVnYXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKgAgoGTGltaXRzEiAKE3JlcXVlc3RzX3Blcl9taW51dGUYASABKANIAIgBARIeChF0b2tlbnNfcGVyX21pbnV0ZRgCIAEoA0gBiAEBEhsKDnRva2Vuc19wZXJfZGF5GAMgASgDSAKIAQESIAoTY29zdF9taWNyb3NfcGVyX2RheRgEIAEoA0gDiAEBEiIKFWNvc3RfbWljcm9zX3Blcl9tb250aBgFIAEoA0gEiAEBQhYKFF9yZXF1ZXN0c19wZXJfbWludXRlQhQKEl90b2tlbnNfcGVyX21pbnV0ZUIRCg9fdG9rZW5zX3Blcl9kYXlCFgoUX2Nvc3RfbWljcm9zX3Blcl9kYXlCGAoWX2Nvc3RfbWljcm9zX3Blcl9tb250aCKFAQoQU2V0TGltaXRzUmVxdWVzdBIRCglzdHVkaW9faWQYASABKAkSKAoGdGFyZ2V0GAIgASgOMhguZG93bmNpdHkudjEuTGltaXRUYXJnZXQSDwoHdXNlcl9pZBgDIAEoCRIjCgZsaW1pdHMYBCABKAsyEy5kb3duY2l0eS52MS5MaW1pdHMiOAoRU2V0TGltaXRzUmVzcG9uc2USIwoGbGltaXRzGAEgASgLMhMuZG93bmNpdHkudjEuTGltaXRzImAKEEdldExpbWl0c1JlcXVlc3QSEQoJc3R1ZGlvX2lkGAEgASgJEigKBnRhcmdldBgCIAEoDjIYLmRvd25jaXR5LnYxLkxpbWl0VGFyZ2V0Eg8KB3VzZXJfaWQYAyABKAkiOAoRR2V0TGltaXRzUmVzcG9uc2USIwoGbGltaXRzGAEgASgLMhMuZG93bmNpdHkudjEuTGltaXRzIj0KF0dldFF1b3RhU3RhbmRpbmdSZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIq8BCg1MaW1pdFN0YW5kaW5nEg0KBXNjb3BlGAEgASgJEg0KBWxpbWl0GAIgASgJEg0KBXZhbHVlGAMgASgDEg4KBndpbmRvdxgEIAEoCRIMCgR1c2VkGAUgASgDEhAKCHJlc2VydmVkGAYgASgDEhEKCXJlbWFpbmluZxgHIAEoAxIuCgpyZXNldF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChhHZXRRdW90YVN0YW5kaW5nUmVzcG9uc2USKgoGbGltaXRzGAEgAygLMhouZG93bmNpdHkudjEuTGltaXRTdGFuZGluZypkCgxTdHVkaW9TdGF0dXMSHQoZU1RVRElPX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNUVURJT19TVEFUVVNfQUNUSVZFEAESGwoXU1RVRElPX1NUQVRVU19TVVNQRU5ERUQQAiq7AQoMUHJvdmlkZXJLaW5kEh0KGVBST1ZJREVSX0tJTkRfVU5TUEVDSUZJRUQQABIWChJQUk9WSURFUl9LSU5EX01PQ0sQARIYChRQUk9WSURFUl9LSU5EX09QRU5BSRACEiMKH1BST1ZJREVSX0tJTkRfT1BFTkFJX0NPTVBBVElCTEUQAxIbChdQUk9WSURFUl9LSU5EX0FOVEhST1BJQxAEEhgKFFBST1ZJREVSX0tJTkRfR0VNSU5JEAUq0AEKDlVzYWdlRGltZW5zaW9uEh8KG1VTQUdFX0RJTUVOU0lPTl9VTlNQRUNJRklFRBAAEhoKFlVTQUdFX0RJTUVOU0lPTl9TVFVESU8QARIYChRVU0FHRV9ESU1FTlNJT05fVVNFUhACEhkKFVVTQUdFX0RJTUVOU0lPTl9NT0RFTBADEhcKE1VTQUdFX0RJTUVOU0lPTl9EQVkQBBIYChRVU0FHRV9ESU1FTlNJT05fSE9VUhAFEhkKFVVTQUdFX0RJTUVOU0lPTl9NT05USBAGKnoKC0xpbWl0VGFyZ2V0EhwKGExJTUlUX1RBUkdFVF9VTlNQRUNJRklFRBAAEhcKE0xJTUlUX1RBUkdFVF9TVFVESU8QARIdChlMSU1JVF9UQVJHRVRfVVNFUl9ERUZBVUxUEAISFQoRTElNSVRfVEFSR0VUX1VTRVIQAzKqDwoMQWRtaW5TZXJ2aWNlElMKDENyZWF0ZVN0dWRpbxIgLmRvd25jaXR5LnYxLkNyZWF0ZVN0dWRpb1JlcXVlc3QaIS5kb3duY2l0eS52MS5DcmVhdGVTdHVkaW9SZXNwb25zZRJKCglHZXRTdHVkaW8SHS5kb3duY2l0eS52MS5HZXRTdHVkaW9SZXF1ZXN0Gh4uZG93bmNpdHkudjEuR2V0U3R1ZGlvUmVzcG9uc2USUAoLTGlzdFN0dWRpb3MSHy5kb3duY2l0eS52MS5MaXN0U3R1ZGlvc1JlcXVlc3QaIC5kb3duY2l0eS52MS5MaXN0U3R1ZGlvc1Jlc3BvbnNlElMKDFVwZGF0ZVN0dWRpbxIgLmRvd25jaXR5LnYxLlVwZGF0ZVN0dWRpb1JlcXVlc3QaIS5kb3duY2l0eS52MS5VcGRhdGVTdHVkaW9SZXNwb25zZRJcCg9DcmVhdGVTdHVkaW9LZXkSIy5kb3duY2l0eS52MS5DcmVhdGVTdHVkaW9LZXlSZXF1ZXN0GiQuZG93bmNpdHkudjEuQ3JlYXRlU3R1ZGlvS2V5UmVzcG9uc2USWQoOTGlzdFN0dWRpb0tleXMSIi5kb3duY2l0eS52MS5MaXN0U3R1ZGlvS2V5c1JlcXVlc3QaIy5kb3duY2l0eS52MS5MaXN0U3R1ZGlvS2V5c1Jlc3BvbnNlElwKD1Jldm9rZVN0dWRpb0tleRIjLmRvd25jaXR5LnYxLlJldm9rZVN0dWRpb0tleVJlcXVlc3QaJC5kb3duY2l0eS52MS5SZXZva2VTdHVkaW9LZXlSZXNwb25zZRJZCg5Jc3N1ZVVzZXJUb2tlbhIiLmRvd25jaXR5LnYxLklzc3VlVXNlclRva2VuUmVxdWVzdBojLmRvd25jaXR5LnYxLklzc3VlVXNlclRva2VuUmVzcG9uc2USWQoOTGlzdFVzZXJUb2tlbnMSIi5kb3duY2l0eS52MS5MaXN0VXNlclRva2Vuc1JlcXVlc3QaIy5kb3duY2l0eS52MS5MaXN0VXNlclRva2Vuc1Jlc3BvbnNlElwKD1Jldm9rZVVzZXJUb2tlbhIjLmRvd25jaXR5LnYxLlJldm9rZVVzZXJUb2tlblJlcXVlc3QaJC5kb3duY2l0eS52MS5SZXZva2VVc2VyVG9rZW5SZXNwb25zZRJZCg5VcHNlcnRQcm92aWRlchIiLmRvd25jaXR5LnYxLlVwc2VydFByb3ZpZGVyUmVxdWVzdBojLmRvd25jaXR5LnYxLlVwc2VydFByb3ZpZGVyUmVzcG9uc2USVgoNTGlzdFByb3ZpZGVycxIhLmRvd25jaXR5LnYxLkxpc3RQcm92aWRlcnNSZXF1ZXN0GiIuZG93bmNpdHkudjEuTGlzdFByb3ZpZGVyc1Jlc3BvbnNlElkKDkRlbGV0ZVByb3ZpZGVyEiIuZG93bmNpdHkudjEuRGVsZXRlUHJvdmlkZXJSZXF1ZXN0GiMuZG93bmNpdHkudjEuRGVsZXRlUHJvdmlkZXJSZXNwb25zZRJQCgtVcHNlcnRNb2RlbBIfLmRvd25jaXR5LnYxLlVwc2VydE1vZGVsUmVxdWVzdBogLmRvd25jaXR5LnYxLlVwc2VydE1vZGVsUmVzcG9uc2USYgoRTGlzdENhdGFsb2dNb2RlbHMSJS5kb3duY2l0eS52MS5MaXN0Q2F0YWxvZ01vZGVsc1JlcXVlc3QaJi5kb3duY2l0eS52MS5MaXN0Q2F0YWxvZ01vZGVsc1Jlc3BvbnNlElAKC0RlbGV0ZU1vZGVsEh8uZG93bmNpdHkudjEuRGVsZXRlTW9kZWxSZXF1ZXN0GiAuZG93bmNpdHkudjEuRGVsZXRlTW9kZWxSZXNwb25zZRJcCg9TZXREZWZhdWx0TW9kZWwSIy5kb3duY2l0eS52MS5TZXREZWZhdWx0TW9kZWxSZXF1ZXN0GiQuZG93bmNpdHkudjEuU2V0RGVmYXVsdE1vZGVsUmVzcG9uc2USXwoQTGlzdFVzYWdlUmVjb3JkcxIkLmRvd25jaXR5LnYxLkxpc3RVc2FnZVJlY29yZHNSZXF1ZXN0GiUuZG93bmNpdHkudjEuTGlzdFVzYWdlUmVjb3Jkc1Jlc3BvbnNlElkKDkFnZ3JlZ2F0ZVVzYWdlEiIuZG93bmNpdHkudjEuQWdncmVnYXRlVXNhZ2VSZXF1ZXN0GiMuZG93bmNpdHkudjEuQWdncmVnYXRlVXNhZ2VSZXNwb25zZRJKCglTZXRMaW1pdHMSHS5kb3duY2l0eS52MS5TZXRMaW1pdHNSZXF1ZXN0Gh4uZG93bmNpdHkudjEuU2V0TGltaXRzUmVzcG9uc2USSgoJR2V0TGltaXRzEh0uZG93bmNpdHkudjEuR2V0TGltaXRzUmVxdWVzdBoeLmRvd25jaXR5LnYxLkdldExpbWl0c1Jlc3BvbnNlEl8KEEdldFF1b3RhU3RhbmRpbmcSJC5kb3duY2l0eS52MS5HZXRRdW90YVN0YW5kaW5nUmVxdWVzdBolLmRvd25jaXR5LnYxLkdldFF1b3RhU3RhbmRpbmdSZXNwb25zZUKuAQoPY29tLmRvd25jaXR5LnYxQgpBZG1pblByb3RvUAFaQmdpdGh1Yi5jb20vZG93bmNpdHkvZG93bmNpdHkvY2xpZW50cy9nby9nZW4vZG93bmNpdHkvdjE7ZG93bmNpdHl2MaICA0RYWKoCC0Rvd25jaXR5LlYxygILRG93bmNpdHlcVjHiAhdEb3duY2l0eVxWMVxHUEJNZXRhZGF0YeoCDERvd25jaXR5OjpWMWIGcHJvdG8z", [file_downcity_v1_common, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chdkb3duY2l0eS92MS9hZG1pbi5wcm90bxILZG93bmNpdHkudjEi0gEKBlN0dWRpbxIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZG93bmNpdHkudjEuU3R1ZGlvU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoRYWxsb3dlZF9tb2RlbF9pZHMYBiADKAkiIAoLTW9kZWxJZExpc3QSEQoJbW9kZWxfaWRzGAEgAygJIj4KE0NyZWF0ZVN0dWRpb1JlcXVlc3QSEQoJc3R1ZGlvX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSI7ChRDcmVhdGVTdHVkaW9SZXNwb25zZRIjCgZzdHVkaW8YASABKAsyEy5kb3duY2l0eS52MS5TdHVkaW8iJQoQR2V0U3R1ZGlvUmVxdWVzdBIRCglzdHVkaW9faWQYASABKAkiOAoRR2V0U3R1ZGlvUmVzcG9uc2USIwoGc3R1ZGlvGAEgASgLMhMuZG93bmNpdHkudjEuU3R1ZGlvIjsKEkxpc3RTdHVkaW9zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJUChNMaXN0U3R1ZGlvc1Jlc3BvbnNlEiQKB3N0dWRpb3MYASADKAsyEy5kb3duY2l0eS52MS5TdHVkaW8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrEBChNVcGRhdGVTdHVkaW9SZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIZCgxkaXNwbGF5X25hbWUYAiABKAlIAIgBARIpCgZzdGF0dXMYAyABKA4yGS5kb3duY2l0eS52MS5TdHVkaW9TdGF0dXMSMAoOYWxsb3dlZF9tb2RlbHMYBCABKAsyGC5kb3duY2l0eS52MS5Nb2RlbElkTGlzdEIPCg1fZGlzcGxheV9uYW1lIjsKFFVwZGF0ZVN0dWRpb1Jlc3BvbnNlEiMKBnN0dWRpbxgBIAEoCzITLmRvd25jaXR5LnYxLlN0dWRpbyKiAQoJU3R1ZGlvS2V5EgoKAmlkGAEgASgJEhEKCXN0dWRpb19pZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJBChZDcmVhdGVTdHVkaW9LZXlSZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkiTgoXQ3JlYXRlU3R1ZGlvS2V5UmVzcG9uc2USIwoDa2V5GAEgASgLMhYuZG93bmNpdHkudjEuU3R1ZGlvS2V5Eg4KBnNlY3JldBgCIAEoCSJRChVMaXN0U3R1ZGlvS2V5c1JlcXVlc3QSEQoJc3R1ZGlvX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlcKFkxpc3RTdHVkaW9LZXlzUmVzcG9uc2USJAoEa2V5cxgBIAMoCzIWLmRvd25jaXR5LnYxLlN0dWRpb0tleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOwoWUmV2b2tlU3R1ZGlvS2V5UmVxdWVzdBIRCglzdHVkaW9faWQYASABKAkSDgoGa2V5X2lkGAIgASgJIj4KF1Jldm9rZVN0dWRpb0tleVJlc3BvbnNlEiMKA2tleRgBIAEoCzIWLmRvd25jaXR5LnYxLlN0dWRpb0tleSLOAQoJVXNlclRva2VuEgoKAmlkGAEgASgJEhEKCXN0dWRpb19pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImMKFUlzc3VlVXNlclRva2VuUmVxdWVzdBIRCglzdHVkaW9faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRImCgN0dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iTwoWSXNzdWVVc2VyVG9rZW5SZXNwb25zZRIlCgV0b2tlbhgBIAEoCzIWLmRvd25jaXR5LnYxLlVzZXJUb2tlbhIOCgZzZWNyZXQYAiABKAkiYgoVTGlzdFVzZXJUb2tlbnNSZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlkKFkxpc3RVc2VyVG9rZW5zUmVzcG9uc2USJgoGdG9rZW5zGAEgAygLMhYuZG93bmNpdHkudjEuVXNlclRva2VuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9ChZSZXZva2VVc2VyVG9rZW5SZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIQCgh0b2tlbl9pZBgCIAEoCSJAChdSZXZva2VVc2VyVG9rZW5SZXNwb25zZRIlCgV0b2tlbhgBIAEoCzIWLmRvd25jaXR5LnYxLlVzZXJUb2tlbiLTAwoIUHJvdmlkZXISCgoCaWQYASABKAkSJwoEa2luZBgCIAEoDjIZLmRvd25jaXR5LnYxLlByb3ZpZGVyS2luZBIQCghiYXNlX3VybBgDIAEoCRIvCgt1cGRhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMYXBpX2tleV9oaW50GAUgASgJEjcKE2FwaV9rZXlfdXBkYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKB2hlYWRlcnMYByADKAsyIi5kb3duY2l0eS52MS5Qcm92aWRlci5IZWFkZXJzRW50cnkSMgoPY29ubmVjdF90aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmZpcnN0X2J5dGVfdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg10b3RhbF90aW1lb3V0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImIKFVVwc2VydFByb3ZpZGVyUmVxdWVzdBInCghwcm92aWRlchgBIAEoCzIVLmRvd25jaXR5LnYxLlByb3ZpZGVyEhQKB2FwaV9rZXkYAiABKAlIAIgBAUIKCghfYXBpX2tleSJBChZVcHNlcnRQcm92aWRlclJlc3BvbnNlEicKCHByb3ZpZGVyGAEgASgLMhUuZG93bmNpdHkudjEuUHJvdmlkZXIiPQoUTGlzdFByb3ZpZGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWgoVTGlzdFByb3ZpZGVyc1Jlc3BvbnNlEigKCXByb3ZpZGVycxgBIAMoCzIVLmRvd25jaXR5LnYxLlByb3ZpZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIsChVEZWxldGVQcm92aWRlclJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiGAoWRGVsZXRlUHJvdmlkZXJSZXNwb25zZSLfAwoFTW9kZWwSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhMKC3Byb3ZpZGVyX2lkGAMgASgJEhYKDnVwc3RyZWFtX21vZGVsGAQgASgJEiUKB3BhdGh3YXkYBSABKA4yFC5kb3duY2l0eS52MS5QYXRod2F5Eg8KB2VuYWJsZWQYBiABKAgSEgoKaXNfZGVmYXVsdBgHIAEoCBIZChFtYXhfb3V0cHV0X3Rva2VucxgIIAEoBRIYChBtYXhfaW5wdXRfdG9rZW5zGAkgASgFEh0KFWlucHV0X21pY3Jvc19wZXJfbXRvaxgKIAEoAxIeChZvdXRwdXRfbWljcm9zX3Blcl9tdG9rGAsgASgDEhgKEG1pY3Jvc19wZXJfaW1hZ2UYDCABKAMSGgoSZmFsbGJhY2tfbW9kZWxfaWRzGA0gAygJEjAKB29wdGlvbnMYDiADKAsyHy5kb3duY2l0eS52MS5Nb2RlbC5PcHRpb25zRW50cnkSLwoLdXBkYXRlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDE9wdGlvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjcKElVwc2VydE1vZGVsUmVxdWVzdBIhCgVtb2RlbBgBIAEoCzISLmRvd25jaXR5LnYxLk1vZGVsIjgKE1Vwc2VydE1vZGVsUmVzcG9uc2USIQoFbW9kZWwYASABKAsyEi5kb3duY2l0eS52MS5Nb2RlbCJBChhMaXN0Q2F0YWxvZ01vZGVsc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWAoZTGlzdENhdGFsb2dNb2RlbHNSZXNwb25zZRIiCgZtb2RlbHMYASADKAsyEi5kb3duY2l0eS52MS5Nb2RlbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJgoSRGVsZXRlTW9kZWxSZXF1ZXN0EhAKCG1vZGVsX2lkGAEgASgJIhUKE0RlbGV0ZU1vZGVsUmVzcG9uc2UiUQoWU2V0RGVmYXVsdE1vZGVsUmVxdWVzdBIlCgdwYXRod2F5GAEgASgOMhQuZG93bmNpdHkudjEuUGF0aHdheRIQCghtb2RlbF9pZBgCIAEoCSI8ChdTZXREZWZhdWx0TW9kZWxSZXNwb25zZRIhCgVtb2RlbBgBIAEoCzISLmRvd25jaXR5LnYxLk1vZGVsIpAECgtVc2FnZVJlY29yZBISCgpyZXF1ZXN0X2lkGAEgASgJEhEKCXN0dWRpb19pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEhAKCG1vZGVsX2lkGAQgASgJEhMKC3Byb3ZpZGVyX2lkGAUgASgJEiUKB3BhdGh3YXkYBiABKA4yFC5kb3duY2l0eS52MS5QYXRod2F5EhQKDGlucHV0X3Rva2VucxgHIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAggASgDEg4KBmltYWdlcxgJIAEoAxITCgtjb3N0X21pY3JvcxgKIAEoAxITCgtzdGF0dXNfY29kZRgLIAEoBRIUCgxlcnJvcl9yZWFzb24YDCABKAkSKgoHbGF0ZW5jeRgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChN0aW1lX3RvX2ZpcnN0X3Rva2VuGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4CghtZXRhZGF0YRgQIAMoCzImLmRvd25jaXR5LnYxLlVzYWdlUmVjb3JkLk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqEBCgtVc2FnZUZpbHRlchIRCglzdHVkaW9faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghtb2RlbF9pZBgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiagoXTGlzdFVzYWdlUmVjb3Jkc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguZG93bmNpdHkudjEuVXNhZ2VGaWx0ZXISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXgoYTGlzdFVzYWdlUmVjb3Jkc1Jlc3BvbnNlEikKB3JlY29yZHMYASADKAsyGC5kb3duY2l0eS52MS5Vc2FnZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkilwEKFUFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBIoCgZmaWx0ZXIYASABKAsyGC5kb3duY2l0eS52MS5Vc2FnZUZpbHRlchItCghncm91cF9ieRgCIAMoDjIbLmRvd25jaXR5LnYxLlVzYWdlRGltZW5zaW9uEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIucBCg5Vc2FnZUFnZ3JlZ2F0ZRIRCglzdHVkaW9faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghtb2RlbF9pZBgDIAEoCRILCgNkYXkYBCABKAkSDAoEaG91chgLIAEoCRINCgVtb250aBgMIAEoCRINCgVjYWxscxgFIAEoAxIUCgxmYWlsZWRfY2FsbHMYBiABKAMSFAoMaW5wdXRfdG9rZW5zGAcgASgDEhUKDW91dHB1dF90b2tlbnMYCCABKAMSDgoGaW1hZ2VzGAkgASgDEhMKC2Nvc3RfbWljcm9zGAogASgDIlwKFkFnZ3JlZ2F0ZVVzYWdlUmVzcG9uc2USKQoEcm93cxgBIAMoCzIbLmRvd25jaXR5LnYxLlVzYWdlQWdncmVnYXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKgAgoGTGltaXRzEiAKE3JlcXVlc3RzX3Blcl9taW51dGUYASABKANIAIgBARIeChF0b2tlbnNfcGVyX21pbnV0ZRgCIAEoA0gBiAEBEhsKDnRva2Vuc19wZXJfZGF5GAMgASgDSAKIAQESIAoTY29zdF9taWNyb3NfcGVyX2RheRgEIAEoA0gDiAEBEiIKFWNvc3RfbWljcm9zX3Blcl9tb250aBgFIAEoA0gEiAEBQhYKFF9yZXF1ZXN0c19wZXJfbWludXRlQhQKEl90b2tlbnNfcGVyX21pbnV0ZUIRCg9fdG9rZW5zX3Blcl9kYXlCFgoUX2Nvc3RfbWljcm9zX3Blcl9kYXlCGAoWX2Nvc3RfbWljcm9zX3Blcl9tb250aCKFAQoQU2V0TGltaXRzUmVxdWVzdBIRCglzdHVkaW9faWQYASABKAkSKAoGdGFyZ2V0GAIgASgOMhguZG93bmNpdHkudjEuTGltaXRUYXJnZXQSDwoHdXNlcl9pZBgDIAEoCRIjCgZsaW1pdHMYBCABKAsyEy5kb3duY2l0eS52MS5MaW1pdHMiOAoRU2V0TGltaXRzUmVzcG9uc2USIwoGbGltaXRzGAEgASgLMhMuZG93bmNpdHkudjEuTGltaXRzImAKEEdldExpbWl0c1JlcXVlc3QSEQoJc3R1ZGlvX2lkGAEgASgJEigKBnRhcmdldBgCIAEoDjIYLmRvd25jaXR5LnYxLkxpbWl0VGFyZ2V0Eg8KB3VzZXJfaWQYAyABKAkiOAoRR2V0TGltaXRzUmVzcG9uc2USIwoGbGltaXRzGAEgASgLMhMuZG93bmNpdHkudjEuTGltaXRzIj0KF0dldFF1b3RhU3RhbmRpbmdSZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIq8BCg1MaW1pdFN0YW5kaW5nEg0KBXNjb3BlGAEgASgJEg0KBWxpbWl0GAIgASgJEg0KBXZhbHVlGAMgASgDEg4KBndpbmRvdxgEIAEoCRIMCgR1c2VkGAUgASgDEhAKCHJlc2VydmVkGAYgASgDEhEKCXJlbWFpbmluZxgHIAEoAxIuCgpyZXNldF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChhHZXRRdW90YVN0YW5kaW5nUmVzcG9uc2USKgoGbGltaXRzGAEgAygLMhouZG93bmNpdHkudjEuTGltaXRTdGFuZGluZyK4AgoESG9vaxIKCgJpZBgBIAEoCRIRCglzdHVkaW9faWQYAiABKAkSCwoDdXJsGAMgASgJEiYKBmV2ZW50cxgEIAMoDjIWLmRvd25jaXR5LnYxLkhvb2tFdmVudBIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjYKDmZhaWx1cmVfcG9saWN5GAYgASgOMh4uZG93bmNpdHkudjEuSG9va0ZhaWx1cmVQb2xpY3kSFgoOaW5jbHVkZV9wcm9tcHQYByABKAgSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI0ChFVcHNlcnRIb29rUmVxdWVzdBIfCgRob29rGAEgASgLMhEuZG93bmNpdHkudjEuSG9vayJFChJVcHNlcnRIb29rUmVzcG9uc2USHwoEaG9vaxgBIAEoCzIRLmRvd25jaXR5LnYxLkhvb2sSDgoGc2VjcmV0GAIgASgJIkwKEExpc3RIb29rc1JlcXVlc3QSEQoJc3R1ZGlvX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIk4KEUxpc3RIb29rc1Jlc3BvbnNlEiAKBWhvb2tzGAEgAygLMhEuZG93bmNpdHkudjEuSG9vaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNwoRRGVsZXRlSG9va1JlcXVlc3QSEQoJc3R1ZGlvX2lkGAEgASgJEg8KB2hvb2tfaWQYAiABKAkiFAoSRGVsZXRlSG9va1Jlc3BvbnNlIsECCgxIb29rRGVsaXZlcnkSCgoCaWQYASABKAkSDwoHaG9va19pZBgCIAEoCRIRCglzdHVkaW9faWQYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoCRItCgVzdGF0ZRgFIAEoDjIeLmRvd25jaXR5LnYxLkhvb2tEZWxpdmVyeVN0YXRlEhAKCGF0dGVtcHRzGAYgASgFEhIKCmxhc3RfZXJyb3IYByABKAkSNQoRbmV4dF9hdHRlbXB0X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxkZWxpdmVyX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpUBChlMaXN0SG9va0RlbGl2ZXJpZXNSZXF1ZXN0EhEKCXN0dWRpb19pZBgBIAEoCRIPCgdob29rX2lkGAIgASgJEi0KBXN0YXRlGAMgASgOMh4uZG93bmNpdHkudjEuSG9va0RlbGl2ZXJ5U3RhdGUSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiZAoaTGlzdEhvb2tEZWxpdmVyaWVzUmVzcG9uc2USLQoKZGVsaXZlcmllcxgBIAMoCzIZLmRvd25jaXR5LnYxLkhvb2tEZWxpdmVyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPgoUUmVkZWxpdmVySG9va1JlcXVlc3QSEQoJc3R1ZGlvX2lkGAEgASgJEhMKC2RlbGl2ZXJ5X2lkGAIgASgJIkQKFVJlZGVsaXZlckhvb2tSZXNwb25zZRIrCghkZWxpdmVyeRgBIAEoCzIZLmRvd25jaXR5LnYxLkhvb2tEZWxpdmVyeSpkCgxTdHVkaW9TdGF0dXMSHQoZU1RVRElPX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNUVURJT19TVEFUVVNfQUNUSVZFEAESGwoXU1RVRElPX1NUQVRVU19TVVNQRU5ERUQQAiq7AQoMUHJvdmlkZXJLaW5kEh0KGVBST1ZJREVSX0tJTkRfVU5TUEVDSUZJRUQQABIWChJQUk9WSURFUl9LSU5EX01PQ0sQARIYChRQUk9WSURFUl9LSU5EX09QRU5BSRACEiMKH1BST1ZJREVSX0tJTkRfT1BFTkFJX0NPTVBBVElCTEUQAxIbChdQUk9WSURFUl9LSU5EX0FOVEhST1BJQxAEEhgKFFBST1ZJREVSX0tJTkRfR0VNSU5JEAUq0AEKDlVzYWdlRGltZW5zaW9uEh8KG1VTQUdFX0RJTUVOU0lPTl9VTlNQRUNJRklFRBAAEhoKFlVTQUdFX0RJTUVOU0lPTl9TVFVESU8QARIYChRVU0FHRV9ESU1FTlNJT05fVVNFUhACEhkKFVVTQUdFX0RJTUVOU0lPTl9NT0RFTBADEhcKE1VTQUdFX0RJTUVOU0lPTl9EQVkQBBIYChRVU0FHRV9ESU1FTlNJT05fSE9VUhAFEhkKFVVTQUdFX0RJTUVOU0lPTl9NT05USBAGKnoKC0xpbWl0VGFyZ2V0EhwKGExJTUlUX1RBUkdFVF9VTlNQRUNJRklFRBAAEhcKE0xJTUlUX1RBUkdFVF9TVFVESU8QARIdChlMSU1JVF9UQVJHRVRfVVNFUl9ERUZBVUxUEAISFQoRTElNSVRfVEFSR0VUX1VTRVIQAypeCglIb29rRXZlbnQSGgoWSE9PS19FVkVOVF9VTlNQRUNJRklFRBAAEhoKFkhPT0tfRVZFTlRfQkVGT1JFX0NBTEwQARIZChVIT09LX0VWRU5UX0FGVEVSX0NBTEwQAiqAAQoRSG9va0ZhaWx1cmVQb2xpY3kSIwofSE9PS19GQUlMVVJFX1BPTElDWV9VTlNQRUNJRklFRBAAEiEKHUhPT0tfRkFJTFVSRV9QT0xJQ1lfRkFJTF9PUEVOEAESIwofSE9PS19GQUlMVVJFX1BPTElDWV9GQUlMX0NMT1NFRBACKpoBChFIb29rRGVsaXZlcnlTdGF0ZRIjCh9IT09LX0RFTElWRVJZX1NUQVRFX1VOU1BFQ0lGSUVEEAASHwobSE9PS19ERUxJVkVSWV9TVEFURV9QRU5ESU5HEAESIQodSE9PS19ERUxJVkVSWV9TVEFURV9ERUxJVkVSRUQQAhIcChhIT09LX0RFTElWRVJZX1NUQVRFX0RFQUQQAzLTEgoMQWRtaW5TZXJ2aWNlElMKDENyZWF0ZVN0dWRpbxIgLmRvd25jaXR5LnYxLkNyZWF0ZVN0dWRpb1JlcXVlc3QaIS5kb3duY2l0eS52MS5DcmVhdGVTdHVkaW9SZXNwb25zZRJKCglHZXRTdHVkaW8SHS5kb3duY2l0eS52MS5HZXRTdHVkaW9SZXF1ZXN0Gh4uZG93bmNpdHkudjEuR2V0U3R1ZGlvUmVzcG9uc2USUAoLTGlzdFN0dWRpb3MSHy5kb3duY2l0eS52MS5MaXN0U3R1ZGlvc1JlcXVlc3QaIC5kb3duY2l0eS52MS5MaXN0U3R1ZGlvc1Jlc3BvbnNlElMKDFVwZGF0ZVN0dWRpbxIgLmRvd25jaXR5LnYxLlVwZGF0ZVN0dWRpb1JlcXVlc3QaIS5kb3duY2l0eS52MS5VcGRhdGVTdHVkaW9SZXNwb25zZRJcCg9DcmVhdGVTdHVkaW9LZXkSIy5kb3duY2l0eS52MS5DcmVhdGVTdHVkaW9LZXlSZXF1ZXN0GiQuZG93bmNpdHkudjEuQ3JlYXRlU3R1ZGlvS2V5UmVzcG9uc2USWQoOTGlzdFN0dWRpb0tleXMSIi5kb3duY2l0eS52MS5MaXN0U3R1ZGlvS2V5c1JlcXVlc3QaIy5kb3duY2l0eS52MS5MaXN0U3R1ZGlvS2V5c1Jlc3BvbnNlElwKD1Jldm9rZVN0dWRpb0tleRIjLmRvd25jaXR5LnYxLlJldm9rZVN0dWRpb0tleVJlcXVlc3QaJC5kb3duY2l0eS52MS5SZXZva2VTdHVkaW9LZXlSZXNwb25zZRJZCg5Jc3N1ZVVzZXJUb2tlbhIiLmRvd25jaXR5LnYxLklzc3VlVXNlclRva2VuUmVxdWVzdBojLmRvd25jaXR5LnYxLklzc3VlVXNlclRva2VuUmVzcG9uc2USWQoOTGlzdFVzZXJUb2tlbnMSIi5kb3duY2l0eS52MS5MaXN0VXNlclRva2Vuc1JlcXVlc3QaIy5kb3duY2l0eS52MS5MaXN0VXNlclRva2Vuc1Jlc3BvbnNlElwKD1Jldm9rZVVzZXJUb2tlbhIjLmRvd25jaXR5LnYxLlJldm9rZVVzZXJUb2tlblJlcXVlc3QaJC5kb3duY2l0eS52MS5SZXZva2VVc2VyVG9rZW5SZXNwb25zZRJZCg5VcHNlcnRQcm92aWRlchIiLmRvd25jaXR5LnYxLlVwc2VydFByb3ZpZGVyUmVxdWVzdBojLmRvd25jaXR5LnYxLlVwc2VydFByb3ZpZGVyUmVzcG9uc2USVgoNTGlzdFByb3ZpZGVycxIhLmRvd25jaXR5LnYxLkxpc3RQcm92aWRlcnNSZXF1ZXN0GiIuZG93bmNpdHkudjEuTGlzdFByb3ZpZGVyc1Jlc3BvbnNlElkKDkRlbGV0ZVByb3ZpZGVyEiIuZG93bmNpdHkudjEuRGVsZXRlUHJvdmlkZXJSZXF1ZXN0GiMuZG93bmNpdHkudjEuRGVsZXRlUHJvdmlkZXJSZXNwb25zZRJQCgtVcHNlcnRNb2RlbBIfLmRvd25jaXR5LnYxLlVwc2VydE1vZGVsUmVxdWVzdBogLmRvd25jaXR5LnYxLlVwc2VydE1vZGVsUmVzcG9uc2USYgoRTGlzdENhdGFsb2dNb2RlbHMSJS5kb3duY2l0eS52MS5MaXN0Q2F0YWxvZ01vZGVsc1JlcXVlc3QaJi5kb3duY2l0eS52MS5MaXN0Q2F0YWxvZ01vZGVsc1Jlc3BvbnNlElAKC0RlbGV0ZU1vZGVsEh8uZG93bmNpdHkudjEuRGVsZXRlTW9kZWxSZXF1ZXN0GiAuZG93bmNpdHkudjEuRGVsZXRlTW9kZWxSZXNwb25zZRJcCg9TZXREZWZhdWx0TW9kZWwSIy5kb3duY2l0eS52MS5TZXREZWZhdWx0TW9kZWxSZXF1ZXN0GiQuZG93bmNpdHkudjEuU2V0RGVmYXVsdE1vZGVsUmVzcG9uc2USXwoQTGlzdFVzYWdlUmVjb3JkcxIkLmRvd25jaXR5LnYxLkxpc3RVc2FnZVJlY29yZHNSZXF1ZXN0GiUuZG93bmNpdHkudjEuTGlzdFVzYWdlUmVjb3Jkc1Jlc3BvbnNlElkKDkFnZ3JlZ2F0ZVVzYWdlEiIuZG93bmNpdHkudjEuQWdncmVnYXRlVXNhZ2VSZXF1ZXN0GiMuZG93bmNpdHkudjEuQWdncmVnYXRlVXNhZ2VSZXNwb25zZRJKCglTZXRMaW1pdHMSHS5kb3duY2l0eS52MS5TZXRMaW1pdHNSZXF1ZXN0Gh4uZG93bmNpdHkudjEuU2V0TGltaXRzUmVzcG9uc2USSgoJR2V0TGltaXRzEh0uZG93bmNpdHkudjEuR2V0TGltaXRzUmVxdWVzdBoeLmRvd25jaXR5LnYxLkdldExpbWl0c1Jlc3BvbnNlEl8KEEdldFF1b3RhU3RhbmRpbmcSJC5kb3duY2l0eS52MS5HZXRRdW90YVN0YW5kaW5nUmVxdWVzdBolLmRvd25jaXR5LnYxLkdldFF1b3RhU3RhbmRpbmdSZXNwb25zZRJNCgpVcHNlcnRIb29rEh4uZG93bmNpdHkudjEuVXBzZXJ0SG9va1JlcXVlc3QaHy5kb3duY2l0eS52MS5VcHNlcnRIb29rUmVzcG9uc2USSgoJTGlzdEhvb2tzEh0uZG93bmNpdHkudjEuTGlzdEhvb2tzUmVxdWVzdBoeLmRvd25jaXR5LnYxLkxpc3RIb29rc1Jlc3BvbnNlEk0KCkRlbGV0ZUhvb2sSHi5kb3duY2l0eS52MS5EZWxldGVIb29rUmVxdWVzdBofLmRvd25jaXR5LnYxLkRlbGV0ZUhvb2tSZXNwb25zZRJlChJMaXN0SG9va0RlbGl2ZXJpZXMSJi5kb3duY2l0eS52MS5MaXN0SG9va0RlbGl2ZXJpZXNSZXF1ZXN0GicuZG93bmNpdHkudjEuTGlzdEhvb2tEZWxpdmVyaWVzUmVzcG9uc2USVgoNUmVkZWxpdmVySG9vaxIhLmRvd25jaXR5LnYxLlJlZGVsaXZlckhvb2tSZXF1ZXN0GiIuZG93bmNpdHkudjEuUmVkZWxpdmVySG9va1Jlc3BvbnNlQq4BCg9jb20uZG93bmNpdHkudjFCCkFkbWluUHJvdG9QAVpCZ2l0aHViLmNvbS9kb3duY2l0eS9kb3duY2l0eS9jbGllbnRzL2dvL2dlbi9kb3duY2l0eS92MTtkb3duY2l0eXYxogIDRFhYqgILRG93bmNpdHkuVjHKAgtEb3duY2l0eVxWMeICF0Rvd25jaXR5XFYxXEdQQk1ldGFkYXRh6gIMRG93bmNpdHk6OlYxYgZwcm90bzM", [file_downcity_v1_common, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A studio: one product whose users make AI calls through City.
@@ -1988,6 +1988,451 @@ export const GetQuotaStandingResponseSchema: GenMessage<GetQuotaStandingResponse
   messageDesc(file_downcity_v1_admin, 54);
 
 /**
+ * A studio's (or, with an empty studio_id, City's) webhook. Requests are
+ * signed as the Standard Webhooks spec says.
+ *
+ * @generated from message downcity.v1.Hook
+ */
+export type Hook = Message<"downcity.v1.Hook"> & {
+  /**
+   * The hook's id; empty in UpsertHook creates a new hook.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The studio whose calls it sees; empty for a City-wide hook (operator only).
+   *
+   * @generated from field: string studio_id = 2;
+   */
+  studioId: string;
+
+  /**
+   * The http(s) URL City POSTs to.
+   *
+   * @generated from field: string url = 3;
+   */
+  url: string;
+
+  /**
+   * The events sent to this hook; at least one.
+   *
+   * @generated from field: repeated downcity.v1.HookEvent events = 4;
+   */
+  events: HookEvent[];
+
+  /**
+   * How long a before_call waits for the answer (and an after_call
+   * delivery for its response); unset means 2 seconds.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 5;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * What a failed or timed-out before_call does.
+   *
+   * @generated from field: downcity.v1.HookFailurePolicy failure_policy = 6;
+   */
+  failurePolicy: HookFailurePolicy;
+
+  /**
+   * Whether before_call payloads carry the prompt.
+   *
+   * @generated from field: bool include_prompt = 7;
+   */
+  includePrompt: boolean;
+
+  /**
+   * When the hook was created.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 8;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When the hook was last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 9;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message downcity.v1.Hook.
+ * Use `create(HookSchema)` to create a new message.
+ */
+export const HookSchema: GenMessage<Hook> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 55);
+
+/**
+ * Request of UpsertHook.
+ *
+ * @generated from message downcity.v1.UpsertHookRequest
+ */
+export type UpsertHookRequest = Message<"downcity.v1.UpsertHookRequest"> & {
+  /**
+   * The hook to create or replace.
+   *
+   * @generated from field: downcity.v1.Hook hook = 1;
+   */
+  hook?: Hook | undefined;
+};
+
+/**
+ * Describes the message downcity.v1.UpsertHookRequest.
+ * Use `create(UpsertHookRequestSchema)` to create a new message.
+ */
+export const UpsertHookRequestSchema: GenMessage<UpsertHookRequest> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 56);
+
+/**
+ * Response of UpsertHook.
+ *
+ * @generated from message downcity.v1.UpsertHookResponse
+ */
+export type UpsertHookResponse = Message<"downcity.v1.UpsertHookResponse"> & {
+  /**
+   * The hook as stored.
+   *
+   * @generated from field: downcity.v1.Hook hook = 1;
+   */
+  hook?: Hook | undefined;
+
+  /**
+   * The signing secret (`whsec_...`) of a new hook; empty on an update.
+   * Shown only here: City stores it encrypted.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message downcity.v1.UpsertHookResponse.
+ * Use `create(UpsertHookResponseSchema)` to create a new message.
+ */
+export const UpsertHookResponseSchema: GenMessage<UpsertHookResponse> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 57);
+
+/**
+ * Request of ListHooks.
+ *
+ * @generated from message downcity.v1.ListHooksRequest
+ */
+export type ListHooksRequest = Message<"downcity.v1.ListHooksRequest"> & {
+  /**
+   * The studio; empty lists the City-wide hooks.
+   *
+   * @generated from field: string studio_id = 1;
+   */
+  studioId: string;
+
+  /**
+   * Most hooks to return, 1 to 1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message downcity.v1.ListHooksRequest.
+ * Use `create(ListHooksRequestSchema)` to create a new message.
+ */
+export const ListHooksRequestSchema: GenMessage<ListHooksRequest> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 58);
+
+/**
+ * Response of ListHooks.
+ *
+ * @generated from message downcity.v1.ListHooksResponse
+ */
+export type ListHooksResponse = Message<"downcity.v1.ListHooksResponse"> & {
+  /**
+   * The hooks, ordered by id.
+   *
+   * @generated from field: repeated downcity.v1.Hook hooks = 1;
+   */
+  hooks: Hook[];
+
+  /**
+   * The token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message downcity.v1.ListHooksResponse.
+ * Use `create(ListHooksResponseSchema)` to create a new message.
+ */
+export const ListHooksResponseSchema: GenMessage<ListHooksResponse> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 59);
+
+/**
+ * Request of DeleteHook.
+ *
+ * @generated from message downcity.v1.DeleteHookRequest
+ */
+export type DeleteHookRequest = Message<"downcity.v1.DeleteHookRequest"> & {
+  /**
+   * The hook's studio; empty for a City-wide hook.
+   *
+   * @generated from field: string studio_id = 1;
+   */
+  studioId: string;
+
+  /**
+   * The hook.
+   *
+   * @generated from field: string hook_id = 2;
+   */
+  hookId: string;
+};
+
+/**
+ * Describes the message downcity.v1.DeleteHookRequest.
+ * Use `create(DeleteHookRequestSchema)` to create a new message.
+ */
+export const DeleteHookRequestSchema: GenMessage<DeleteHookRequest> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 60);
+
+/**
+ * Response of DeleteHook.
+ *
+ * @generated from message downcity.v1.DeleteHookResponse
+ */
+export type DeleteHookResponse = Message<"downcity.v1.DeleteHookResponse"> & {
+};
+
+/**
+ * Describes the message downcity.v1.DeleteHookResponse.
+ * Use `create(DeleteHookResponseSchema)` to create a new message.
+ */
+export const DeleteHookResponseSchema: GenMessage<DeleteHookResponse> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 61);
+
+/**
+ * One after_call delivery: one usage row sent to one hook.
+ *
+ * @generated from message downcity.v1.HookDelivery
+ */
+export type HookDelivery = Message<"downcity.v1.HookDelivery"> & {
+  /**
+   * The delivery's id, sent as `webhook-id`: stable across retries.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The hook it goes to.
+   *
+   * @generated from field: string hook_id = 2;
+   */
+  hookId: string;
+
+  /**
+   * The hook's studio; empty for a City-wide hook.
+   *
+   * @generated from field: string studio_id = 3;
+   */
+  studioId: string;
+
+  /**
+   * The request id of the call it reports.
+   *
+   * @generated from field: string request_id = 4;
+   */
+  requestId: string;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: downcity.v1.HookDeliveryState state = 5;
+   */
+  state: HookDeliveryState;
+
+  /**
+   * Attempts made so far.
+   *
+   * @generated from field: int32 attempts = 6;
+   */
+  attempts: number;
+
+  /**
+   * The last attempt's error; empty if none failed.
+   *
+   * @generated from field: string last_error = 7;
+   */
+  lastError: string;
+
+  /**
+   * When the next attempt is due (pending deliveries only).
+   *
+   * @generated from field: google.protobuf.Timestamp next_attempt_time = 8;
+   */
+  nextAttemptTime?: Timestamp | undefined;
+
+  /**
+   * When the delivery was queued (with its usage row).
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 9;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When the receiver accepted it (delivered only).
+   *
+   * @generated from field: google.protobuf.Timestamp deliver_time = 10;
+   */
+  deliverTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message downcity.v1.HookDelivery.
+ * Use `create(HookDeliverySchema)` to create a new message.
+ */
+export const HookDeliverySchema: GenMessage<HookDelivery> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 62);
+
+/**
+ * Request of ListHookDeliveries.
+ *
+ * @generated from message downcity.v1.ListHookDeliveriesRequest
+ */
+export type ListHookDeliveriesRequest = Message<"downcity.v1.ListHookDeliveriesRequest"> & {
+  /**
+   * The studio; empty lists the deliveries of City-wide hooks.
+   *
+   * @generated from field: string studio_id = 1;
+   */
+  studioId: string;
+
+  /**
+   * Only this hook's deliveries; empty for every hook of the studio.
+   *
+   * @generated from field: string hook_id = 2;
+   */
+  hookId: string;
+
+  /**
+   * Only deliveries in this state; unspecified for all.
+   *
+   * @generated from field: downcity.v1.HookDeliveryState state = 3;
+   */
+  state: HookDeliveryState;
+
+  /**
+   * Most deliveries to return, 1 to 1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message downcity.v1.ListHookDeliveriesRequest.
+ * Use `create(ListHookDeliveriesRequestSchema)` to create a new message.
+ */
+export const ListHookDeliveriesRequestSchema: GenMessage<ListHookDeliveriesRequest> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 63);
+
+/**
+ * Response of ListHookDeliveries.
+ *
+ * @generated from message downcity.v1.ListHookDeliveriesResponse
+ */
+export type ListHookDeliveriesResponse = Message<"downcity.v1.ListHookDeliveriesResponse"> & {
+  /**
+   * The deliveries, newest first.
+   *
+   * @generated from field: repeated downcity.v1.HookDelivery deliveries = 1;
+   */
+  deliveries: HookDelivery[];
+
+  /**
+   * The token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message downcity.v1.ListHookDeliveriesResponse.
+ * Use `create(ListHookDeliveriesResponseSchema)` to create a new message.
+ */
+export const ListHookDeliveriesResponseSchema: GenMessage<ListHookDeliveriesResponse> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 64);
+
+/**
+ * Request of RedeliverHook.
+ *
+ * @generated from message downcity.v1.RedeliverHookRequest
+ */
+export type RedeliverHookRequest = Message<"downcity.v1.RedeliverHookRequest"> & {
+  /**
+   * The delivery's studio; empty for a City-wide hook.
+   *
+   * @generated from field: string studio_id = 1;
+   */
+  studioId: string;
+
+  /**
+   * The delivery to send again.
+   *
+   * @generated from field: string delivery_id = 2;
+   */
+  deliveryId: string;
+};
+
+/**
+ * Describes the message downcity.v1.RedeliverHookRequest.
+ * Use `create(RedeliverHookRequestSchema)` to create a new message.
+ */
+export const RedeliverHookRequestSchema: GenMessage<RedeliverHookRequest> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 65);
+
+/**
+ * Response of RedeliverHook.
+ *
+ * @generated from message downcity.v1.RedeliverHookResponse
+ */
+export type RedeliverHookResponse = Message<"downcity.v1.RedeliverHookResponse"> & {
+  /**
+   * The delivery, pending again.
+   *
+   * @generated from field: downcity.v1.HookDelivery delivery = 1;
+   */
+  delivery?: HookDelivery | undefined;
+};
+
+/**
+ * Describes the message downcity.v1.RedeliverHookResponse.
+ * Use `create(RedeliverHookResponseSchema)` to create a new message.
+ */
+export const RedeliverHookResponseSchema: GenMessage<RedeliverHookResponse> = /*@__PURE__*/
+  messageDesc(file_downcity_v1_admin, 66);
+
+/**
  * Whether a studio may make calls.
  *
  * @generated from enum downcity.v1.StudioStatus
@@ -2181,11 +2626,122 @@ export const LimitTargetSchema: GenEnum<LimitTarget> = /*@__PURE__*/
   enumDesc(file_downcity_v1_admin, 3);
 
 /**
+ * When a hook is called.
+ *
+ * @generated from enum downcity.v1.HookEvent
+ */
+export enum HookEvent {
+  /**
+   * Not set; invalid.
+   *
+   * @generated from enum value: HOOK_EVENT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Synchronously, after the quota reservation and before the provider
+   * call; the hook may deny the call.
+   *
+   * @generated from enum value: HOOK_EVENT_BEFORE_CALL = 1;
+   */
+  BEFORE_CALL = 1,
+
+  /**
+   * Asynchronously, at least once, with the call's usage row.
+   *
+   * @generated from enum value: HOOK_EVENT_AFTER_CALL = 2;
+   */
+  AFTER_CALL = 2,
+}
+
+/**
+ * Describes the enum downcity.v1.HookEvent.
+ */
+export const HookEventSchema: GenEnum<HookEvent> = /*@__PURE__*/
+  enumDesc(file_downcity_v1_admin, 4);
+
+/**
+ * What a before_call does when its hook times out or fails.
+ *
+ * @generated from enum downcity.v1.HookFailurePolicy
+ */
+export enum HookFailurePolicy {
+  /**
+   * Not set: FAIL_OPEN.
+   *
+   * @generated from enum value: HOOK_FAILURE_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The call proceeds; the failure is logged and counted.
+   *
+   * @generated from enum value: HOOK_FAILURE_POLICY_FAIL_OPEN = 1;
+   */
+  FAIL_OPEN = 1,
+
+  /**
+   * The call fails with UNAVAILABLE, reason HOOK_UNAVAILABLE.
+   *
+   * @generated from enum value: HOOK_FAILURE_POLICY_FAIL_CLOSED = 2;
+   */
+  FAIL_CLOSED = 2,
+}
+
+/**
+ * Describes the enum downcity.v1.HookFailurePolicy.
+ */
+export const HookFailurePolicySchema: GenEnum<HookFailurePolicy> = /*@__PURE__*/
+  enumDesc(file_downcity_v1_admin, 5);
+
+/**
+ * Where an after_call delivery stands.
+ *
+ * @generated from enum downcity.v1.HookDeliveryState
+ */
+export enum HookDeliveryState {
+  /**
+   * Not set: in a filter, every state.
+   *
+   * @generated from enum value: HOOK_DELIVERY_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for its next attempt.
+   *
+   * @generated from enum value: HOOK_DELIVERY_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * The receiver answered 2xx.
+   *
+   * @generated from enum value: HOOK_DELIVERY_STATE_DELIVERED = 2;
+   */
+  DELIVERED = 2,
+
+  /**
+   * Given up after the last attempt (or the hook was deleted).
+   *
+   * @generated from enum value: HOOK_DELIVERY_STATE_DEAD = 3;
+   */
+  DEAD = 3,
+}
+
+/**
+ * Describes the enum downcity.v1.HookDeliveryState.
+ */
+export const HookDeliveryStateSchema: GenEnum<HookDeliveryState> = /*@__PURE__*/
+  enumDesc(file_downcity_v1_admin, 6);
+
+/**
  * AdminService manages studios, credentials, the model catalog and usage.
  *
  * Calls carry `authorization: Bearer <key>`. The operator's admin key may do
  * everything. A studio key may do the studio-scoped calls (GetStudio, the
- * user-token calls and the usage calls) for its own studio only.
+ * user-token calls, the usage calls and the hook calls) for its own studio
+ * only.
  *
  * @generated from service downcity.v1.AdminService
  */
@@ -2412,6 +2968,57 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetQuotaStandingRequestSchema;
     output: typeof GetQuotaStandingResponseSchema;
+  },
+  /**
+   * UpsertHook creates a hook (empty id) or replaces one. A new hook's
+   * signing secret is returned once, in this response only.
+   *
+   * @generated from rpc downcity.v1.AdminService.UpsertHook
+   */
+  upsertHook: {
+    methodKind: "unary";
+    input: typeof UpsertHookRequestSchema;
+    output: typeof UpsertHookResponseSchema;
+  },
+  /**
+   * ListHooks lists the hooks of a studio (or the City-wide ones), without secrets.
+   *
+   * @generated from rpc downcity.v1.AdminService.ListHooks
+   */
+  listHooks: {
+    methodKind: "unary";
+    input: typeof ListHooksRequestSchema;
+    output: typeof ListHooksResponseSchema;
+  },
+  /**
+   * DeleteHook deletes a hook; its pending deliveries become dead.
+   *
+   * @generated from rpc downcity.v1.AdminService.DeleteHook
+   */
+  deleteHook: {
+    methodKind: "unary";
+    input: typeof DeleteHookRequestSchema;
+    output: typeof DeleteHookResponseSchema;
+  },
+  /**
+   * ListHookDeliveries lists after_call deliveries, newest first.
+   *
+   * @generated from rpc downcity.v1.AdminService.ListHookDeliveries
+   */
+  listHookDeliveries: {
+    methodKind: "unary";
+    input: typeof ListHookDeliveriesRequestSchema;
+    output: typeof ListHookDeliveriesResponseSchema;
+  },
+  /**
+   * RedeliverHook queues a delivery again, now, with its attempts reset.
+   *
+   * @generated from rpc downcity.v1.AdminService.RedeliverHook
+   */
+  redeliverHook: {
+    methodKind: "unary";
+    input: typeof RedeliverHookRequestSchema;
+    output: typeof RedeliverHookResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_downcity_v1_admin, 0);

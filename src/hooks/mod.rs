@@ -1,0 +1,329 @@
+//! Business hooks: a studio's (or City-wide) webhooks around each AI call.
+//!
+//! - `before_call` (before.rs): synchronous, after the quota reservation and
+//!   before the provider call; may deny the call or attach usage metadata.
+//! - `after_call` (dispatch.rs): the usage row, written to an outbox in the
+//!   row's own transaction and delivered at least once with backoff.
+//!
+//! Every request is signed as Standard Webhooks says (signing.rs). Hooks are
+//! cached in memory (loaded at start, written through on admin changes), so a
+//! studio without hooks pays one map lookup per call.
+
+mod before;
+pub mod dispatch;
+pub mod signing;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+pub use before::BeforeCall;
+use signing::SigningKey;
+
+use crate::error::{Error, Result};
+use crate::keys::MasterKey;
+use crate::store::{
+    DeliveryRecord, DeliveryState, HookEvent, HookRecord, Millis, Store, UsageRow, now_ms,
+};
+
+/// A hook's timeout when none is set.
+pub const DEFAULT_TIMEOUT_MS: i64 = 2_000;
+/// The longest timeout a hook may have.
+pub const MAX_TIMEOUT_MS: i64 = 60_000;
+
+/// A hook ready to call: its record and its opened signing key.
+#[derive(Debug)]
+pub struct LiveHook {
+    pub record: HookRecord,
+    key: SigningKey,
+}
+
+impl LiveHook {
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.record.timeout_ms.max(1) as u64)
+    }
+
+    fn has(&self, event: HookEvent) -> bool {
+        self.record.events.contains(&event)
+    }
+}
+
+/// The hooks that see one studio's calls (its own and the City-wide ones).
+#[derive(Debug, Default)]
+struct CallHooks {
+    before: Vec<Arc<LiveHook>>,
+    after: Vec<Arc<LiveHook>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Studios with hooks of their own (City-wide ones merged in).
+    by_studio: HashMap<String, Arc<CallHooks>>,
+    /// The City-wide hooks, for every other studio.
+    city_wide: Option<Arc<CallHooks>>,
+    by_id: BTreeMap<String, Arc<LiveHook>>,
+}
+
+/// The hook cache, the HTTP client that calls hooks, and the dispatcher's wake-up.
+pub struct Hooks {
+    store: Arc<dyn Store>,
+    master_key: Option<MasterKey>,
+    client: reqwest::Client,
+    state: RwLock<State>,
+    wake: Notify,
+    before_failures: AtomicU64,
+}
+
+/// The associated data a hook's secret is sealed with.
+fn secret_ad(hook_id: &str) -> String {
+    format!("downcity:hook:{hook_id}")
+}
+
+impl Hooks {
+    /// Loads every hook, opening its secret with the master key.
+    pub async fn load(store: Arc<dyn Store>, master_key: Option<MasterKey>) -> Result<Hooks> {
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .map_err(Error::internal)?;
+        let hooks = Hooks {
+            store,
+            master_key,
+            client,
+            state: RwLock::default(),
+            wake: Notify::new(),
+            before_failures: AtomicU64::new(0),
+        };
+        let records = hooks.store.all_hooks().await?;
+        let mut live = BTreeMap::new();
+        for record in records {
+            let hook = hooks.live(record)?;
+            live.insert(hook.record.id.clone(), Arc::new(hook));
+        }
+        hooks.rebuild(live);
+        Ok(hooks)
+    }
+
+    fn master_key(&self) -> Result<&MasterKey> {
+        self.master_key.as_ref().ok_or(Error::FailedPrecondition {
+            reason: "MASTER_KEY_MISSING",
+            message: "City has no master key to encrypt hook secrets with: set \
+                      DOWNCITY_MASTER_KEY or master_key_file"
+                .into(),
+        })
+    }
+
+    fn live(&self, record: HookRecord) -> Result<LiveHook> {
+        let secret = self
+            .master_key()?
+            .open_secret(&secret_ad(&record.id), &record.secret)?;
+        let key = SigningKey::from_secret(&secret)
+            .ok_or_else(|| Error::Internal(format!("hook `{}`: bad secret", record.id)))?;
+        Ok(LiveHook { record, key })
+    }
+
+    /// Recomputes the per-studio view from every hook.
+    fn rebuild(&self, by_id: BTreeMap<String, Arc<LiveHook>>) {
+        let mut city = CallHooks::default();
+        let mut own: HashMap<String, CallHooks> = HashMap::new();
+        for hook in by_id.values() {
+            let target = if hook.record.studio_id.is_empty() {
+                &mut city
+            } else {
+                own.entry(hook.record.studio_id.clone()).or_default()
+            };
+            if hook.has(HookEvent::BeforeCall) {
+                target.before.push(hook.clone());
+            }
+            if hook.has(HookEvent::AfterCall) {
+                target.after.push(hook.clone());
+            }
+        }
+        let by_studio = own
+            .into_iter()
+            .map(|(studio, mut hooks)| {
+                hooks.before.extend(city.before.iter().cloned());
+                hooks.after.extend(city.after.iter().cloned());
+                (studio, Arc::new(hooks))
+            })
+            .collect();
+        let city_wide = (!city.before.is_empty() || !city.after.is_empty()).then(|| Arc::new(city));
+        *self.state.write().expect("hooks lock") = State {
+            by_studio,
+            city_wide,
+            by_id,
+        };
+    }
+
+    /// The hooks of a studio's calls: one map lookup.
+    fn for_studio(&self, studio_id: &str) -> Option<Arc<CallHooks>> {
+        let state = self.state.read().expect("hooks lock");
+        state
+            .by_studio
+            .get(studio_id)
+            .or(state.city_wide.as_ref())
+            .cloned()
+    }
+
+    /// Whether a studio's calls go through any before_call hook.
+    pub fn has_before_call(&self, studio_id: &str) -> bool {
+        self.for_studio(studio_id)
+            .is_some_and(|hooks| !hooks.before.is_empty())
+    }
+
+    /// A hook by id.
+    pub fn get(&self, id: &str) -> Option<Arc<LiveHook>> {
+        self.state
+            .read()
+            .expect("hooks lock")
+            .by_id
+            .get(id)
+            .cloned()
+    }
+
+    /// The hooks of one studio (empty: the City-wide ones), ordered by id.
+    pub fn list(&self, studio_id: &str) -> Vec<HookRecord> {
+        let state = self.state.read().expect("hooks lock");
+        state
+            .by_id
+            .values()
+            .filter(|h| h.record.studio_id == studio_id)
+            .map(|h| h.record.clone())
+            .collect()
+    }
+
+    /// Creates (returning its new secret) or replaces a hook. `create_ms`,
+    /// the id's studio and the secret of an existing hook stay.
+    pub async fn upsert(&self, mut record: HookRecord) -> Result<(HookRecord, Option<String>)> {
+        let master_key = self.master_key()?;
+        let now = now_ms();
+        record.update_ms = now;
+        let existing = if record.id.is_empty() {
+            record.id = format!("hk_{}", hex::encode(rand::random::<[u8; 8]>()));
+            None
+        } else {
+            self.get(&record.id)
+        };
+        let secret = match existing {
+            Some(old) if old.record.studio_id != record.studio_id => {
+                return Err(Error::NotFound {
+                    resource: "hook",
+                    id: record.id,
+                });
+            }
+            Some(old) => {
+                record.secret = old.record.secret.clone();
+                record.create_ms = old.record.create_ms;
+                None
+            }
+            None => {
+                let secret = signing::generate_secret();
+                record.secret = master_key.seal_secret(&secret_ad(&record.id), &secret);
+                record.create_ms = now;
+                Some(secret)
+            }
+        };
+        self.store.upsert_hook(&record).await?;
+        let live = Arc::new(self.live(record.clone())?);
+        let mut by_id = self.state.read().expect("hooks lock").by_id.clone();
+        by_id.insert(record.id.clone(), live);
+        self.rebuild(by_id);
+        Ok((record, secret))
+    }
+
+    /// Deletes a hook of this studio (empty: City-wide).
+    pub async fn delete(&self, studio_id: &str, id: &str) -> Result<()> {
+        let not_found = || Error::NotFound {
+            resource: "hook",
+            id: id.to_string(),
+        };
+        let hook = self.get(id).ok_or_else(not_found)?;
+        if hook.record.studio_id != studio_id {
+            return Err(not_found());
+        }
+        self.store.delete_hook(id, now_ms()).await?;
+        let mut by_id = self.state.read().expect("hooks lock").by_id.clone();
+        by_id.remove(id);
+        self.rebuild(by_id);
+        Ok(())
+    }
+
+    /// The after_call deliveries of a usage row, one per after_call hook;
+    /// empty (one map lookup) for a studio without any.
+    pub fn outbox_for(&self, row: &UsageRow) -> Vec<DeliveryRecord> {
+        let Some(hooks) = self.for_studio(&row.studio_id) else {
+            return Vec::new();
+        };
+        if hooks.after.is_empty() {
+            return Vec::new();
+        }
+        let payload = after_call_payload(row);
+        let now = now_ms();
+        hooks
+            .after
+            .iter()
+            .map(|hook| DeliveryRecord {
+                id: format!("msg_{}", hex::encode(rand::random::<[u8; 16]>())),
+                hook_id: hook.record.id.clone(),
+                studio_id: hook.record.studio_id.clone(),
+                request_id: row.request_id.clone(),
+                payload: payload.clone(),
+                state: DeliveryState::Pending,
+                attempts: 0,
+                last_error: String::new(),
+                next_attempt_ms: now,
+                create_ms: now,
+                deliver_ms: None,
+            })
+            .collect()
+    }
+
+    /// Tells the dispatcher that deliveries are due.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// before_call failures that let the call proceed (fail open) or failed it.
+    pub fn before_call_failures(&self) -> u64 {
+        self.before_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+/// The JSON body of an after_call delivery.
+fn after_call_payload(row: &UsageRow) -> String {
+    serde_json::json!({
+        "type": "after_call",
+        "timestamp": row.create_ms,
+        "data": {
+            "request_id": row.request_id,
+            "studio_id": row.studio_id,
+            "user_id": row.user_id,
+            "model": row.model_id,
+            "provider": row.provider_id,
+            "pathway": row.pathway,
+            "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens,
+            "images": row.images,
+            "cost_micros": row.cost_micros,
+            "status_code": row.status_code,
+            "error_reason": row.error_reason,
+            "latency_us": row.latency_us,
+            "ttft_us": row.ttft_us,
+            "create_ms": row.create_ms,
+            "metadata": row.metadata,
+        }
+    })
+    .to_string()
+}
+
+/// Milliseconds as a duration, never negative.
+fn after(ms: Millis) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
