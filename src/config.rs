@@ -53,6 +53,8 @@ pub struct Config {
     pub defaults: DefaultsConfig,
     /// Limits of studios and users, applied at start.
     pub limits: Vec<LimitsConfig>,
+    /// Business hooks, applied at start.
+    pub hooks: Vec<HookConfig>,
 }
 
 impl Default for Config {
@@ -71,6 +73,7 @@ impl Default for Config {
             models: Vec::new(),
             defaults: DefaultsConfig::default(),
             limits: Vec::new(),
+            hooks: Vec::new(),
         }
     }
 }
@@ -119,6 +122,37 @@ impl Default for UsageConfig {
             queue_capacity: 8192,
         }
     }
+}
+
+/// One `[[hooks]]` entry: a studio's (or, without `studio`, City-wide)
+/// webhook, created or replaced at every start under its `id`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    pub id: String,
+    /// Empty or absent: City-wide.
+    #[serde(default)]
+    pub studio: String,
+    pub url: String,
+    /// `before_call` and/or `after_call`.
+    pub events: Vec<String>,
+    #[serde(default = "default_hook_timeout_ms")]
+    pub timeout_ms: i64,
+    /// `fail_open` (the default) or `fail_closed`.
+    #[serde(default = "default_failure_policy")]
+    pub failure_policy: String,
+    #[serde(default)]
+    pub include_prompt: bool,
+    /// The environment variable holding the `whsec_...` signing secret.
+    pub secret_env: String,
+}
+
+fn default_hook_timeout_ms() -> i64 {
+    crate::hooks::DEFAULT_TIMEOUT_MS
+}
+
+fn default_failure_policy() -> String {
+    "fail_open".into()
 }
 
 /// Retries of after_call deliveries.

@@ -263,8 +263,9 @@ pub async fn store_has_master_key(store: &dyn Store) -> Result<bool> {
     Ok(store.get_setting(CANARY_SETTING).await?.is_some())
 }
 
-/// Re-seals every provider key and the canary under `new`, in one
-/// transaction. Fails (changing nothing) if `old` is not the store's key.
+/// Re-seals every provider key, every hook secret and the canary under
+/// `new`, in one transaction. Fails (changing nothing) if `old` is not the
+/// store's key.
 /// `old` may be `None` only for a store that holds no sealed key yet.
 pub async fn rekey(
     store: &dyn Store,
@@ -292,8 +293,15 @@ pub async fn rekey(
             keys.push((provider.id.clone(), new.seal(&provider.id, &key)));
         }
     }
+    let mut hook_secrets = Vec::new();
+    for hook in store.all_hooks().await? {
+        let old = old.context("a hook secret is sealed, but no master key is configured")?;
+        let ad = crate::hooks::secret_ad(&hook.id);
+        let secret = old.open_secret(&ad, &hook.secret)?;
+        hook_secrets.push((hook.id, new.seal_secret(&ad, &secret)));
+    }
     let settings = [(CANARY_SETTING.to_string(), new.canary())];
-    store.reseal(&keys, &settings).await?;
+    store.reseal(&keys, &hook_secrets, &settings).await?;
     Ok(keys.len())
 }
 

@@ -14,7 +14,7 @@ use crate::api::admin::AdminApi;
 use crate::api::ai::AiApi;
 use crate::auth::{AdminAuth, Directory, UserAuth, secret};
 use crate::catalog::CatalogCache;
-use crate::config::{Config, LimitsConfig, ModelConfig, ProviderConfig};
+use crate::config::{Config, HookConfig, LimitsConfig, ModelConfig, ProviderConfig};
 use crate::gateway::Gateway;
 use crate::hooks::Hooks;
 use crate::hooks::dispatch::Dispatcher;
@@ -24,7 +24,8 @@ use crate::proto::ai_service_server::AiServiceServer;
 use crate::quota::Quotas;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    LimitsRecord, ModelRecord, Pathway, ProviderKind, ProviderRecord, ProviderTimeouts, Store,
+    HookEvent, HookRecord, LimitsRecord, ModelRecord, Pathway, ProviderKind, ProviderRecord,
+    ProviderTimeouts, Store,
 };
 use crate::usage::{UsageWriter, WriterHandle};
 
@@ -69,6 +70,7 @@ impl City {
         let directory = Arc::new(Directory::new(store.clone(), admin_key_hash, &snapshot));
         let quotas = Arc::new(Quotas::load(store.clone(), &snapshot).await?);
         let hooks = Arc::new(Hooks::load(store.clone(), master_key.clone()).await?);
+        apply_config_hooks(&config.hooks, &hooks).await?;
         let catalog =
             Arc::new(CatalogCache::load_with_master_key(store.clone(), master_key).await?);
         let (usage, usage_task) = UsageWriter::start(
@@ -433,6 +435,65 @@ async fn apply_config_limits(limits: &[LimitsConfig], store: &dyn Store) -> anyh
     }
     if !records.is_empty() {
         tracing::info!(entries = records.len(), "applied the config's limits");
+    }
+    Ok(())
+}
+
+/// Creates or replaces the config file's `[[hooks]]`, each with the secret
+/// its `secret_env` names. Every named studio must exist already.
+async fn apply_config_hooks(entries: &[HookConfig], hooks: &Hooks) -> anyhow::Result<()> {
+    for entry in entries {
+        let invalid =
+            |problem: String| anyhow::anyhow!("config [[hooks]] `{}`: {problem}", entry.id);
+        let events = entry
+            .events
+            .iter()
+            .map(|e| HookEvent::parse(e).ok_or_else(|| invalid(format!("unknown event `{e}`"))))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let fail_closed = match entry.failure_policy.as_str() {
+            "fail_open" => false,
+            "fail_closed" => true,
+            other => return Err(invalid(format!("unknown failure_policy `{other}`"))),
+        };
+        let secret = std::env::var(&entry.secret_env)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "secret_env names an unset variable `{}`",
+                    entry.secret_env
+                ))
+            })?;
+        if entry.id.is_empty() || events.is_empty() {
+            return Err(invalid("needs an id and at least one event".into()));
+        }
+        if !(1..=crate::hooks::MAX_TIMEOUT_MS).contains(&entry.timeout_ms) {
+            return Err(invalid("timeout_ms out of range".into()));
+        }
+        let record = HookRecord {
+            id: entry.id.clone(),
+            studio_id: entry.studio.clone(),
+            url: entry.url.clone(),
+            events,
+            timeout_ms: entry.timeout_ms,
+            fail_closed,
+            include_prompt: entry.include_prompt,
+            secret: Vec::new(),
+            create_ms: 0,
+            update_ms: 0,
+        };
+        if !record.studio_id.is_empty()
+            && hooks.store().get_studio(&record.studio_id).await?.is_none()
+        {
+            return Err(invalid(format!(
+                "studio `{}` does not exist",
+                record.studio_id
+            )));
+        }
+        hooks
+            .upsert_with_secret(record, Some(&secret))
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
     }
     Ok(())
 }

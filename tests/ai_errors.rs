@@ -87,16 +87,22 @@ async fn text_with_bearer(
     text_as(city, Some(STUDIO), bearer).await
 }
 
+/// A one-message Text request on `model` (empty: the default).
+fn text_on(model: &str, prompt: &str) -> proto::TextRequest {
+    proto::TextRequest {
+        model: model.into(),
+        ..text_request(prompt)
+    }
+}
+
 async fn text_on_model(
     city: &TestCity,
     token: &str,
     model: &str,
 ) -> Result<Response<proto::TextResponse>, Status> {
-    let request = proto::TextRequest {
-        model: model.into(),
-        ..text_request("hello there")
-    };
-    city.ai(STUDIO, token).text(request).await
+    city.ai(STUDIO, token)
+        .text(text_on(model, "hello there"))
+        .await
 }
 
 async fn image(
@@ -303,11 +309,20 @@ async fn empty_messages_are_invalid() {
     assert_invalid(&city, result, "messages").await;
 }
 
+/// Starts City with the mock text model `id`, adjusted by `adjust`, in the catalog.
+async fn start_with_text_model(
+    id: &str,
+    adjust: impl FnOnce(&mut proto::Model),
+) -> (TestCity, String) {
+    let mut model = text_model(id, &[]);
+    adjust(&mut model);
+    TestCity::start_with_model(STUDIO, USER, model).await
+}
+
 async fn assert_max_tokens_invalid(city: &TestCity, token: &str, max_tokens: i32, model: &str) {
     let request = proto::TextRequest {
-        model: model.into(),
         max_tokens: Some(max_tokens),
-        ..text_request("hello")
+        ..text_on(model, "hello")
     };
     let result = city.ai(STUDIO, token).text(request).await;
     assert_invalid(city, result, "max_tokens").await;
@@ -327,12 +342,7 @@ async fn max_tokens_two_million_is_invalid() {
 
 #[tokio::test]
 async fn max_tokens_above_the_models_maximum_is_invalid() {
-    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    city.upsert_model(proto::Model {
-        max_output_tokens: 16,
-        ..text_model("short-text", &[])
-    })
-    .await;
+    let (city, token) = start_with_text_model("short-text", |m| m.max_output_tokens = 16).await;
     assert_max_tokens_invalid(&city, &token, 17, "short-text").await;
 }
 
@@ -352,39 +362,34 @@ async fn unspecified_role_is_invalid() {
 
 #[tokio::test]
 async fn prompt_longer_than_the_models_input_limit_is_invalid() {
-    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    city.upsert_model(proto::Model {
-        max_input_tokens: 10,
-        ..text_model("tiny-context", &[])
-    })
-    .await;
-    let request = proto::TextRequest {
-        model: "tiny-context".into(),
-        ..text_request(&"word ".repeat(200))
-    };
-    let result = city.ai(STUDIO, &token).text(request).await;
+    let (city, token) = start_with_text_model("tiny-context", |m| m.max_input_tokens = 10).await;
+    let result = city
+        .ai(STUDIO, &token)
+        .text(text_on("tiny-context", &"word ".repeat(200)))
+        .await;
     assert_invalid(&city, result, "messages").await;
+}
+
+/// Starts a fresh City and asserts that Image refuses `request` for `field`.
+async fn assert_image_invalid(request: proto::ImageRequest, field: &str) {
+    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
+    let result = image(&city, &token, request).await;
+    assert_invalid(&city, result, field).await;
 }
 
 #[tokio::test]
 async fn image_count_zero_is_invalid() {
-    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    let result = image(&city, &token, image_request("a cat", 0)).await;
-    assert_invalid(&city, result, "count").await;
+    assert_image_invalid(image_request("a cat", 0), "count").await;
 }
 
 #[tokio::test]
 async fn image_count_eleven_is_invalid() {
-    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    let result = image(&city, &token, image_request("a cat", 11)).await;
-    assert_invalid(&city, result, "count").await;
+    assert_image_invalid(image_request("a cat", 11), "count").await;
 }
 
 #[tokio::test]
 async fn empty_image_prompt_is_invalid() {
-    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    let result = image(&city, &token, image_request("", 1)).await;
-    assert_invalid(&city, result, "prompt").await;
+    assert_image_invalid(image_request("", 1), "prompt").await;
 }
 
 // ---- StreamText: errors before the stream starts are the call's status -----
@@ -421,9 +426,9 @@ async fn stream_with_unknown_model_is_model_not_found() {
 
 /// Calls a model that fails with `fail`; asserts the status and the one row.
 async fn assert_provider_failure(fail: &str, code: Code, expected_reason: &str) -> Status {
-    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    city.upsert_model(text_model("failing-text", &[("fail", fail)]))
-        .await;
+    let (city, token) =
+        TestCity::start_with_model(STUDIO, USER, text_model("failing-text", &[("fail", fail)]))
+            .await;
 
     let status = expect_err(text_on_model(&city, &token, "failing-text").await);
     assert_error(&status, code, expected_reason);
@@ -461,11 +466,14 @@ async fn rate_limited_provider_is_resource_exhausted_with_retry_info() {
 
 #[tokio::test]
 async fn unavailable_model_falls_back_to_the_next() {
-    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
-    city.upsert_model(proto::Model {
-        fallback_model_ids: vec!["mock-text".into()],
-        ..text_model("flaky-text", &[("fail", "unavailable")])
-    })
+    let (city, token) = TestCity::start_with_model(
+        STUDIO,
+        USER,
+        proto::Model {
+            fallback_model_ids: vec!["mock-text".into()],
+            ..text_model("flaky-text", &[("fail", "unavailable")])
+        },
+    )
     .await;
 
     let response = text_on_model(&city, &token, "flaky-text")

@@ -7,10 +7,13 @@ mod common;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
-use common::process::{CityProcess, admin_client, ai_client, command, connect, run};
+use common::process::{
+    CityProcess, admin_client, ai_client, command, connect, hello_with_dev_token, run,
+};
 use common::{assert_refused, req, text_request};
 use downcity::proto;
 use tonic::Code;
+use tonic::transport::Channel;
 
 /// Runs `downcity admin --addr <addr> --admin-key <key> <args>` and returns
 /// its stdout, asserting exit 0.
@@ -26,6 +29,26 @@ fn admin_cli(addr: &str, key: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// The string `field` of every element of the array `value[list]`.
+fn strings_of(value: &serde_json::Value, list: &str, field: &str) -> Vec<String> {
+    value[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list}: {value}"))
+        .iter()
+        .map(|item| item[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// ListStudios with `key` as the bearer.
+async fn studios_with_key(
+    channel: &Channel,
+    key: &str,
+) -> Result<tonic::Response<proto::ListStudiosResponse>, tonic::Status> {
+    admin_client(channel.clone(), Some(key))
+        .list_studios(proto::ListStudiosRequest::default())
+        .await
 }
 
 fn json(stdout: &str) -> serde_json::Value {
@@ -65,12 +88,7 @@ async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
 
     // A Text call with the dev credentials.
     let channel = connect(&env.addr).await;
-    let answer = ai_client(channel.clone(), &env.studio_id, &env.user_token)
-        .text(text_request("Hello, City"))
-        .await
-        .expect("the dev token works")
-        .into_inner();
-    assert_eq!(answer.text, "Echo: Hello, City");
+    let answer = hello_with_dev_token(channel.clone(), &env).await;
     assert_eq!(answer.model, "mock-text");
     assert!(!answer.request_id.is_empty());
 
@@ -145,12 +163,7 @@ async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
         &env.admin_key,
         &["--json", "studios", "list"],
     ));
-    let ids: Vec<_> = listing["studios"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no studios: {listing}"))
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = strings_of(&listing, "studios", "id");
     assert_eq!(ids, ["demo"], "the demo studio is not duplicated");
     let tokens = admin_client(channel.clone(), Some(&env.admin_key))
         .list_user_tokens(req::list_user_tokens("demo"))
@@ -164,12 +177,7 @@ async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
         &env.admin_key,
         &["--json", "usage", "list"],
     ));
-    let request_ids: Vec<_> = usage["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["request_id"].as_str().unwrap().to_string())
-        .collect();
+    let request_ids = strings_of(&usage, "records", "request_id");
     assert_eq!(
         request_ids,
         [second.request_id.clone(), answer.request_id.clone()],
@@ -240,8 +248,7 @@ async fn admin_key_is_generated_once_without_dev() {
     );
 
     let channel = connect(&addr).await;
-    admin_client(channel.clone(), Some(&key))
-        .list_studios(proto::ListStudiosRequest::default())
+    studios_with_key(&channel, &key)
         .await
         .expect("the printed key is the admin key");
     drop(channel);
@@ -256,14 +263,11 @@ async fn admin_key_is_generated_once_without_dev() {
         "a second key was printed:\n{stdout}"
     );
     let channel = connect(&addr).await;
-    admin_client(channel.clone(), Some(&key))
-        .list_studios(proto::ListStudiosRequest::default())
+    studios_with_key(&channel, &key)
         .await
         .expect("the first key still works after a restart");
     assert_refused(
-        admin_client(channel.clone(), Some("dca_not-the-key"))
-            .list_studios(proto::ListStudiosRequest::default())
-            .await,
+        studios_with_key(&channel, "dca_not-the-key").await,
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );

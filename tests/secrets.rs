@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::process::{CityProcess, admin_client, ai_client, connect};
-use common::{assert_refused, req, text_request};
+use common::process::{CityProcess, admin_client, ai_client, connect, hello_with_dev_token};
+use common::{assert_denied, assert_refused, req, text_request};
 use downcity::proto;
 use tonic::Code;
+use tonic::transport::Channel;
 
 /// Every secret to look for: each whole bearer and its part after the id.
 #[derive(Default)]
@@ -53,6 +54,18 @@ impl Secrets {
     }
 }
 
+/// A Text call of `prompt` as `token` in `studio_id`.
+async fn text_as(
+    channel: &Channel,
+    studio_id: &str,
+    token: &str,
+    prompt: &str,
+) -> Result<tonic::Response<proto::TextResponse>, tonic::Status> {
+    ai_client(channel.clone(), studio_id, token)
+        .text(text_request(prompt))
+        .await
+}
+
 /// A successful response as `{:?}` shows it.
 fn shown<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -> String {
     format!("{:?}", result.unwrap().into_inner())
@@ -74,12 +87,7 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     let mut responses = Vec::new();
 
     // The dev token works.
-    let answer = ai_client(channel.clone(), &env.studio_id, &env.user_token)
-        .text(text_request("Hello, City"))
-        .await
-        .expect("the dev token works")
-        .into_inner();
-    assert_eq!(answer.text, "Echo: Hello, City");
+    hello_with_dev_token(channel.clone(), &env).await;
 
     // A studio, a studio key, user tokens.
     admin
@@ -127,16 +135,12 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
     // studio, a revoked token, a malformed token.
     let wrong_secret = format!("dcu_{alice_id}_{}", "W".repeat(32));
     assert_refused(
-        ai_client(channel.clone(), "acme", &wrong_secret)
-            .text(text_request("a forged call"))
-            .await,
+        text_as(&channel, "acme", &wrong_secret, "a forged call").await,
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
     assert_refused(
-        ai_client(channel.clone(), "demo", &alice_token)
-            .text(text_request("the wrong studio"))
-            .await,
+        text_as(&channel, "demo", &alice_token, "the wrong studio").await,
         Code::PermissionDenied,
         "STUDIO_MISMATCH",
     );
@@ -153,27 +157,21 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
         .await
         .unwrap();
     assert_refused(
-        ai_client(channel.clone(), "acme", &carol_token)
-            .text(text_request("a revoked token"))
-            .await,
+        text_as(&channel, "acme", &carol_token, "a revoked token").await,
         Code::Unauthenticated,
         "TOKEN_REVOKED",
     );
     assert_refused(
-        ai_client(channel.clone(), "acme", "not-a-token")
-            .text(text_request("a malformed token"))
-            .await,
+        text_as(&channel, "acme", "not-a-token", "a malformed token").await,
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
     // A user token on AdminService, a studio key with a wrong secret, an
     // admin key with one character more.
-    assert_refused(
+    assert_denied(
         admin_client(channel.clone(), Some(&alice_token))
             .list_studios(proto::ListStudiosRequest::default())
             .await,
-        Code::PermissionDenied,
-        "PERMISSION_DENIED",
     );
     assert_refused(
         admin_client(
@@ -193,12 +191,10 @@ async fn secrets_never_reach_the_logs_or_list_responses() {
         "TOKEN_INVALID",
     );
     // A studio key beyond its scope.
-    assert_refused(
+    assert_denied(
         backend
             .list_studios(proto::ListStudiosRequest::default())
             .await,
-        Code::PermissionDenied,
-        "PERMISSION_DENIED",
     );
 
     // Every list and get.

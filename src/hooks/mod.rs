@@ -78,7 +78,7 @@ pub struct Hooks {
 }
 
 /// The associated data a hook's secret is sealed with.
-fn secret_ad(hook_id: &str) -> String {
+pub(crate) fn secret_ad(hook_id: &str) -> String {
     format!("downcity:hook:{hook_id}")
 }
 
@@ -197,7 +197,16 @@ impl Hooks {
 
     /// Creates (returning its new secret) or replaces a hook. `create_ms`,
     /// the id's studio and the secret of an existing hook stay.
-    pub async fn upsert(&self, mut record: HookRecord) -> Result<(HookRecord, Option<String>)> {
+    pub async fn upsert(&self, record: HookRecord) -> Result<(HookRecord, Option<String>)> {
+        self.upsert_with_secret(record, None).await
+    }
+
+    /// As `upsert`; a `secret` (`whsec_...`) given replaces the hook's.
+    pub async fn upsert_with_secret(
+        &self,
+        mut record: HookRecord,
+        given_secret: Option<&str>,
+    ) -> Result<(HookRecord, Option<String>)> {
         let master_key = self.master_key()?;
         let now = now_ms();
         record.update_ms = now;
@@ -208,21 +217,29 @@ impl Hooks {
             self.get(&record.id)
         };
         let secret = match existing {
-            Some(old) if old.record.studio_id != record.studio_id => {
+            Some(old) if old.record.studio_id != record.studio_id && given_secret.is_none() => {
                 return Err(Error::NotFound {
                     resource: "hook",
                     id: record.id,
                 });
             }
-            Some(old) => {
+            Some(old) if given_secret.is_none() => {
                 record.secret = old.record.secret.clone();
                 record.create_ms = old.record.create_ms;
                 None
             }
-            None => {
-                let secret = signing::generate_secret();
+            old => {
+                let secret = match given_secret {
+                    Some(secret) => {
+                        SigningKey::from_secret(secret).ok_or_else(|| {
+                            Error::invalid("secret", "must be `whsec_` and base64")
+                        })?;
+                        secret.to_string()
+                    }
+                    None => signing::generate_secret(),
+                };
                 record.secret = master_key.seal_secret(&secret_ad(&record.id), &secret);
-                record.create_ms = now;
+                record.create_ms = old.map_or(now, |old| old.record.create_ms);
                 Some(secret)
             }
         };

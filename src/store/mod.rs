@@ -466,10 +466,12 @@ pub trait Store: Send + Sync + 'static {
         key: Option<&SealedKey>,
         at: Millis,
     ) -> Result<()>;
-    /// Replaces sealed API keys and settings in one transaction (re-keying).
+    /// Replaces sealed API keys, sealed hook secrets (hook id → secret) and
+    /// settings in one transaction (re-keying).
     async fn reseal(
         &self,
         keys: &[(String, SealedKey)],
+        hook_secrets: &[(String, Vec<u8>)],
         settings: &[(String, String)],
     ) -> Result<()>;
     /// Fails with `FailedPrecondition` (reason PROVIDER_IN_USE) while a model uses it.

@@ -98,10 +98,11 @@ async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>, hooks: Optio
             tracing::error!(%err, rows = rows.len(), "usage batch failed");
             Arc::<str>::from(err.to_string())
         });
-        if !outbox.is_empty() && outcome.is_ok() {
-            if let Some(hooks) = &hooks {
-                hooks.wake();
-            }
+        if let Some(hooks) = hooks
+            .as_ref()
+            .filter(|_| !outbox.is_empty() && outcome.is_ok())
+        {
+            hooks.wake();
         }
         outbox.clear();
         for job in batch.drain(..) {

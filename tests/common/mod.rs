@@ -272,6 +272,26 @@ pub fn assert_refused<T: std::fmt::Debug>(
     status
 }
 
+/// `assert_refused` with PERMISSION_DENIED.
+#[track_caller]
+pub fn assert_denied<T: std::fmt::Debug>(result: Result<tonic::Response<T>, Status>) -> Status {
+    assert_refused(result, Code::PermissionDenied, "PERMISSION_DENIED")
+}
+
+/// `assert_refused` with NOT_FOUND.
+#[track_caller]
+pub fn assert_not_found<T: std::fmt::Debug>(result: Result<tonic::Response<T>, Status>) -> Status {
+    assert_refused(result, Code::NotFound, "NOT_FOUND")
+}
+
+/// `assert_refused` with INVALID_ARGUMENT.
+#[track_caller]
+pub fn assert_invalid_argument<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, Status>,
+) -> Status {
+    assert_refused(result, Code::InvalidArgument, "INVALID_ARGUMENT")
+}
+
 /// The field names of a status's BadRequest violations.
 pub fn violated_fields(status: &Status) -> Vec<String> {
     use tonic_types::StatusExt;
@@ -332,6 +352,18 @@ impl TestCity {
     pub async fn start_with_user(studio_id: &str, user_id: &str) -> (TestCity, String) {
         let city = TestCity::start().await;
         let token = city.studio_with_user(studio_id, user_id).await;
+        (city, token)
+    }
+
+    /// Starts a fresh City with one studio and `model` in the catalog;
+    /// returns a user token in the studio.
+    pub async fn start_with_model(
+        studio_id: &str,
+        user_id: &str,
+        model: proto::Model,
+    ) -> (TestCity, String) {
+        let (city, token) = TestCity::start_with_user(studio_id, user_id).await;
+        city.upsert_model(model).await;
         (city, token)
     }
 

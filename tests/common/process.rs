@@ -12,7 +12,9 @@ use downcity::proto::admin_service_client::AdminServiceClient;
 use downcity::proto::ai_service_client::AiServiceClient;
 use tonic::transport::Channel;
 
-use super::{Admin, Ai, Credentials};
+use downcity::proto::TextResponse;
+
+use super::{Admin, Ai, Credentials, text_request};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_downcity");
@@ -292,6 +294,18 @@ pub async fn connect(addr: &str) -> Channel {
         .connect()
         .await
         .unwrap_or_else(|e| panic!("connects to {addr}: {e}"))
+}
+
+/// Sends "Hello, City" with the dev studio and user token, asserts the mock
+/// provider's echo and returns the answer.
+pub async fn hello_with_dev_token(channel: Channel, env: &DevEnv) -> TextResponse {
+    let answer = ai_client(channel, &env.studio_id, &env.user_token)
+        .text(text_request("Hello, City"))
+        .await
+        .expect("the dev token works")
+        .into_inner();
+    assert_eq!(answer.text, "Echo: Hello, City");
+    answer
 }
 
 pub fn admin_client(channel: Channel, bearer: Option<&str>) -> Admin {

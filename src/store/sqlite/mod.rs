@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::error::ErrorKind;
+use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
@@ -100,6 +102,21 @@ impl SqliteStore {
         found.iter().map(convert).collect()
     }
 
+    /// Runs the insert of a studio key or user token (errors as `insert_error`).
+    async fn insert_credential<'q>(
+        &self,
+        insert: Query<'q, Sqlite, SqliteArguments<'q>>,
+        resource: &'static str,
+        id: &str,
+        studio_id: &str,
+    ) -> Result<()> {
+        insert
+            .execute(&self.pool)
+            .await
+            .map_err(|e| insert_error(e, resource, id, studio_id))?;
+        Ok(())
+    }
+
     /// Sets `revoke_ms` unless already set, so the first revocation time stays.
     async fn revoke<T>(
         &self,
@@ -120,6 +137,18 @@ impl SqliteStore {
         match row {
             Some(row) => convert(&row),
             None => Err(not_found(resource, id)),
+        }
+    }
+
+    /// Deletes the row of `table` with this id: `false` if a foreign key
+    /// refused the delete, NOT_FOUND if there is no such row.
+    async fn delete(&self, table: &str, resource: &'static str, id: &str) -> Result<bool> {
+        let sql = format!("DELETE FROM {table} WHERE id = ?");
+        match sqlx::query(&sql).bind(id).execute(&self.pool).await {
+            Ok(done) if done.rows_affected() == 0 => Err(not_found(resource, id)),
+            Ok(_) => Ok(true),
+            Err(e) if violates(&e, ErrorKind::ForeignKeyViolation) => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -206,16 +235,18 @@ async fn allowed_models(conn: &mut SqliteConnection) -> Result<HashMap<String, V
     Ok(allowed)
 }
 
-/// A foreign-key failure on `studio_id` means the studio does not exist.
-fn studio_missing(err: sqlx::Error, studio_id: &str) -> Error {
+/// A foreign-key failure means the row the foreign key names does not exist.
+fn missing_on_fk(err: sqlx::Error, resource: &'static str, id: &str) -> Error {
     if violates(&err, ErrorKind::ForeignKeyViolation) {
-        Error::NotFound {
-            resource: "studio",
-            id: studio_id.to_string(),
-        }
+        not_found(resource, id)
     } else {
         err.into()
     }
+}
+
+/// A foreign-key failure on `studio_id` means the studio does not exist.
+fn studio_missing(err: sqlx::Error, studio_id: &str) -> Error {
+    missing_on_fk(err, "studio", studio_id)
 }
 
 fn default_entry(row: &SqliteRow) -> Result<(Pathway, String)> {
@@ -388,7 +419,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_studio_key(&self, key: &StudioKeyRecord) -> Result<()> {
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO studio_keys \
              (id, studio_id, display_name, secret_hash, create_ms, revoke_ms) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -398,11 +429,9 @@ impl Store for SqliteStore {
         .bind(&key.display_name)
         .bind(key.secret_hash.as_slice())
         .bind(key.create_ms)
-        .bind(key.revoke_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| insert_error(e, "studio key", &key.id, &key.studio_id))?;
-        Ok(())
+        .bind(key.revoke_ms);
+        self.insert_credential(insert, "studio key", &key.id, &key.studio_id)
+            .await
     }
 
     async fn get_studio_key(&self, id: &str) -> Result<Option<StudioKeyRecord>> {
@@ -425,7 +454,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_user_token(&self, token: &UserTokenRecord) -> Result<()> {
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO user_tokens \
              (id, studio_id, user_id, secret_hash, create_ms, expire_ms, revoke_ms) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -436,11 +465,9 @@ impl Store for SqliteStore {
         .bind(token.secret_hash.as_slice())
         .bind(token.create_ms)
         .bind(token.expire_ms)
-        .bind(token.revoke_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| insert_error(e, "user token", &token.id, &token.studio_id))?;
-        Ok(())
+        .bind(token.revoke_ms);
+        self.insert_credential(insert, "user token", &token.id, &token.studio_id)
+            .await
     }
 
     async fn get_user_token(&self, id: &str) -> Result<Option<UserTokenRecord>> {
@@ -516,9 +543,17 @@ impl Store for SqliteStore {
     async fn reseal(
         &self,
         keys: &[(String, SealedKey)],
+        hook_secrets: &[(String, Vec<u8>)],
         settings: &[(String, String)],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        for (id, secret) in hook_secrets {
+            sqlx::query("UPDATE hooks SET secret = ? WHERE id = ?")
+                .bind(secret.as_slice())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (id, key) in keys {
             sqlx::query("UPDATE providers SET api_key = ?, api_key_hint = ? WHERE id = ?")
                 .bind(key.ciphertext.as_slice())
@@ -543,17 +578,10 @@ impl Store for SqliteStore {
 
     async fn delete_provider(&self, id: &str) -> Result<()> {
         // The foreign key from models refuses the delete atomically.
-        let done = sqlx::query("DELETE FROM providers WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await;
-        match done {
-            Ok(done) if done.rows_affected() == 0 => Err(not_found("provider", id)),
-            Ok(_) => Ok(()),
-            Err(e) if violates(&e, ErrorKind::ForeignKeyViolation) => {
-                Err(self.provider_in_use(id).await?)
-            }
-            Err(e) => Err(e.into()),
+        if self.delete("providers", "provider", id).await? {
+            Ok(())
+        } else {
+            Err(self.provider_in_use(id).await?)
         }
     }
 
@@ -597,30 +625,17 @@ impl Store for SqliteStore {
         .bind(model.update_ms)
         .execute(&self.pool)
         .await
-        .map_err(|e| {
-            if violates(&e, ErrorKind::ForeignKeyViolation) {
-                not_found("provider", &model.provider_id)
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| missing_on_fk(e, "provider", &model.provider_id))?;
         Ok(())
     }
 
     async fn delete_model(&self, id: &str) -> Result<()> {
         // The foreign key from defaults refuses the delete atomically.
         // Fallback lists may still name the model; routing skips unknown ids.
-        let done = sqlx::query("DELETE FROM models WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await;
-        match done {
-            Ok(done) if done.rows_affected() == 0 => Err(not_found("model", id)),
-            Ok(_) => Ok(()),
-            Err(e) if violates(&e, ErrorKind::ForeignKeyViolation) => {
-                Err(self.model_is_default(id).await?)
-            }
-            Err(e) => Err(e.into()),
+        if self.delete("models", "model", id).await? {
+            Ok(())
+        } else {
+            Err(self.model_is_default(id).await?)
         }
     }
 
@@ -638,13 +653,7 @@ impl Store for SqliteStore {
         .bind(model_id)
         .execute(&self.pool)
         .await
-        .map_err(|e| {
-            if violates(&e, ErrorKind::ForeignKeyViolation) {
-                not_found("model", model_id)
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| missing_on_fk(e, "model", model_id))?;
         Ok(())
     }
 

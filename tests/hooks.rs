@@ -1,0 +1,574 @@
+//! Business hooks end to end, against a real HTTP receiver on 127.0.0.1:
+//! before_call allow / deny / timeout under each failure policy, after_call
+//! retries and delivery across a restart, and Standard Webhooks signatures
+//! checked by an implementation written here.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use common::*;
+use downcity::config::Config;
+use downcity::keys::{MasterKey, SecretText};
+use downcity::proto::{self, HookDeliveryState, HookEvent, HookFailurePolicy};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::net::TcpListener;
+use tonic::Code;
+
+/// How the receiver answers before_call requests.
+#[derive(Clone)]
+enum Before {
+    Allow(serde_json::Value),
+    Deny(&'static str),
+    Slow(Duration),
+}
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Received {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+struct Inner {
+    before: Before,
+    /// after_call requests answered 500 before the first 200.
+    after_failures: usize,
+    received: Vec<Received>,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+}
+
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let received = Received {
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
+            .collect(),
+        body,
+    };
+    let kind = received.json()["type"].as_str().unwrap().to_string();
+    let (before, fail) = {
+        let mut inner = inner.lock().unwrap();
+        inner.received.push(received);
+        let fail = kind == "after_call" && inner.after_failures > 0;
+        if fail {
+            inner.after_failures -= 1;
+        }
+        (inner.before.clone(), fail)
+    };
+    if kind == "after_call" {
+        return if fail {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        } else {
+            StatusCode::NO_CONTENT.into_response()
+        };
+    }
+    match before {
+        Before::Allow(metadata) => {
+            axum::Json(serde_json::json!({"allow": true, "metadata": metadata})).into_response()
+        }
+        Before::Deny(reason) => {
+            axum::Json(serde_json::json!({"allow": false, "reason": reason})).into_response()
+        }
+        Before::Slow(wait) => {
+            tokio::time::sleep(wait).await;
+            axum::Json(serde_json::json!({"allow": true})).into_response()
+        }
+    }
+}
+
+impl Receiver {
+    async fn start(before: Before, after_failures: usize) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, before, after_failures)
+    }
+
+    fn serve(listener: TcpListener, before: Before, after_failures: usize) -> Receiver {
+        let addr = listener.local_addr().unwrap();
+        let inner = Arc::new(Mutex::new(Inner {
+            before,
+            after_failures,
+            received: Vec::new(),
+        }));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(inner.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, inner }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn received(&self, kind: &str) -> Vec<Received> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .received
+            .iter()
+            .filter(|r| r.json()["type"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Verifies a Standard Webhooks signature from scratch: HMAC-SHA256 over
+/// `id.timestamp.body`, keyed with the base64 after `whsec_`.
+#[track_caller]
+fn assert_signed(received: &Received, secret: &str) {
+    let id = &received.headers["webhook-id"];
+    let timestamp = &received.headers["webhook-timestamp"];
+    let key = BASE64
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{}", received.body).as_bytes());
+    let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+    let signatures = &received.headers["webhook-signature"];
+    assert!(
+        signatures.split(' ').any(|s| s == expected),
+        "signature {signatures} is not {expected}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - timestamp.parse::<i64>().unwrap()).abs() < 300);
+}
+
+fn with_master_key(master_key: &str) -> impl FnOnce(&mut Config) + '_ {
+    move |config| {
+        config.master_key = Some(SecretText(master_key.to_string()));
+        config.hook_delivery.initial_backoff_ms = 20;
+        config.hook_delivery.max_backoff_ms = 100;
+        config.hook_delivery.poll_interval_ms = 50;
+    }
+}
+
+async fn hook_city() -> (TestCity, String) {
+    let key = MasterKey::generate().to_base64();
+    (TestCity::start_with(with_master_key(&key)).await, key)
+}
+
+/// Creates a hook and returns its id and secret.
+async fn add_hook(
+    city: &TestCity,
+    studio: &str,
+    url: String,
+    event: HookEvent,
+    policy: HookFailurePolicy,
+    timeout_ms: i64,
+) -> (String, String) {
+    let response = city
+        .admin()
+        .upsert_hook(proto::UpsertHookRequest {
+            hook: Some(proto::Hook {
+                studio_id: studio.into(),
+                url,
+                events: vec![event as i32],
+                timeout: Some(prost_types::Duration {
+                    seconds: timeout_ms / 1000,
+                    nanos: ((timeout_ms % 1000) * 1_000_000) as i32,
+                }),
+                failure_policy: policy as i32,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("upsert hook")
+        .into_inner();
+    assert!(response.secret.starts_with("whsec_"));
+    (response.hook.unwrap().id, response.secret)
+}
+
+async fn deliveries(city: &TestCity, studio: &str) -> Vec<proto::HookDelivery> {
+    city.admin()
+        .list_hook_deliveries(proto::ListHookDeliveriesRequest {
+            studio_id: studio.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list deliveries")
+        .into_inner()
+        .deliveries
+}
+
+/// Polls until `done` holds for the studio's deliveries (at most 10 s).
+async fn wait_deliveries(
+    city: &TestCity,
+    studio: &str,
+    done: impl Fn(&[proto::HookDelivery]) -> bool,
+) -> Vec<proto::HookDelivery> {
+    for _ in 0..1000 {
+        let found = deliveries(city, studio).await;
+        if done(&found) {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("deliveries never reached the expected state");
+}
+
+#[tokio::test]
+async fn before_call_allows_and_its_metadata_lands_on_the_usage_row() {
+    let (city, _) = hook_city().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    let receiver = Receiver::start(Before::Allow(serde_json::json!({"tier": "gold"})), 0).await;
+    let (_, secret) = add_hook(
+        &city,
+        "acme",
+        receiver.url(),
+        HookEvent::BeforeCall,
+        HookFailurePolicy::FailClosed,
+        2000,
+    )
+    .await;
+    let mut request = text_request("hello world");
+    request.metadata.insert("order".into(), "42".into());
+    city.ai("acme", &token)
+        .text(request)
+        .await
+        .expect("allowed");
+
+    let asked = receiver.received("before_call");
+    assert_eq!(asked.len(), 1);
+    assert_signed(&asked[0], &secret);
+    let data = &asked[0].json()["data"];
+    assert_eq!(data["studio_id"], "acme");
+    assert_eq!(data["user_id"], "u1");
+    assert_eq!(data["pathway"], "text");
+    assert_eq!(data["metadata"]["order"], "42");
+    assert!(data["estimated_tokens"].as_i64().unwrap() > 0);
+    assert!(data.get("prompt").is_none(), "no prompt unless asked for");
+
+    let rows = city.usage_rows(studio_filter("acme")).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].metadata.get("tier").map(String::as_str),
+        Some("gold")
+    );
+    assert_eq!(
+        rows[0].metadata.get("order").map(String::as_str),
+        Some("42")
+    );
+
+    // Listing shows the hook, never its secret.
+    let hooks = city
+        .admin()
+        .list_hooks(proto::ListHooksRequest {
+            studio_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hooks;
+    assert_eq!(hooks.len(), 1);
+    assert!(!format!("{hooks:?}").contains(&secret[6..]));
+}
+
+#[tokio::test]
+async fn a_denied_call_reaches_the_client_and_costs_nothing() {
+    let (city, _) = hook_city().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    city.admin()
+        .set_limits(proto::SetLimitsRequest {
+            studio_id: "acme".into(),
+            target: proto::LimitTarget::Studio as i32,
+            user_id: String::new(),
+            limits: Some(proto::Limits {
+                tokens_per_day: Some(100_000),
+                requests_per_minute: Some(100),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let receiver = Receiver::start(Before::Deny("insufficient balance"), 0).await;
+    add_hook(
+        &city,
+        "acme",
+        receiver.url(),
+        HookEvent::BeforeCall,
+        HookFailurePolicy::FailOpen,
+        2000,
+    )
+    .await;
+    let err = city
+        .ai("acme", &token)
+        .text(text_request("hello"))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "HOOK_DENIED");
+    assert!(err.message().contains("insufficient balance"), "{err:?}");
+
+    assert!(city.usage_rows(studio_filter("acme")).await.is_empty());
+    let standing = city
+        .admin()
+        .get_quota_standing(proto::GetQuotaStandingRequest {
+            studio_id: "acme".into(),
+            user_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .limits;
+    assert!(!standing.is_empty());
+    for limit in standing {
+        assert_eq!((limit.used, limit.reserved), (0, 0), "{limit:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_hook_fails_open_or_closed_as_configured() {
+    let (city, _) = hook_city().await;
+    let open_token = city.studio_with_user("open", "u1").await;
+    let closed_token = city.studio_with_user("closed", "u1").await;
+    let receiver = Receiver::start(Before::Slow(Duration::from_secs(2)), 0).await;
+    for (studio, policy) in [
+        ("open", HookFailurePolicy::FailOpen),
+        ("closed", HookFailurePolicy::FailClosed),
+    ] {
+        add_hook(
+            &city,
+            studio,
+            receiver.url(),
+            HookEvent::BeforeCall,
+            policy,
+            100,
+        )
+        .await;
+    }
+    city.ai("open", &open_token)
+        .text(text_request("hello"))
+        .await
+        .expect("fail open proceeds");
+    assert_eq!(city.usage_rows(studio_filter("open")).await.len(), 1);
+
+    let err = city
+        .ai("closed", &closed_token)
+        .text(text_request("hello"))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::Unavailable, "HOOK_UNAVAILABLE");
+    assert!(city.usage_rows(studio_filter("closed")).await.is_empty());
+}
+
+#[tokio::test]
+async fn after_call_retries_500s_until_delivered_with_one_stable_id() {
+    let (city, _) = hook_city().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    let receiver = Receiver::start(Before::Allow(serde_json::json!({})), 2).await;
+    let (hook_id, secret) = add_hook(
+        &city,
+        "acme",
+        receiver.url(),
+        HookEvent::AfterCall,
+        HookFailurePolicy::FailOpen,
+        2000,
+    )
+    .await;
+    city.ai("acme", &token)
+        .text(text_request("hello"))
+        .await
+        .unwrap();
+    let found = wait_deliveries(&city, "acme", |d| {
+        d.len() == 1 && d[0].state == HookDeliveryState::Delivered as i32
+    })
+    .await;
+    assert_eq!(found[0].attempts, 3);
+    assert_eq!(found[0].hook_id, hook_id);
+    let sent = receiver.received("after_call");
+    assert_eq!(sent.len(), 3);
+    for attempt in &sent {
+        assert_eq!(attempt.headers["webhook-id"], found[0].id);
+        assert_signed(attempt, &secret);
+    }
+    let data = &sent[0].json()["data"];
+    assert_eq!(data["request_id"], found[0].request_id.as_str());
+    assert_eq!(data["studio_id"], "acme");
+    assert_eq!(data["status_code"], 0);
+}
+
+#[tokio::test]
+async fn after_call_survives_a_restart_while_the_receiver_is_down() {
+    let (city, key) = hook_city().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    // A port with nothing listening: the receiver is down.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_, secret) = add_hook(
+        &city,
+        "acme",
+        format!("http://{addr}/hook"),
+        HookEvent::AfterCall,
+        HookFailurePolicy::FailOpen,
+        500,
+    )
+    .await;
+    city.ai("acme", &token)
+        .text(text_request("hello"))
+        .await
+        .unwrap();
+    let failing = wait_deliveries(&city, "acme", |d| d.len() == 1 && d[0].attempts >= 1).await;
+    assert_eq!(failing[0].state, HookDeliveryState::Pending as i32);
+    assert!(!failing[0].last_error.is_empty());
+
+    let dir = city.stop().await;
+    let receiver = Receiver::serve(
+        TcpListener::bind(addr).await.unwrap(),
+        Before::Allow(serde_json::json!({})),
+        0,
+    );
+    let city = TestCity::start_in(dir, with_master_key(&key)).await;
+    let done = wait_deliveries(&city, "acme", |d| {
+        d.len() == 1 && d[0].state == HookDeliveryState::Delivered as i32
+    })
+    .await;
+    let sent = receiver.received("after_call");
+    assert_eq!(sent.len(), 1, "delivered once");
+    assert_eq!(sent[0].headers["webhook-id"], done[0].id);
+    assert_signed(&sent[0], &secret);
+}
+
+#[tokio::test]
+async fn a_studio_key_manages_only_its_own_hooks() {
+    let (city, _) = hook_city().await;
+    city.studio_with_user("acme", "u1").await;
+    city.studio_with_user("globex", "u1").await;
+    let key = city
+        .admin()
+        .create_studio_key(proto::CreateStudioKeyRequest {
+            studio_id: "acme".into(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let mut studio_admin = city.admin_with(Some(&key));
+    let hook = |studio: &str| proto::UpsertHookRequest {
+        hook: Some(proto::Hook {
+            studio_id: studio.into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            events: vec![HookEvent::AfterCall as i32],
+            ..Default::default()
+        }),
+    };
+    let created = studio_admin
+        .upsert_hook(hook("acme"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(created.secret.starts_with("whsec_"));
+    let err = studio_admin.upsert_hook(hook("globex")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = studio_admin.upsert_hook(hook("")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    studio_admin
+        .delete_hook(proto::DeleteHookRequest {
+            studio_id: "acme".into(),
+            hook_id: created.hook.unwrap().id,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn rekey_reseals_hook_secrets() {
+    let (city, old) = hook_city().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    let receiver = Receiver::start(Before::Allow(serde_json::json!({})), 0).await;
+    let (_, secret) = add_hook(
+        &city,
+        "acme",
+        receiver.url(),
+        HookEvent::BeforeCall,
+        HookFailurePolicy::FailClosed,
+        2000,
+    )
+    .await;
+    let dir = city.stop().await;
+    let old = MasterKey::from_base64(&old).unwrap();
+    let new = MasterKey::generate();
+    let store = downcity::store::sqlite::SqliteStore::open(&dir.path().join("downcity.db"), false)
+        .await
+        .unwrap();
+    downcity::keys::rekey(&store, Some(&old), &new)
+        .await
+        .unwrap();
+    downcity::store::Store::close(&store).await;
+
+    let city = TestCity::start_in(dir, with_master_key(&new.to_base64())).await;
+    city.ai("acme", &token)
+        .text(text_request("hello"))
+        .await
+        .expect("the hook still answers");
+    let asked = receiver.received("before_call");
+    assert_eq!(asked.len(), 1);
+    assert_signed(&asked[0], &secret);
+}
+
+#[tokio::test]
+async fn config_hooks_are_applied_at_start_with_their_secret() {
+    const VAR: &str = "DOWNCITY_TEST_CONFIG_HOOK_SECRET";
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    // SAFETY: no other test reads or writes this variable.
+    unsafe { std::env::set_var(VAR, SECRET) };
+    let (city, key) = hook_city().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    let dir = city.stop().await;
+    let receiver = Receiver::start(Before::Deny("from config"), 0).await;
+    let url = receiver.url();
+    let city = TestCity::start_in(dir, |config| {
+        with_master_key(&key)(config);
+        config.hooks.push(downcity::config::HookConfig {
+            id: "billing".into(),
+            studio: "acme".into(),
+            url,
+            events: vec!["before_call".into()],
+            timeout_ms: 2000,
+            failure_policy: "fail_closed".into(),
+            include_prompt: true,
+            secret_env: VAR.into(),
+        });
+    })
+    .await;
+    let err = city
+        .ai("acme", &token)
+        .text(text_request("hello"))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::PermissionDenied, "HOOK_DENIED");
+    let asked = receiver.received("before_call");
+    assert_eq!(asked.len(), 1);
+    assert_signed(&asked[0], SECRET);
+    assert_eq!(asked[0].json()["data"]["prompt"][0]["content"], "hello");
+}
