@@ -23,6 +23,12 @@ use crate::quota::{Amount, Quotas, Reservation};
 use crate::store::{Millis, Pathway, UsageRow, now_ms};
 use crate::usage::{self, UsageWriter};
 
+/// Usage-row metadata key saying where the token counts came from when a
+/// stream ended before the upstream reported its own.
+pub const USAGE_SOURCE_KEY: &str = "downcity.usage_source";
+/// The prompt estimate and the pieces relayed before the stream ended.
+pub const USAGE_SOURCE_RELAYED: &str = "relayed_so_far";
+
 /// Stream messages buffered between the relay and a slow client.
 const STREAM_BUFFER: usize = 16;
 
@@ -644,17 +650,20 @@ impl Relay {
                 usage_row(&self.ctx, &self.model, &self.metadata, usage, ttft_us, None),
                 Ok(StreamChunk::End { finish, usage }),
             ),
-            RelayEnd::Failed(err, usage) => (
-                usage_row(
+            RelayEnd::Failed(err, usage) => {
+                // The upstream never reported its count: say so on the row.
+                let mut metadata = self.metadata.clone();
+                metadata.insert(USAGE_SOURCE_KEY.into(), USAGE_SOURCE_RELAYED.into());
+                let row = usage_row(
                     &self.ctx,
                     &self.model,
-                    &self.metadata,
+                    &metadata,
                     usage,
                     ttft_us,
                     Some(&err),
-                ),
-                Err(err),
-            ),
+                );
+                (row, Err(err))
+            }
         };
         let last = match self.usage.record(row).await {
             Ok(()) => last,

@@ -320,6 +320,13 @@ async fn cancelled_stream_leaves_its_row() {
     );
     // "Echo:" and 40 words: 41 tokens in the whole answer.
     assert!(0 < row.output_tokens && row.output_tokens < 41, "{row:?}");
+    // The row says its counts are what was relayed, not the upstream's.
+    assert_eq!(
+        row.metadata
+            .get("downcity.usage_source")
+            .map(String::as_str),
+        Some("relayed_so_far")
+    );
 }
 
 #[tokio::test]
