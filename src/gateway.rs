@@ -212,13 +212,12 @@ impl Gateway {
         ctx: &CallContext,
         first: &Arc<CatalogModel>,
     ) -> Vec<Arc<CatalogModel>> {
-        std::iter::once(first.clone())
-            .chain(catalog.fallbacks(first))
-            .filter(|m| {
-                self.quotas
-                    .model_allowed(&ctx.caller.studio_id, &m.record.id)
-            })
-            .collect()
+        // `resolve` already checked the first model.
+        let fallbacks = catalog.fallbacks(first).filter(|m| {
+            self.quotas
+                .model_allowed(&ctx.caller.studio_id, &m.record.id)
+        });
+        std::iter::once(first.clone()).chain(fallbacks).collect()
     }
 
     pub async fn text(&self, ctx: CallContext, mut input: TextInput) -> Result<TextAnswer> {
