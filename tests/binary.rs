@@ -8,28 +8,13 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
 use common::process::{
-    CityProcess, admin_client, ai_client, command, connect, hello_with_dev_token, run,
+    CityProcess, admin_cli, admin_client, ai_client, command, connect, hello_with_dev_token, json,
+    run,
 };
 use common::{assert_refused, req, text_request};
 use downcity::proto;
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// Runs `downcity admin --addr <addr> --admin-key <key> <args>` and returns
-/// its stdout, asserting exit 0.
-fn admin_cli(addr: &str, key: &str, args: &[&str]) -> String {
-    let mut full = vec!["admin", "--addr", addr, "--admin-key", key];
-    full.extend_from_slice(args);
-    let output = run(&full);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "downcity {full:?} failed: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 /// The string `field` of every element of the array `value[list]`.
 fn strings_of(value: &serde_json::Value, list: &str, field: &str) -> Vec<String> {
@@ -49,10 +34,6 @@ async fn studios_with_key(
     admin_client(channel.clone(), Some(key))
         .list_studios(proto::ListStudiosRequest::default())
         .await
-}
-
-fn json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
 }
 
 #[tokio::test]

@@ -6,27 +6,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::process::{CityProcess, ai_client, connect, run};
+use common::process::{CityProcess, ai_client, connect, json};
 use common::text_request;
-
-/// Runs `downcity admin` against `env` and returns its stdout, asserting exit 0.
-fn admin(env: &common::process::DevEnv, args: &[&str]) -> String {
-    let mut full = vec!["admin", "--addr", &env.addr, "--admin-key", &env.admin_key];
-    full.extend_from_slice(args);
-    let output = run(&full);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "downcity {full:?} failed: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
-}
 
 /// Splits RFC 4180 CSV into rows of cells (enough of it for these tests).
 fn parse_csv(text: &str) -> Vec<Vec<String>> {
@@ -87,57 +68,45 @@ async fn quota_commands_work_end_to_end() {
     }
 
     // limits set / get, for the studio and one user.
-    let set = json(&admin(
-        &env,
-        &[
-            "--json",
-            "limits",
-            "set",
-            "demo",
-            "--requests-per-minute",
-            "100",
-            "--cost-per-month",
-            "5000000",
-        ],
-    ));
+    let set = json(&env.admin(&[
+        "--json",
+        "limits",
+        "set",
+        "demo",
+        "--requests-per-minute",
+        "100",
+        "--cost-per-month",
+        "5000000",
+    ]));
     assert_eq!(set["limits"]["requests_per_minute"], 100, "{set}");
     assert_eq!(set["limits"]["cost_micros_per_month"], 5_000_000, "{set}");
     assert!(set["limits"]["tokens_per_day"].is_null(), "{set}");
-    admin(
-        &env,
-        &[
-            "limits",
-            "set",
-            "demo",
-            "--user",
-            "demo-user",
-            "--tokens-per-day",
-            "1000000",
-        ],
-    );
-    let got = json(&admin(
-        &env,
-        &["--json", "limits", "get", "demo", "--user", "demo-user"],
-    ));
+    env.admin(&[
+        "limits",
+        "set",
+        "demo",
+        "--user",
+        "demo-user",
+        "--tokens-per-day",
+        "1000000",
+    ]);
+    let got = json(&env.admin(&["--json", "limits", "get", "demo", "--user", "demo-user"]));
     assert_eq!(got["limits"]["tokens_per_day"], 1_000_000, "{got}");
-    let table = admin(&env, &["limits", "get", "demo", "--user-default"]);
+    let table = env.admin(&["limits", "get", "demo", "--user-default"]);
     assert!(
         table.contains("TOKENS_PER_DAY") && table.contains("none"),
         "{table}"
     );
 
     // standing: the studio's limits and the user's, with what is used.
-    let standing = json(&admin(
-        &env,
-        &[
-            "--json",
-            "limits",
-            "standing",
-            "demo",
-            "--user",
-            "demo-user",
-        ],
-    ));
+    let standing = json(&env.admin(&[
+        "--json",
+        "limits",
+        "standing",
+        "demo",
+        "--user",
+        "demo-user",
+    ]));
     let rows = standing["limits"].as_array().expect("limits");
     let find = |scope: &str, limit: &str| {
         rows.iter()
@@ -152,42 +121,30 @@ async fn quota_commands_work_end_to_end() {
     let tpd = find("user", "tokens_per_day");
     assert!(tpd["used"].as_i64().unwrap() > 0, "{standing}");
     assert_eq!(tpd["reserved"], 0, "{standing}");
-    let table = admin(&env, &["limits", "standing", "demo"]);
+    let table = env.admin(&["limits", "standing", "demo"]);
     for column in ["SCOPE", "LIMIT", "WINDOW", "REMAINING", "RESET_TIME"] {
         assert!(table.contains(column), "{table}");
     }
     // No flags: every limit of the target is removed.
-    let cleared = json(&admin(
-        &env,
-        &["--json", "limits", "set", "demo", "--user", "demo-user"],
-    ));
+    let cleared = json(&env.admin(&["--json", "limits", "set", "demo", "--user", "demo-user"]));
     assert!(cleared["limits"]["tokens_per_day"].is_null(), "{cleared}");
 
     // allow-models, then --all.
-    let studio = json(&admin(
-        &env,
-        &["--json", "studios", "allow-models", "demo", "mock-text"],
-    ));
+    let studio = json(&env.admin(&["--json", "studios", "allow-models", "demo", "mock-text"]));
     assert_eq!(
         studio["studio"]["allowed_model_ids"],
         serde_json::json!(["mock-text"])
     );
-    let listed = admin(&env, &["studios", "list"]);
+    let listed = env.admin(&["studios", "list"]);
     assert!(
         listed.contains("ALLOWED_MODEL_IDS") && listed.contains("mock-text"),
         "{listed}"
     );
-    let studio = json(&admin(
-        &env,
-        &["--json", "studios", "allow-models", "demo", "--all"],
-    ));
+    let studio = json(&env.admin(&["--json", "studios", "allow-models", "demo", "--all"]));
     assert_eq!(studio["studio"]["allowed_model_ids"], serde_json::json!([]));
 
     // Aggregates by hour and month.
-    let by = json(&admin(
-        &env,
-        &["--json", "usage", "aggregate", "--by", "hour,month"],
-    ));
+    let by = json(&env.admin(&["--json", "usage", "aggregate", "--by", "hour,month"]));
     let row = &by["rows"][0];
     assert_eq!(row["calls"], 3, "{by}");
     assert_eq!(
@@ -203,17 +160,14 @@ async fn quota_commands_work_end_to_end() {
 
     // The CSV export, to a file and to stdout.
     let file = dir.path().join("usage.csv");
-    admin(
-        &env,
-        &[
-            "usage",
-            "export",
-            "--studio",
-            "demo",
-            "--output",
-            file.to_str().unwrap(),
-        ],
-    );
+    env.admin(&[
+        "usage",
+        "export",
+        "--studio",
+        "demo",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
     let text = std::fs::read_to_string(&file).unwrap();
     let rows = parse_csv(&text);
     assert_eq!(rows.len(), 4, "a header and three records:\n{text}");
@@ -232,7 +186,7 @@ async fn quota_commands_work_end_to_end() {
         humantime::parse_rfc3339(time).is_ok(),
         "not RFC 3339: {time}"
     );
-    let stdout = admin(&env, &["usage", "export", "--user", "nobody"]);
+    let stdout = env.admin(&["usage", "export", "--user", "nobody"]);
     assert_eq!(parse_csv(&stdout).len(), 1, "only the header:\n{stdout}");
 
     drop((ai, channel));

@@ -1,164 +1,20 @@
 //! Business hooks end to end, against a real HTTP receiver on 127.0.0.1:
 //! before_call allow / deny / timeout under each failure policy, after_call
-//! retries and delivery across a restart, and Standard Webhooks signatures
-//! checked by an implementation written here.
+//! retries and delivery across a restart, before_call around StreamText and
+//! Image, and Standard Webhooks signatures checked by an implementation
+//! written from scratch (tests/common/receiver.rs).
 
 mod common;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use common::receiver::{Before, Receiver, assert_signed};
 use common::*;
 use downcity::config::Config;
 use downcity::keys::{MasterKey, SecretText};
 use downcity::proto::{self, HookDeliveryState, HookEvent, HookFailurePolicy};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use tokio::net::TcpListener;
 use tonic::Code;
-
-/// How the receiver answers before_call requests.
-#[derive(Clone)]
-enum Before {
-    Allow(serde_json::Value),
-    Deny(&'static str),
-    Slow(Duration),
-}
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Received {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap()
-    }
-}
-
-struct Inner {
-    before: Before,
-    /// after_call requests answered 500 before the first 200.
-    after_failures: usize,
-    received: Vec<Received>,
-}
-
-#[derive(Clone)]
-struct Receiver {
-    addr: SocketAddr,
-    inner: Arc<Mutex<Inner>>,
-}
-
-async fn handle(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    let received = Received {
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
-            .collect(),
-        body,
-    };
-    let kind = received.json()["type"].as_str().unwrap().to_string();
-    let (before, fail) = {
-        let mut inner = inner.lock().unwrap();
-        inner.received.push(received);
-        let fail = kind == "after_call" && inner.after_failures > 0;
-        if fail {
-            inner.after_failures -= 1;
-        }
-        (inner.before.clone(), fail)
-    };
-    if kind == "after_call" {
-        return if fail {
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        } else {
-            StatusCode::NO_CONTENT.into_response()
-        };
-    }
-    match before {
-        Before::Allow(metadata) => {
-            axum::Json(serde_json::json!({"allow": true, "metadata": metadata})).into_response()
-        }
-        Before::Deny(reason) => {
-            axum::Json(serde_json::json!({"allow": false, "reason": reason})).into_response()
-        }
-        Before::Slow(wait) => {
-            tokio::time::sleep(wait).await;
-            axum::Json(serde_json::json!({"allow": true})).into_response()
-        }
-    }
-}
-
-impl Receiver {
-    async fn start(before: Before, after_failures: usize) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener, before, after_failures)
-    }
-
-    fn serve(listener: TcpListener, before: Before, after_failures: usize) -> Receiver {
-        let addr = listener.local_addr().unwrap();
-        let inner = Arc::new(Mutex::new(Inner {
-            before,
-            after_failures,
-            received: Vec::new(),
-        }));
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(inner.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { addr, inner }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    fn received(&self, kind: &str) -> Vec<Received> {
-        let inner = self.inner.lock().unwrap();
-        inner
-            .received
-            .iter()
-            .filter(|r| r.json()["type"] == kind)
-            .cloned()
-            .collect()
-    }
-}
-
-/// Verifies a Standard Webhooks signature from scratch: HMAC-SHA256 over
-/// `id.timestamp.body`, keyed with the base64 after `whsec_`.
-#[track_caller]
-fn assert_signed(received: &Received, secret: &str) {
-    let id = &received.headers["webhook-id"];
-    let timestamp = &received.headers["webhook-timestamp"];
-    let key = BASE64
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{timestamp}.{}", received.body).as_bytes());
-    let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
-    let signatures = &received.headers["webhook-signature"];
-    assert!(
-        signatures.split(' ').any(|s| s == expected),
-        "signature {signatures} is not {expected}"
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    assert!((now - timestamp.parse::<i64>().unwrap()).abs() < 300);
-}
 
 fn with_master_key(master_key: &str) -> impl FnOnce(&mut Config) + '_ {
     move |config| {
@@ -183,21 +39,25 @@ async fn add_hook(
     policy: HookFailurePolicy,
     timeout_ms: i64,
 ) -> (String, String) {
+    let hook = proto::Hook {
+        studio_id: studio.into(),
+        url,
+        events: vec![event as i32],
+        timeout: Some(prost_types::Duration {
+            seconds: timeout_ms / 1000,
+            nanos: ((timeout_ms % 1000) * 1_000_000) as i32,
+        }),
+        failure_policy: policy as i32,
+        ..Default::default()
+    };
+    upsert_hook(city, hook).await
+}
+
+/// Creates `hook` and returns its id and secret.
+async fn upsert_hook(city: &TestCity, hook: proto::Hook) -> (String, String) {
     let response = city
         .admin()
-        .upsert_hook(proto::UpsertHookRequest {
-            hook: Some(proto::Hook {
-                studio_id: studio.into(),
-                url,
-                events: vec![event as i32],
-                timeout: Some(prost_types::Duration {
-                    seconds: timeout_ms / 1000,
-                    nanos: ((timeout_ms % 1000) * 1_000_000) as i32,
-                }),
-                failure_policy: policy as i32,
-                ..Default::default()
-            }),
-        })
+        .upsert_hook(proto::UpsertHookRequest { hook: Some(hook) })
         .await
         .expect("upsert hook")
         .into_inner();
@@ -291,8 +151,9 @@ async fn before_call_allows_and_its_metadata_lands_on_the_usage_row() {
     assert!(!format!("{hooks:?}").contains(&secret[6..]));
 }
 
-#[tokio::test]
-async fn a_denied_call_reaches_the_client_and_costs_nothing() {
+/// A City whose studio `acme` has limits and a before_call hook that denies
+/// every call with "insufficient balance"; returns a user token of `u1`.
+async fn denying_city() -> (TestCity, String, Receiver) {
     let (city, _) = hook_city().await;
     let token = city.studio_with_user("acme", "u1").await;
     city.admin()
@@ -303,6 +164,7 @@ async fn a_denied_call_reaches_the_client_and_costs_nothing() {
             limits: Some(proto::Limits {
                 tokens_per_day: Some(100_000),
                 requests_per_minute: Some(100),
+                cost_micros_per_day: Some(1_000_000_000),
                 ..Default::default()
             }),
         })
@@ -318,13 +180,15 @@ async fn a_denied_call_reaches_the_client_and_costs_nothing() {
         2000,
     )
     .await;
-    let err = city
-        .ai("acme", &token)
-        .text(text_request("hello"))
-        .await
-        .unwrap_err();
-    assert_error(&err, Code::PermissionDenied, "HOOK_DENIED");
+    (city, token, receiver)
+}
+
+/// The client saw the studio's denial; the call left no usage row and
+/// holds no quota (its reservation was released, nothing charged).
+async fn assert_denied_for_nothing(city: &TestCity, receiver: &Receiver, err: &tonic::Status) {
+    assert_error(err, Code::PermissionDenied, "HOOK_DENIED");
     assert!(err.message().contains("insufficient balance"), "{err:?}");
+    assert_eq!(receiver.received("before_call").len(), 1);
 
     assert!(city.usage_rows(studio_filter("acme")).await.is_empty());
     let standing = city
@@ -337,10 +201,21 @@ async fn a_denied_call_reaches_the_client_and_costs_nothing() {
         .unwrap()
         .into_inner()
         .limits;
-    assert!(!standing.is_empty());
+    assert_eq!(standing.len(), 3, "{standing:?}");
     for limit in standing {
         assert_eq!((limit.used, limit.reserved), (0, 0), "{limit:?}");
     }
+}
+
+#[tokio::test]
+async fn a_denied_call_reaches_the_client_and_costs_nothing() {
+    let (city, token, receiver) = denying_city().await;
+    let err = city
+        .ai("acme", &token)
+        .text(text_request("hello"))
+        .await
+        .unwrap_err();
+    assert_denied_for_nothing(&city, &receiver, &err).await;
 }
 
 #[tokio::test]
@@ -571,4 +446,159 @@ async fn config_hooks_are_applied_at_start_with_their_secret() {
     assert_eq!(asked.len(), 1);
     assert_signed(&asked[0], SECRET);
     assert_eq!(asked[0].json()["data"]["prompt"][0]["content"], "hello");
+}
+
+// ---- StreamText and Image ---------------------------------------------------
+
+/// A City whose studio `acme` has a fail-closed before_call hook that allows
+/// every call and attaches `tier=gold`; returns a user token of `u1`, the
+/// receiver and the hook's secret.
+async fn allowing_city(include_prompt: bool) -> (TestCity, String, Receiver, String) {
+    let (city, _) = hook_city().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    let receiver = Receiver::start(Before::Allow(serde_json::json!({"tier": "gold"})), 0).await;
+    let (_, secret) = upsert_hook(
+        &city,
+        proto::Hook {
+            studio_id: "acme".into(),
+            url: receiver.url(),
+            events: vec![HookEvent::BeforeCall as i32],
+            failure_policy: HookFailurePolicy::FailClosed as i32,
+            include_prompt,
+            ..Default::default()
+        },
+    )
+    .await;
+    (city, token, receiver, secret)
+}
+
+/// The one before_call request the receiver got, signed with `secret`: its
+/// `data` (the call's context), checked for what every call carries.
+#[track_caller]
+fn asked_once(receiver: &Receiver, secret: &str, request_id: &str) -> serde_json::Value {
+    let asked = receiver.received("before_call");
+    assert_eq!(asked.len(), 1);
+    assert_signed(&asked[0], secret);
+    let data = asked[0].json()["data"].clone();
+    assert_eq!(data["request_id"], request_id, "{data}");
+    assert_eq!(
+        (data["studio_id"].as_str(), data["user_id"].as_str()),
+        (Some("acme"), Some("u1"))
+    );
+    assert_eq!(data["metadata"]["order"], "42", "{data}");
+    data
+}
+
+/// The studio's only usage row carries the hook's metadata and the call's own.
+#[track_caller]
+fn assert_row_metadata(row: &proto::UsageRecord) {
+    let get = |key: &str| row.metadata.get(key).map(String::as_str);
+    assert_eq!(
+        (get("tier"), get("order")),
+        (Some("gold"), Some("42")),
+        "{row:?}"
+    );
+}
+
+fn order_42() -> std::collections::HashMap<String, String> {
+    [("order".to_string(), "42".to_string())].into()
+}
+
+#[tokio::test]
+async fn before_call_allows_a_stream_and_its_metadata_lands_on_the_usage_row() {
+    let (city, token, receiver, secret) = allowing_city(false).await;
+    let request = proto::StreamTextRequest {
+        messages: vec![user_message("stream me please")],
+        metadata: order_42(),
+        ..Default::default()
+    };
+    let mut stream = city
+        .ai("acme", &token)
+        .stream_text(request)
+        .await
+        .expect("allowed")
+        .into_inner();
+    let mut messages = Vec::new();
+    while let Some(message) = stream.message().await.expect("the stream completes") {
+        messages.push(message);
+    }
+    let text: String = messages.iter().map(|m| m.delta.as_str()).collect();
+    assert_eq!(text, "Echo: stream me please");
+    let (first, last) = (&messages[0], messages.last().unwrap());
+    assert_eq!(last.finish_reason, proto::FinishReason::Stop as i32);
+
+    let data = asked_once(&receiver, &secret, &first.request_id);
+    assert_eq!(data["pathway"], "text", "{data}");
+    assert_eq!(data["model"], first.model.as_str(), "{data}");
+    assert_eq!(data["model"], "mock-text", "{data}");
+    assert!(data["estimated_tokens"].as_i64().unwrap() > 0, "{data}");
+    assert!(data.get("prompt").is_none(), "no prompt unless asked for");
+
+    let rows = city.wait_for_rows(studio_filter("acme"), 1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].request_id, first.request_id);
+    assert_eq!(
+        (rows[0].status_code, rows[0].pathway),
+        (0, proto::Pathway::Text as i32)
+    );
+    assert_eq!(rows[0].output_tokens, last.usage.unwrap().output_tokens);
+    assert_row_metadata(&rows[0]);
+}
+
+#[tokio::test]
+async fn a_denied_stream_never_starts_and_costs_nothing() {
+    let (city, token, receiver) = denying_city().await;
+    let request = proto::StreamTextRequest {
+        messages: vec![user_message("hello")],
+        ..Default::default()
+    };
+    let err = city
+        .ai("acme", &token)
+        .stream_text(request)
+        .await
+        .expect_err("refused before the first message");
+    assert_denied_for_nothing(&city, &receiver, &err).await;
+}
+
+#[tokio::test]
+async fn before_call_allows_an_image_and_sees_its_prompt() {
+    let (city, token, receiver, secret) = allowing_city(true).await;
+    let request = proto::ImageRequest {
+        prompt: "a lighthouse at dusk".into(),
+        count: Some(2),
+        metadata: order_42(),
+        ..Default::default()
+    };
+    let response = city
+        .ai("acme", &token)
+        .image(request)
+        .await
+        .expect("allowed")
+        .into_inner();
+    assert_eq!(response.images.len(), 2);
+
+    let data = asked_once(&receiver, &secret, &response.request_id);
+    assert_eq!(data["pathway"], "image", "{data}");
+    assert_eq!(data["model"], response.model.as_str(), "{data}");
+    assert_eq!(data["prompt"], "a lighthouse at dusk", "{data}");
+
+    let rows = city.usage_rows(studio_filter("acme")).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].request_id, response.request_id);
+    assert_eq!(
+        (rows[0].images, rows[0].pathway),
+        (2, proto::Pathway::Image as i32)
+    );
+    assert_row_metadata(&rows[0]);
+}
+
+#[tokio::test]
+async fn a_denied_image_costs_nothing() {
+    let (city, token, receiver) = denying_city().await;
+    let request = proto::ImageRequest {
+        prompt: "a lighthouse".into(),
+        ..Default::default()
+    };
+    let err = city.ai("acme", &token).image(request).await.unwrap_err();
+    assert_denied_for_nothing(&city, &receiver, &err).await;
 }

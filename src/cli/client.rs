@@ -158,6 +158,8 @@ paged! {
     ListCatalogModelsRequest => ListCatalogModelsResponse { models: Model }
     ListUsageRecordsRequest => ListUsageRecordsResponse { records: UsageRecord }
     AggregateUsageRequest => AggregateUsageResponse { rows: UsageAggregate }
+    ListHooksRequest => ListHooksResponse { hooks: Hook }
+    ListHookDeliveriesRequest => ListHookDeliveriesResponse { deliveries: HookDelivery }
 }
 
 /// The items of one or more pages, and the token of the page after them.

@@ -17,8 +17,9 @@ use tonic::Code;
 
 use super::client::Listing;
 use crate::proto::{
-    LimitStanding, Limits, Model, Pathway, Provider, ProviderKind, Studio, StudioKey, StudioStatus,
-    UsageAggregate, UsageRecord, UserToken,
+    Hook, HookDelivery, HookDeliveryState, HookEvent, HookFailurePolicy, LimitStanding, Limits,
+    Model, Pathway, Provider, ProviderKind, Studio, StudioKey, StudioStatus, UsageAggregate,
+    UsageRecord, UserToken,
 };
 
 /// The canonical name of a gRPC code, as in `google.rpc.Code`.
@@ -62,7 +63,14 @@ macro_rules! proto_enum {
     )*};
 }
 
-proto_enum!(StudioStatus => "STUDIO_STATUS_", Pathway => "PATHWAY_", ProviderKind => "PROVIDER_KIND_");
+proto_enum!(
+    StudioStatus => "STUDIO_STATUS_",
+    Pathway => "PATHWAY_",
+    ProviderKind => "PROVIDER_KIND_",
+    HookEvent => "HOOK_EVENT_",
+    HookFailurePolicy => "HOOK_FAILURE_POLICY_",
+    HookDeliveryState => "HOOK_DELIVERY_STATE_"
+);
 
 /// The full proto name, or the number of a value this build does not know.
 fn enum_json<E: ProtoEnum>(value: i32) -> Value {
@@ -169,6 +177,13 @@ impl Field {
 
     fn enumeration<E: ProtoEnum>(name: &'static str, value: i32) -> Self {
         Self::new(name, enum_cell::<E>(value), enum_json::<E>(value))
+    }
+
+    /// A repeated enum: short names joined in the table, full names in JSON.
+    fn enumerations<E: ProtoEnum>(name: &'static str, values: &[i32]) -> Self {
+        let cells: Vec<_> = values.iter().map(|v| enum_cell::<E>(*v)).collect();
+        let json = values.iter().map(|v| enum_json::<E>(*v)).collect();
+        Self::new(name, cells.join(", "), Value::Array(json))
     }
 
     /// A gRPC status code: its name in the table, its number in JSON.
@@ -380,6 +395,42 @@ impl Render for LimitStanding {
     }
 }
 
+impl Render for Hook {
+    fn fields(&self) -> Vec<Field> {
+        vec![
+            Field::text("id", &self.id),
+            Field::text("studio_id", &self.studio_id).or(CITY_WIDE),
+            Field::text("url", &self.url),
+            Field::enumerations::<HookEvent>("events", &self.events),
+            Field::duration("timeout", self.timeout.as_ref()),
+            Field::enumeration::<HookFailurePolicy>("failure_policy", self.failure_policy),
+            Field::flag("include_prompt", self.include_prompt),
+            Field::time("create_time", self.create_time.as_ref()),
+            Field::time("update_time", self.update_time.as_ref()),
+        ]
+    }
+}
+
+impl Render for HookDelivery {
+    fn fields(&self) -> Vec<Field> {
+        vec![
+            Field::text("id", &self.id),
+            Field::text("hook_id", &self.hook_id),
+            Field::text("studio_id", &self.studio_id).or(CITY_WIDE),
+            Field::text("request_id", &self.request_id),
+            Field::enumeration::<HookDeliveryState>("state", self.state),
+            Field::number("attempts", self.attempts),
+            Field::time("next_attempt_time", self.next_attempt_time.as_ref()),
+            Field::text("last_error", &self.last_error),
+            Field::time("create_time", self.create_time.as_ref()),
+            Field::time("deliver_time", self.deliver_time.as_ref()),
+        ]
+    }
+}
+
+/// How the table shows the empty studio id of a City-wide hook.
+const CITY_WIDE: &str = "(city-wide)";
+
 /// The header row of a CSV of `T`: its JSON member names.
 pub(super) fn csv_header<T: Render>() -> String {
     let names = T::default().fields().into_iter().map(|f| f.name.to_owned());
@@ -454,6 +505,15 @@ fn item_table<T: Render>(item: &T) -> Table {
     table
 }
 
+/// How City stores a secret it shows once.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SecretKept {
+    /// As a hash: a credential City checks (studio keys, user tokens).
+    Hashed,
+    /// Encrypted with the master key: a key City signs with (hook secrets).
+    Encrypted,
+}
+
 /// Prints responses on stdout, as tables or as JSON.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Output {
@@ -490,6 +550,7 @@ impl Output {
         field: &str,
         item: Option<&T>,
         secret: &str,
+        kept: SecretKept,
     ) -> Result<()> {
         if self.json {
             let mut object = Self::item_json(field, item);
@@ -497,8 +558,12 @@ impl Output {
             return Self::print_json(Value::Object(object));
         }
         self.item(field, item)?;
+        let kept = match kept {
+            SecretKept::Hashed => "City keeps only its hash",
+            SecretKept::Encrypted => "City keeps it encrypted and never shows it again",
+        };
         println!();
-        println!("Secret (shown only this once; City keeps only its hash, so store it now):");
+        println!("Secret (shown only this once; {kept}, so store it now):");
         println!("{secret}");
         Ok(())
     }
@@ -795,6 +860,83 @@ mod tests {
              2025-01-31T00:00:00Z,\"{\"\"k\"\":\"\"v\"\"}\"\r\n"
         );
         assert_eq!(header.split(',').count(), columns::<UsageRecord>().len());
+    }
+
+    #[test]
+    fn hooks_show_their_events_and_city_wide_owner() {
+        let hook = Hook {
+            id: "hk_1".into(),
+            url: "http://h/x".into(),
+            events: vec![HookEvent::BeforeCall as i32, HookEvent::AfterCall as i32],
+            timeout: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 500_000_000,
+            }),
+            failure_policy: HookFailurePolicy::FailClosed as i32,
+            ..Default::default()
+        };
+        let row = cells(&hook);
+        assert_eq!(
+            row[..6],
+            [
+                "hk_1",
+                "(city-wide)",
+                "http://h/x",
+                "BEFORE_CALL, AFTER_CALL",
+                "500ms",
+                "FAIL_CLOSED"
+            ]
+        );
+        let value = to_json(&hook);
+        assert_eq!(value["studio_id"], json!(""));
+        assert_eq!(
+            value["events"],
+            json!(["HOOK_EVENT_BEFORE_CALL", "HOOK_EVENT_AFTER_CALL"])
+        );
+        assert_eq!(value["timeout"], json!("0.500s"));
+        assert_eq!(
+            value["failure_policy"],
+            json!("HOOK_FAILURE_POLICY_FAIL_CLOSED")
+        );
+        assert_eq!(value["include_prompt"], json!(false));
+    }
+
+    #[test]
+    fn deliveries_show_state_attempts_and_the_last_error() {
+        let delivery = HookDelivery {
+            id: "msg_1".into(),
+            hook_id: "hk_1".into(),
+            studio_id: "acme".into(),
+            state: HookDeliveryState::Pending as i32,
+            attempts: 2,
+            last_error: "HTTP 500".into(),
+            next_attempt_time: Some(ts(1_738_281_600, 0)),
+            ..Default::default()
+        };
+        assert_eq!(
+            columns::<HookDelivery>(),
+            [
+                "ID",
+                "HOOK_ID",
+                "STUDIO_ID",
+                "REQUEST_ID",
+                "STATE",
+                "ATTEMPTS",
+                "NEXT_ATTEMPT_TIME",
+                "LAST_ERROR",
+                "CREATE_TIME",
+                "DELIVER_TIME"
+            ]
+        );
+        let row = cells(&delivery);
+        assert_eq!(
+            row[4..8],
+            ["PENDING", "2", "2025-01-31T00:00:00Z", "HTTP 500"]
+        );
+        let value = to_json(&delivery);
+        assert_eq!(value["state"], json!("HOOK_DELIVERY_STATE_PENDING"));
+        assert_eq!(value["attempts"], json!(2));
+        assert_eq!(value["deliver_time"], Value::Null);
     }
 
     #[test]

@@ -217,6 +217,45 @@ impl Drop for CityProcess {
     }
 }
 
+/// Runs `downcity admin --addr <addr> --admin-key <key> <args>` and returns
+/// its stdout, asserting exit 0.
+pub fn admin_cli(addr: &str, key: &str, args: &[&str]) -> String {
+    let (output, full) = run_admin(addr, key, args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "downcity {full:?} failed: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// As [`admin_cli`], but asserts that the command fails, with nothing on
+/// stdout; returns its stderr.
+pub fn admin_cli_fails(addr: &str, key: &str, args: &[&str]) -> String {
+    let (output, full) = run_admin(addr, key, args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success() && output.stdout.is_empty(),
+        "downcity {full:?} did not fail cleanly: {}\n--- stdout ---\n{}\n--- stderr ---\n{stderr}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
+    );
+    stderr
+}
+
+fn run_admin<'a>(addr: &'a str, key: &'a str, args: &[&'a str]) -> (Output, Vec<&'a str>) {
+    let mut full = vec!["admin", "--addr", addr, "--admin-key", key];
+    full.extend_from_slice(args);
+    (run(&full), full)
+}
+
+/// Parses a command's JSON output.
+pub fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
 /// The four lines of `DATA_DIR/dev.env`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevEnv {
@@ -229,6 +268,17 @@ pub struct DevEnv {
 }
 
 impl DevEnv {
+    /// `downcity admin <args>` against this City with its admin key; its
+    /// stdout, asserting exit 0.
+    pub fn admin(&self, args: &[&str]) -> String {
+        admin_cli(&self.addr, &self.admin_key, args)
+    }
+
+    /// As [`DevEnv::admin`], asserting that the command fails; its stderr.
+    pub fn admin_fails(&self, args: &[&str]) -> String {
+        admin_cli_fails(&self.addr, &self.admin_key, args)
+    }
+
     /// Parses a complete dev.env; `None` while it is missing or partial.
     pub fn read(path: &Path) -> Option<DevEnv> {
         let text = std::fs::read_to_string(path).ok()?;
