@@ -448,6 +448,142 @@ async fn config_hooks_are_applied_at_start_with_their_secret() {
     assert_eq!(asked[0].json()["data"]["prompt"][0]["content"], "hello");
 }
 
+async fn list_hooks(city: &TestCity, studio: &str) -> Vec<proto::Hook> {
+    city.admin()
+        .list_hooks(proto::ListHooksRequest {
+            studio_id: studio.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list hooks")
+        .into_inner()
+        .hooks
+}
+
+/// UpsertHook creates with an empty id and replaces with an existing one; an
+/// id naming no hook is NOT_FOUND and creates nothing. (Config-file hooks,
+/// whose ids are fixed, are still created: see the test above.)
+#[tokio::test]
+async fn upserting_an_unknown_hook_id_is_not_found() {
+    let (city, _) = hook_city().await;
+    city.studio_with_user("acme", "u1").await;
+    let hook = |id: &str, url: &str| proto::Hook {
+        id: id.into(),
+        studio_id: "acme".into(),
+        url: url.into(),
+        events: vec![HookEvent::AfterCall as i32],
+        ..Default::default()
+    };
+    let err = city
+        .admin()
+        .upsert_hook(proto::UpsertHookRequest {
+            hook: Some(hook("hk_unknown", "http://127.0.0.1:9/a")),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::NotFound, "NOT_FOUND");
+    assert!(
+        list_hooks(&city, "acme").await.is_empty(),
+        "nothing created"
+    );
+
+    let (id, _) = upsert_hook(&city, hook("", "http://127.0.0.1:9/a")).await;
+    let replaced = city
+        .admin()
+        .upsert_hook(proto::UpsertHookRequest {
+            hook: Some(hook(&id, "http://127.0.0.1:9/b")),
+        })
+        .await
+        .expect("replace")
+        .into_inner();
+    assert!(
+        replaced.secret.is_empty(),
+        "a replaced hook keeps its secret"
+    );
+    let hooks = list_hooks(&city, "acme").await;
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(
+        (hooks[0].id.as_str(), hooks[0].url.as_str()),
+        (id.as_str(), "http://127.0.0.1:9/b")
+    );
+}
+
+#[tokio::test]
+async fn a_hooks_events_are_stored_once_each() {
+    let (city, _) = hook_city().await;
+    city.studio_with_user("acme", "u1").await;
+    let response = city
+        .admin()
+        .upsert_hook(proto::UpsertHookRequest {
+            hook: Some(proto::Hook {
+                studio_id: "acme".into(),
+                url: "http://127.0.0.1:9/hook".into(),
+                events: vec![
+                    HookEvent::AfterCall as i32,
+                    HookEvent::BeforeCall as i32,
+                    HookEvent::AfterCall as i32,
+                ],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("upsert hook")
+        .into_inner();
+    let once = vec![HookEvent::BeforeCall as i32, HookEvent::AfterCall as i32];
+    assert_eq!(response.hook.unwrap().events, once);
+    let hooks = list_hooks(&city, "acme").await;
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].events, once);
+}
+
+#[tokio::test]
+async fn redelivering_for_a_deleted_hook_is_a_failed_precondition() {
+    let (city, _) = hook_city().await;
+    let token = city.studio_with_user("acme", "u1").await;
+    let receiver = Receiver::start(Before::Allow(serde_json::json!({})), 0).await;
+    let (hook_id, _) = add_hook(
+        &city,
+        "acme",
+        receiver.url(),
+        HookEvent::AfterCall,
+        HookFailurePolicy::FailOpen,
+        2000,
+    )
+    .await;
+    city.ai("acme", &token)
+        .text(text_request("hello"))
+        .await
+        .unwrap();
+    let delivered = wait_deliveries(&city, "acme", |d| {
+        d.len() == 1 && d[0].state == HookDeliveryState::Delivered as i32
+    })
+    .await;
+    city.admin()
+        .delete_hook(proto::DeleteHookRequest {
+            studio_id: "acme".into(),
+            hook_id: hook_id.clone(),
+        })
+        .await
+        .unwrap();
+
+    let err = city
+        .admin()
+        .redeliver_hook(proto::RedeliverHookRequest {
+            studio_id: "acme".into(),
+            delivery_id: delivered[0].id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::FailedPrecondition, "HOOK_DELETED");
+    assert!(err.message().contains(&hook_id), "{err:?}");
+    // Refused up front: the delivery is left as it was, never queued again.
+    let after = deliveries(&city, "acme").await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].state, HookDeliveryState::Delivered as i32);
+    assert_eq!(after[0].attempts, delivered[0].attempts);
+    assert_eq!(receiver.received("after_call").len(), 1);
+}
+
 // ---- StreamText and Image ---------------------------------------------------
 
 /// A City whose studio `acme` has a fail-closed before_call hook that allows

@@ -696,6 +696,16 @@ impl AdminService for AdminApi {
                 .await?
                 .filter(|d| d.studio_id == r.studio_id)
                 .ok_or_else(not_found)?;
+            // Queued again, it could only go dead: its hook is gone.
+            if self.hooks.get(&delivery.hook_id).is_none() {
+                return Err(Error::FailedPrecondition {
+                    reason: "HOOK_DELETED",
+                    message: format!(
+                        "delivery `{}` cannot be sent again: its hook `{}` was deleted",
+                        delivery.id, delivery.hook_id
+                    ),
+                });
+            }
             let delivery = self
                 .store
                 .redeliver(&delivery.id, crate::store::now_ms())

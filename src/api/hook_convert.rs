@@ -24,7 +24,6 @@ pub(crate) fn hook_from_proto(hook: proto::Hook) -> Result<HookRecord> {
             _ => v.check(false, format!("hook.events[{i}]"), "unknown hook event"),
         }
     }
-    events.dedup();
     v.check(!events.is_empty(), "hook.events", "at least one event");
     let timeout_ms = match hook.timeout {
         None => DEFAULT_TIMEOUT_MS,

@@ -195,26 +195,49 @@ impl Hooks {
             .collect()
     }
 
-    /// Creates (returning its new secret) or replaces a hook. `create_ms`,
-    /// the id's studio and the secret of an existing hook stay.
+    /// Creates a hook (empty id, returning its new secret) or replaces an
+    /// existing one: the admin API's UpsertHook. An id that names no hook is
+    /// NOT_FOUND. `create_ms`, the id's studio and the secret of an existing
+    /// hook stay.
     pub async fn upsert(&self, record: HookRecord) -> Result<(HookRecord, Option<String>)> {
-        self.upsert_with_secret(record, None).await
+        self.upsert_inner(record, None, false).await
     }
 
-    /// As `upsert`; a `secret` (`whsec_...`) given replaces the hook's.
+    /// As `upsert`, for hooks declared in the config file: their fixed id is
+    /// created when missing, and the `secret` (`whsec_...`) given replaces
+    /// the hook's.
     pub async fn upsert_with_secret(
+        &self,
+        record: HookRecord,
+        given_secret: Option<&str>,
+    ) -> Result<(HookRecord, Option<String>)> {
+        self.upsert_inner(record, given_secret, true).await
+    }
+
+    async fn upsert_inner(
         &self,
         mut record: HookRecord,
         given_secret: Option<&str>,
+        create_missing: bool,
     ) -> Result<(HookRecord, Option<String>)> {
         let master_key = self.master_key()?;
         let now = now_ms();
         record.update_ms = now;
+        // A set of events: each once, in call order.
+        record.events.sort_unstable();
+        record.events.dedup();
         let existing = if record.id.is_empty() {
             record.id = format!("hk_{}", hex::encode(rand::random::<[u8; 8]>()));
             None
         } else {
-            self.get(&record.id)
+            let existing = self.get(&record.id);
+            if existing.is_none() && !create_missing {
+                return Err(Error::NotFound {
+                    resource: "hook",
+                    id: record.id,
+                });
+            }
+            existing
         };
         let secret = match existing {
             Some(old) if old.record.studio_id != record.studio_id && given_secret.is_none() => {

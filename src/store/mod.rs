@@ -198,8 +198,8 @@ pub struct UsageRow {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// When a hook is called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// When a hook is called; ordered as in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HookEvent {
     BeforeCall,
     AfterCall,
