@@ -46,6 +46,21 @@ struct Args {
     /// The run's date, as `date -u` prints it.
     #[arg(long)]
     date: String,
+    /// Only scenarios 1–3's short latency and throughput runs, printed and
+    /// not written: the quick loop while profiling City.
+    #[arg(long)]
+    probe: bool,
+    /// An extra `KEY=VALUE` environment variable for City (repeatable), e.g.
+    /// `TOKIO_WORKER_THREADS=1` or `DOWNCITY_USAGE__DURABILITY=async`.
+    #[arg(long, value_parser = parse_env)]
+    city_env: Vec<(String, String)>,
+}
+
+fn parse_env(pair: &str) -> Result<(String, String), String> {
+    let (key, value) = pair
+        .split_once('=')
+        .ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
+    Ok((key.to_string(), value.to_string()))
 }
 
 const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdef";
@@ -61,6 +76,9 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.probe {
+        return probe(&args).await;
+    }
     let results = run(&args).await?;
     results.write_json(&args.results)?;
     results.write_markdown(&args.markdown)?;
@@ -72,8 +90,28 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(args: &Args) -> anyhow::Result<Results> {
-    let plan = Plan::new(args.quick);
+/// The processes under test, started and populated.
+struct Started {
+    plan: Plan,
+    machine: Machine,
+    upstream: Service,
+    city: Service,
+    city_addr: String,
+    litellm: Option<(Service, String)>,
+    targets: Targets,
+    credentials: Vec<city::Credential>,
+    skipped: Vec<String>,
+    fresh_kib: u64,
+    idle_after_setup_kib: u64,
+    setup_secs: f64,
+}
+
+async fn start(args: &Args) -> anyhow::Result<Started> {
+    let plan = if args.probe {
+        Plan::probe()
+    } else {
+        Plan::new(args.quick)
+    };
     let machine = Machine::describe();
     let work = &args.work_dir;
     if work.exists() {
@@ -82,7 +120,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
     std::fs::create_dir_all(work)?;
 
     let (upstream, upstream_addr) = start_upstream(&args.upstream_bin, work).await?;
-    let (city, city_addr) = start_city(&args.city_bin, work, &upstream_addr).await?;
+    let (city, city_addr) = start_city(args, work, &upstream_addr).await?;
     let city_pid = city.pid();
     let fresh_kib = scenarios::settled_rss(city_pid).await;
 
@@ -101,7 +139,6 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
     .await?;
     let setup_secs = setup_started.elapsed().as_secs_f64();
     let idle_after_setup_kib = scenarios::settled_rss(city_pid).await;
-
     let mut skipped = vec![
         "5. asynchronous usage writes: City has no switch for them yet, so only durable-before-answer is measured".to_string(),
     ];
@@ -147,17 +184,61 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
         ),
         city_pid,
     };
-    let latency = scenarios::latency(&plan, &targets).await;
-    let (throughput, peak_under_throughput_kib) = scenarios::throughput(&plan, &targets).await;
-    let stream_ttft = scenarios::stream_ttft(&plan, &targets).await;
-    let scaling = scenarios::scaling(&plan, &targets).await;
+    Ok(Started {
+        plan,
+        machine,
+        upstream,
+        city,
+        city_addr,
+        litellm,
+        targets,
+        credentials,
+        skipped,
+        fresh_kib,
+        idle_after_setup_kib,
+        setup_secs,
+    })
+}
+
+/// `--probe`: the short latency and throughput runs only.
+async fn probe(args: &Args) -> anyhow::Result<()> {
+    let started = start(args).await?;
+    let plan = &started.plan;
+    scenarios::latency(plan, &started.targets).await;
+    scenarios::stream_ttft(plan, &started.targets).await;
+    scenarios::throughput(plan, &started.targets).await;
+    started.stop().await;
+    Ok(())
+}
+
+impl Started {
+    async fn stop(self) {
+        drop(self.targets);
+        if let Some((litellm, _)) = self.litellm {
+            litellm.stop(STOP_GRACE).await;
+        }
+        self.city.stop(STOP_GRACE).await;
+        self.upstream.stop(STOP_GRACE).await;
+    }
+}
+
+async fn run(args: &Args) -> anyhow::Result<Results> {
+    let started = start(args).await?;
+    let (plan, targets) = (&started.plan, &started.targets);
+    let latency = scenarios::latency(plan, targets).await;
+    let (throughput, peak_under_throughput_kib) = scenarios::throughput(plan, targets).await;
+    let stream_ttft = scenarios::stream_ttft(plan, targets).await;
+    let scaling = scenarios::scaling(plan, targets).await;
     // Last: cancelling the held streams writes a usage row for each.
-    let holders =
-        city::connect(&city_addr, scenarios::stream_connections(plan.open_streams)).await?;
+    let holders = city::connect(
+        &started.city_addr,
+        scenarios::stream_connections(plan.open_streams),
+    )
+    .await?;
     let open_streams = scenarios::open_streams(
-        &plan,
-        &Callers::new(holders, credentials, HOLD_MODEL),
-        city_pid,
+        plan,
+        &Callers::new(holders, started.credentials.clone(), HOLD_MODEL),
+        targets.city_pid,
     )
     .await?;
 
@@ -165,27 +246,21 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
         .iter()
         .find(|m| m.target == CITY)
         .map_or(0.0, |m| m.summary.calls_per_sec);
-    drop(targets);
-    if let Some((litellm, _)) = litellm {
-        litellm.stop(STOP_GRACE).await;
-    }
-    city.stop(STOP_GRACE).await;
-    upstream.stop(STOP_GRACE).await;
-    Ok(Results {
+    let results = Results {
         mode: if plan.quick { "quick" } else { "full" },
         date: args.date.clone(),
-        machine,
+        machine: started.machine.clone(),
         load_average_end: machine::load_average(),
-        plan,
-        skipped,
-        setup_secs,
+        plan: *plan,
+        skipped: started.skipped.clone(),
+        setup_secs: started.setup_secs,
         latency,
         throughput,
         stream_ttft,
         open_streams,
         memory: Memory {
-            fresh_kib,
-            idle_after_setup_kib,
+            fresh_kib: started.fresh_kib,
+            idle_after_setup_kib: started.idle_after_setup_kib,
             peak_under_throughput_kib,
         },
         usage_durability: Durability {
@@ -196,7 +271,9 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
                 .into(),
         },
         scaling,
-    })
+    };
+    started.stop().await;
+    Ok(results)
 }
 
 async fn start_upstream(bin: &Path, work: &Path) -> anyhow::Result<(Service, String)> {
@@ -217,13 +294,13 @@ async fn start_upstream(bin: &Path, work: &Path) -> anyhow::Result<(Service, Str
 }
 
 async fn start_city(
-    bin: &Path,
+    args: &Args,
     work: &Path,
     upstream_addr: &str,
 ) -> anyhow::Result<(Service, String)> {
     let config = work.join("city.toml");
     std::fs::write(&config, city_config(upstream_addr))?;
-    let mut command = Command::new(bin);
+    let mut command = Command::new(&args.city_bin);
     command
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -238,7 +315,8 @@ async fn start_city(
     command
         .env("DOWNCITY_ADMIN_KEY", ADMIN_KEY)
         .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .envs(args.city_env.iter().cloned());
     let mut service = Service::spawn("city", command, work).await?;
     let addr = service.wait_line(START_LIMIT, listening_addr).await?;
     Ok((service, addr))

@@ -69,6 +69,14 @@ impl Plan {
         }
     }
 
+    /// `--probe`: quick, but enough calls at concurrency 1 to profile.
+    pub fn probe() -> Plan {
+        Plan {
+            latency_calls: 5_000,
+            ..Plan::new(true)
+        }
+    }
+
     fn latency(&self) -> Load {
         Load {
             concurrency: 1,
