@@ -114,14 +114,29 @@ impl Default for ServerConfig {
 pub struct UsageConfig {
     /// Usage rows queued for the writer before calls wait.
     pub queue_capacity: usize,
+    /// Whether a call answers only once its usage row is committed.
+    pub durability: Durability,
 }
 
 impl Default for UsageConfig {
     fn default() -> Self {
         UsageConfig {
             queue_capacity: 8192,
+            durability: Durability::Durable,
         }
     }
+}
+
+/// When a call's usage row is committed relative to its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// The answer (and a stream's final message) leaves after the row is
+    /// committed: a client that saw its answer can count on the row.
+    Durable,
+    /// The row is queued and committed moments later; a crash in between
+    /// loses the rows still queued. Calls never wait for the disk.
+    Async,
 }
 
 /// One `[[hooks]]` entry: a studio's (or, without `studio`, City-wide)

@@ -74,8 +74,9 @@ impl City {
         let catalog =
             Arc::new(CatalogCache::load_with_master_key(store.clone(), master_key).await?);
         let (usage, usage_task) = UsageWriter::start(
-            store.clone(),
+            store.usage_sink().await?,
             config.usage.queue_capacity,
+            config.usage.durability,
             Some(hooks.clone()),
         );
         Ok(City {

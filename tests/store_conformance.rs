@@ -21,6 +21,13 @@ mod conformance {
         UserTokenRecord,
     };
 
+    /// Commits rows the way the usage writer does.
+    pub async fn insert_usage(store: &dyn Store, rows: &[UsageRow]) {
+        let mut sink = store.usage_sink().await.unwrap();
+        sink.insert(rows, &[]).await.unwrap();
+        sink.close().await;
+    }
+
     pub const DAY_MS: i64 = 86_400_000;
     /// 2024-01-01T00:00:00Z.
     pub const START_MS: i64 = 1_704_067_200_000;
@@ -471,7 +478,7 @@ mod conformance {
     }
 
     pub async fn usage_list(store: &dyn Store) {
-        store.insert_usage(&[]).await.unwrap();
+        insert_usage(store, &[]).await;
         assert!(
             store
                 .list_usage(&UsageFilter::default(), None, 10)
@@ -480,7 +487,7 @@ mod conformance {
                 .is_empty()
         );
         let rows = usage_rows(1000);
-        store.insert_usage(&rows).await.unwrap();
+        insert_usage(store, &rows).await;
 
         let filters = [
             UsageFilter::default(),
@@ -577,7 +584,7 @@ mod conformance {
 
     pub async fn usage_aggregate(store: &dyn Store) {
         let rows = usage_rows(1000);
-        store.insert_usage(&rows).await.unwrap();
+        insert_usage(store, &rows).await;
 
         let none = GroupBy::default();
         let totals = store
@@ -667,7 +674,7 @@ mod conformance {
         let writers = (0..8).map(|w| async move {
             for batch in 0..20 {
                 let rows = usage_rows(25);
-                store.insert_usage(&rows).await.unwrap();
+                insert_usage(store, &rows).await;
                 let id = format!("t{w}-{batch}");
                 store
                     .insert_user_token(&user_token(&id, "s0", "u"))
@@ -741,7 +748,7 @@ async fn sqlite_keeps_data_across_reopen() {
         .unwrap();
     store.put_setting("k", "v").await.unwrap();
     let rows = conformance::usage_rows(50);
-    store.insert_usage(&rows).await.unwrap();
+    conformance::insert_usage(&store, &rows).await;
     store.close().await;
     drop(store);
 
@@ -759,7 +766,7 @@ async fn sqlite_keeps_data_across_reopen() {
     let got: Vec<_> = listed.into_iter().rev().map(|(_, row)| row).collect();
     assert_eq!(got, rows);
     // Sequence numbers keep growing after a reopen.
-    store.insert_usage(&rows[..1]).await.unwrap();
+    conformance::insert_usage(&store, &rows[..1]).await;
     let newest = store
         .list_usage(&Default::default(), None, 1)
         .await

@@ -487,14 +487,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_models(&self, page: &PageQuery) -> Result<Vec<ModelRecord>>;
     async fn set_default_model(&self, pathway: Pathway, model_id: &str) -> Result<()>;
 
-    /// Inserts all rows in one transaction (group commit).
-    async fn insert_usage(&self, rows: &[UsageRow]) -> Result<()>;
-    /// Inserts usage rows and their after_call deliveries in one transaction.
-    async fn insert_usage_with_outbox(
-        &self,
-        rows: &[UsageRow],
-        outbox: &[DeliveryRecord],
-    ) -> Result<()>;
+    /// A connection of its own for the usage writer, the store's one
+    /// steady writer: it never waits for a pool, and its cache stays warm.
+    async fn usage_sink(&self) -> Result<Box<dyn UsageSink>>;
 
     /// Every hook, ordered by id.
     async fn all_hooks(&self) -> Result<Vec<HookRecord>>;
@@ -535,4 +530,14 @@ pub trait Store: Send + Sync + 'static {
         offset: u64,
         limit: u32,
     ) -> Result<Vec<UsageAggregateRow>>;
+}
+
+/// Where usage rows are committed: owned by one writer, so no lock guards it.
+#[async_trait]
+pub trait UsageSink: Send {
+    /// Inserts the rows and their after_call deliveries atomically (group
+    /// commit): all of them or, on error, none.
+    async fn insert(&mut self, rows: &[UsageRow], outbox: &[DeliveryRecord]) -> Result<()>;
+    /// Closes the connection; called once, after the last insert.
+    async fn close(self: Box<Self>);
 }

@@ -3,16 +3,18 @@
 //! then tells each waiting call that its row is durable.
 //!
 //! Under load, many calls share one commit, so durable-before-answer costs
-//! one commit per batch rather than per call.
+//! one commit per batch rather than per call. With `Durability::Async` a
+//! call only queues its row (waiting only when the queue is full).
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
-use crate::store::{DeliveryRecord, Store, UsageRow};
+use crate::store::{DeliveryRecord, UsageRow, UsageSink};
 
 /// Most rows in one transaction.
 const MAX_BATCH: usize = 512;
@@ -21,7 +23,8 @@ struct Job {
     row: UsageRow,
     /// The row's after_call deliveries, committed with it.
     outbox: Vec<DeliveryRecord>,
-    committed: oneshot::Sender<Result<(), Arc<str>>>,
+    /// Absent when the caller does not wait (asynchronous durability).
+    committed: Option<oneshot::Sender<Result<(), Arc<str>>>>,
 }
 
 /// The sending side; cheap to clone. The writer stops once every clone is gone.
@@ -29,6 +32,7 @@ struct Job {
 pub struct UsageWriter {
     jobs: mpsc::Sender<Job>,
     hooks: Option<Arc<Hooks>>,
+    durability: Durability,
 }
 
 /// The writer task; await `finish` after the last sender is dropped.
@@ -47,18 +51,30 @@ impl UsageWriter {
     /// Starts the writer; with `hooks`, each row's after_call deliveries
     /// go into the outbox in the row's transaction.
     pub fn start(
-        store: Arc<dyn Store>,
+        sink: Box<dyn UsageSink>,
         capacity: usize,
+        durability: Durability,
         hooks: Option<Arc<Hooks>>,
     ) -> (UsageWriter, WriterHandle) {
         let (jobs, queue) = mpsc::channel(capacity.max(1));
-        let task = tokio::spawn(run(store, queue, hooks.clone()));
-        (UsageWriter { jobs, hooks }, WriterHandle(task))
+        let task = tokio::spawn(run(sink, queue, hooks.clone()));
+        let writer = UsageWriter {
+            jobs,
+            hooks,
+            durability,
+        };
+        (writer, WriterHandle(task))
     }
 
-    /// Queues a row and waits until it is committed.
+    /// Queues a row and, when durable, waits until it is committed.
     pub async fn record(&self, row: UsageRow) -> Result<()> {
-        let (committed, done) = oneshot::channel();
+        let (committed, done) = match self.durability {
+            Durability::Durable => {
+                let (committed, done) = oneshot::channel();
+                (Some(committed), Some(done))
+            }
+            Durability::Async => (None, None),
+        };
         let outbox = self
             .hooks
             .as_ref()
@@ -72,6 +88,7 @@ impl UsageWriter {
             })
             .await
             .map_err(|_| Error::internal("usage writer has stopped"))?;
+        let Some(done) = done else { return Ok(()) };
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(Error::Internal(format!("usage write failed: {message}"))),
@@ -80,7 +97,11 @@ impl UsageWriter {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>, hooks: Option<Arc<Hooks>>) {
+async fn run(
+    mut sink: Box<dyn UsageSink>,
+    mut queue: mpsc::Receiver<Job>,
+    hooks: Option<Arc<Hooks>>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows: Vec<UsageRow> = Vec::with_capacity(MAX_BATCH);
     let mut outbox: Vec<DeliveryRecord> = Vec::new();
@@ -89,11 +110,7 @@ async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>, hooks: Optio
             rows.push(std::mem::take(&mut job.row));
             outbox.append(&mut job.outbox);
         }
-        let written = if outbox.is_empty() {
-            store.insert_usage(&rows).await
-        } else {
-            store.insert_usage_with_outbox(&rows, &outbox).await
-        };
+        let written = sink.insert(&rows, &outbox).await;
         let outcome = written.map_err(|err| {
             tracing::error!(%err, rows = rows.len(), "usage batch failed");
             Arc::<str>::from(err.to_string())
@@ -105,10 +122,11 @@ async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>, hooks: Optio
             hooks.wake();
         }
         outbox.clear();
-        for job in batch.drain(..) {
+        for committed in batch.drain(..).filter_map(|job| job.committed) {
             // A caller that went away no longer waits; its row is committed anyway.
-            let _ = job.committed.send(outcome.clone());
+            let _ = committed.send(outcome.clone());
         }
         rows.clear();
     }
+    sink.close().await;
 }

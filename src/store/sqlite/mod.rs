@@ -22,7 +22,7 @@ use super::{
     AttemptOutcome, CatalogSnapshot, DeliveryFilter, DeliveryRecord, GroupBy, HookRecord,
     LimitValues, LimitsRecord, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, SealedKey,
     Snapshot, Store, StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter, UsageRow,
-    UserTokenRecord,
+    UsageSink, UserTokenRecord,
 };
 use crate::error::{Error, Result};
 use sql::{Conditions, paged, violates};
@@ -657,16 +657,9 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn insert_usage(&self, rows: &[UsageRow]) -> Result<()> {
-        usage::insert(&self.pool, rows, &[]).await
-    }
-
-    async fn insert_usage_with_outbox(
-        &self,
-        rows: &[UsageRow],
-        outbox: &[DeliveryRecord],
-    ) -> Result<()> {
-        usage::insert(&self.pool, rows, outbox).await
+    async fn usage_sink(&self) -> Result<Box<dyn UsageSink>> {
+        let connection = self.pool.acquire().await?.detach();
+        Ok(Box::new(usage::Sink::new(connection)))
     }
 
     async fn all_hooks(&self) -> Result<Vec<HookRecord>> {
