@@ -395,6 +395,22 @@ mod tests {
     }
 
     #[test]
+    fn usage_durability_is_durable_unless_set() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("city.toml", "[usage]\ndurability = \"async\"\n")?;
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            assert_eq!(config.usage.durability, Durability::Async);
+            jail.set_env("DOWNCITY_USAGE__DURABILITY", "durable");
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            assert_eq!(config.usage.durability, Durability::Durable);
+            assert_eq!(Config::default().usage.durability, Durability::Durable);
+            jail.set_env("DOWNCITY_USAGE__DURABILITY", "eventually");
+            assert!(Config::load(Some(Path::new("city.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn limits_entries_parse_with_their_targets() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

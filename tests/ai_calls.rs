@@ -640,3 +640,47 @@ async fn graceful_shutdown_loses_no_row() {
         rows.keys().collect::<Vec<_>>()
     );
 }
+
+/// With asynchronous durability a call answers before its row is committed,
+/// yet every answered call still has its row: the queue is flushed at
+/// shutdown, and the rows are there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn asynchronous_usage_rows_are_flushed_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = TestCity::start_in(dir, |config| {
+        config.usage.durability = downcity::config::Durability::Async;
+    })
+    .await;
+    let token = city.studio_with_user(STUDIO, USER).await;
+    let ai = city.ai(STUDIO, &token);
+    let mut calls = JoinSet::new();
+    for i in 0..100 {
+        let (mut ai, id) = (ai.clone(), format!("async-{i}"));
+        calls.spawn(async move {
+            let request = with_request_id(text_request(&words(i % 7 + 1)), &id);
+            let usage = ai.text(request).await.expect("answered").into_inner().usage;
+            (id, usage.expect("usage").output_tokens)
+        });
+    }
+    let stream = open_stream(&mut ai.clone(), stream_on("", &words(3))).await;
+    let stream_usage = final_usage(stream).await.expect("stream finished");
+    let mut answered: HashMap<String, i64> = HashMap::new();
+    while let Some(call) = calls.join_next().await {
+        let (id, output_tokens) = call.expect("call task");
+        answered.insert(id, output_tokens);
+    }
+    let dir = city.stop().await;
+
+    let city = TestCity::start_in(dir, |_| {}).await;
+    let rows = city.usage_rows(studio_filter(STUDIO)).await;
+    assert_eq!(rows.len(), 101, "100 unary calls and one stream");
+    let by_id = rows_by_request_id(rows);
+    for (id, output_tokens) in &answered {
+        assert_eq!(by_id[id].output_tokens, *output_tokens, "{id}");
+    }
+    let stream_rows: Vec<_> = by_id
+        .values()
+        .filter(|row| !row.request_id.starts_with("async-"))
+        .collect();
+    assert_eq!(stream_rows[0].output_tokens, stream_usage.output_tokens);
+}
