@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use downcity::proto::admin_service_client::AdminServiceClient;
 use downcity::proto::ai_service_client::AiServiceClient;
 use downcity::proto::{
-    CreateStudioRequest, IssueUserTokenRequest, Message, Role, StreamTextRequest,
-    StreamTextResponse, TextRequest,
+    CreateStudioRequest, Hook, HookEvent, HookFailurePolicy, IssueUserTokenRequest, Message, Role,
+    StreamTextRequest, StreamTextResponse, TextRequest, UpsertHookRequest,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use tonic::metadata::AsciiMetadataValue;
@@ -52,41 +52,97 @@ pub async fn populate(
     studios: usize,
     users: usize,
 ) -> anyhow::Result<Vec<Credential>> {
-    let admin_auth: AsciiMetadataValue = format!("Bearer {admin_key}").parse()?;
-    let admin = |message| as_admin(message, &admin_auth);
-    let client = AdminServiceClient::new(channel);
-    for studio in 0..studios {
-        client
-            .clone()
-            .create_studio(as_admin(
-                CreateStudioRequest {
-                    studio_id: studio_id(studio),
-                    display_name: format!("Bench studio {studio}"),
-                },
-                &admin_auth,
-            ))
-            .await?;
-    }
-    let pairs = (0..studios).flat_map(|s| (0..users).map(move |u| (s, u)));
-    futures_util::stream::iter(pairs)
-        .map(|(studio, user)| {
-            let mut client = client.clone();
-            let request = admin(IssueUserTokenRequest {
-                studio_id: studio_id(studio),
-                user_id: format!("user-{user:03}"),
-                ttl: None,
-            });
-            async move {
-                let secret = client.issue_user_token(request).await?.into_inner().secret;
-                Ok::<_, anyhow::Error>(Credential {
-                    studio_id: studio_id(studio).parse()?,
-                    authorization: format!("Bearer {secret}").parse()?,
-                })
-            }
+    let admin = Admin::new(channel, admin_key)?;
+    let ids: Vec<String> = (0..studios).map(studio_id).collect();
+    admin.studios_with_users(&ids, users).await
+}
+
+/// The studio whose calls go through a before_call hook.
+pub const HOOKED_STUDIO: &str = "bench-hooked";
+
+/// Creates the studio `HOOKED_STUDIO` with `users` users, like `populate`,
+/// and gives it an allowing before_call hook at `hook_url` that fails
+/// closed (so a broken hook shows as errors, not as a fast call).
+pub async fn populate_hooked(
+    channel: Channel,
+    admin_key: &str,
+    users: usize,
+    hook_url: &str,
+) -> anyhow::Result<Vec<Credential>> {
+    let admin = Admin::new(channel, admin_key)?;
+    let credentials = admin
+        .studios_with_users(&[HOOKED_STUDIO.to_string()], users)
+        .await?;
+    let hook = Hook {
+        studio_id: HOOKED_STUDIO.into(),
+        url: hook_url.into(),
+        events: vec![HookEvent::BeforeCall as i32],
+        failure_policy: HookFailurePolicy::FailClosed as i32,
+        ..Default::default()
+    };
+    admin
+        .client
+        .clone()
+        .upsert_hook(admin.request(UpsertHookRequest { hook: Some(hook) }))
+        .await?;
+    Ok(credentials)
+}
+
+/// AdminService as the operator.
+struct Admin {
+    client: AdminServiceClient<Channel>,
+    authorization: AsciiMetadataValue,
+}
+
+impl Admin {
+    fn new(channel: Channel, admin_key: &str) -> anyhow::Result<Admin> {
+        Ok(Admin {
+            client: AdminServiceClient::new(channel),
+            authorization: format!("Bearer {admin_key}").parse()?,
         })
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .try_collect()
-        .await
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        as_admin(message, &self.authorization)
+    }
+
+    /// Creates the studios `ids` with `users` users each, one live token per
+    /// user; returns every user's credentials.
+    async fn studios_with_users(
+        &self,
+        ids: &[String],
+        users: usize,
+    ) -> anyhow::Result<Vec<Credential>> {
+        for id in ids {
+            self.client
+                .clone()
+                .create_studio(self.request(CreateStudioRequest {
+                    studio_id: id.clone(),
+                    display_name: format!("Bench studio {id}"),
+                }))
+                .await?;
+        }
+        let pairs = ids.iter().flat_map(|s| (0..users).map(move |u| (s, u)));
+        futures_util::stream::iter(pairs)
+            .map(|(studio, user)| {
+                let mut client = self.client.clone();
+                let request = self.request(IssueUserTokenRequest {
+                    studio_id: studio.clone(),
+                    user_id: format!("user-{user:03}"),
+                    ttl: None,
+                });
+                async move {
+                    let secret = client.issue_user_token(request).await?.into_inner().secret;
+                    Ok::<_, anyhow::Error>(Credential {
+                        studio_id: studio.parse()?,
+                        authorization: format!("Bearer {secret}").parse()?,
+                    })
+                }
+            })
+            .buffer_unordered(SETUP_CONCURRENCY)
+            .try_collect()
+            .await
+    }
 }
 
 fn as_admin<T>(message: T, authorization: &AsciiMetadataValue) -> Request<T> {
@@ -123,6 +179,15 @@ impl Callers {
     pub fn with_model(&self, model: &str) -> Callers {
         Callers {
             model: model.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The same connections and model, for other users.
+    pub fn with_credentials(&self, credentials: Vec<Credential>) -> Callers {
+        assert!(!credentials.is_empty());
+        Callers {
+            credentials: Arc::new(credentials),
             ..self.clone()
         }
     }

@@ -12,8 +12,11 @@ use downcity_bench::city::{self, Callers, PROMPT};
 use downcity_bench::http::{self, API_KEY, Chat};
 use downcity_bench::machine::{self, Machine};
 use downcity_bench::procs::Service;
-use downcity_bench::report::{Durability, Memory, Results};
-use downcity_bench::scenarios::{self, CITY, HOLD_DELAY_MS, HOLD_MODEL, Plan, Targets};
+use downcity_bench::report::{Durability, HookCost, Memory, Results};
+use downcity_bench::scenarios::{
+    self, CITY, CITY_ASYNC, CITY_DURABLE, CITY_HOOKED, CITY_HTTP_MODEL, HOLD_DELAY_MS, HOLD_MODEL,
+    Measured, Plan, Targets,
+};
 use tokio::process::Command;
 
 #[derive(Parser)]
@@ -46,6 +49,10 @@ struct Args {
     /// The run's date, as `date -u` prints it.
     #[arg(long)]
     date: String,
+    /// The commit City and the harness were built from (`bench/run` passes
+    /// `git rev-parse --short HEAD`, with `-dirty` for a changed tree).
+    #[arg(long)]
+    commit: Option<String>,
     /// Only scenarios 1–3's short latency and throughput runs, printed and
     /// not written: the quick loop while profiling City.
     #[arg(long)]
@@ -68,6 +75,13 @@ const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdef";
 /// `PROMPT` ("Echo:" and six words), so both answer alike.
 const UPSTREAM_TOKENS: usize = 7;
 const UPSTREAM_MODEL: &str = "mock-upstream";
+/// City's `openai_compatible` provider for the mock upstream, and the
+/// variable its (dummy) API key comes from.
+const UPSTREAM_PROVIDER: &str = "bench-upstream";
+const UPSTREAM_KEY_ENV: &str = "BENCH_UPSTREAM_API_KEY";
+/// City's master key (base64 of 32 bytes): it seals the provider key and the
+/// hook's signing secret.
+const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const LITELLM_MODEL: &str = "bench-mock";
 const START_LIMIT: Duration = Duration::from_secs(60);
 const LITELLM_START_LIMIT: Duration = Duration::from_secs(240);
@@ -95,6 +109,7 @@ struct Started {
     plan: Plan,
     machine: Machine,
     upstream: Service,
+    upstream_addr: String,
     city: Service,
     city_addr: String,
     litellm: Option<(Service, String)>,
@@ -120,7 +135,7 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
     std::fs::create_dir_all(work)?;
 
     let (upstream, upstream_addr) = start_upstream(&args.upstream_bin, work).await?;
-    let (city, city_addr) = start_city(args, work, &upstream_addr).await?;
+    let (city, city_addr) = start_city(args, work, &upstream_addr, "city", None).await?;
     let city_pid = city.pid();
     let fresh_kib = scenarios::settled_rss(city_pid).await;
 
@@ -138,16 +153,20 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
     )
     .await?;
     let setup_secs = setup_started.elapsed().as_secs_f64();
+    eprintln!(
+        "setup: studio {} ({} users) with a before_call hook",
+        city::HOOKED_STUDIO,
+        plan.users_per_studio
+    );
+    let hooked_credentials = city::populate_hooked(
+        channels[0].clone(),
+        ADMIN_KEY,
+        plan.users_per_studio,
+        &format!("http://{upstream_addr}/hook"),
+    )
+    .await?;
     let idle_after_setup_kib = scenarios::settled_rss(city_pid).await;
-    let mut skipped = vec![
-        "5. asynchronous usage writes: City has no switch for them yet, so only durable-before-answer is measured".to_string(),
-    ];
-    if scenarios::CITY_HTTP_MODEL.is_none() {
-        skipped.push(
-            "City → openai_compatible → mock upstream: City has no openai_compatible provider yet"
-                .into(),
-        );
-    }
+    let mut skipped = Vec::new();
     let litellm = match &args.litellm {
         Some(bin) => match start_litellm(bin, work, &upstream_addr).await {
             Ok(litellm) => Some(litellm),
@@ -167,6 +186,11 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
     };
 
     let client = http::client();
+    let city_callers = Callers::new(
+        channels,
+        credentials.clone(),
+        downcity::server::MOCK_TEXT_MODEL,
+    );
     let targets = Targets {
         direct: Chat::new(
             client.clone(),
@@ -177,17 +201,15 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
         litellm: litellm
             .as_ref()
             .map(|(_, base)| Chat::new(client.clone(), base, LITELLM_MODEL, PROMPT)),
-        city: Callers::new(
-            channels,
-            credentials.clone(),
-            downcity::server::MOCK_TEXT_MODEL,
-        ),
+        city_hooked: Some(city_callers.with_credentials(hooked_credentials)),
+        city: city_callers,
         city_pid,
     };
     Ok(Started {
         plan,
         machine,
         upstream,
+        upstream_addr,
         city,
         city_addr,
         litellm,
@@ -204,7 +226,13 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
 async fn probe(args: &Args) -> anyhow::Result<()> {
     let started = start(args).await?;
     let plan = &started.plan;
-    scenarios::latency(plan, &started.targets).await;
+    let latency = scenarios::latency(plan, &started.targets).await;
+    if let Some(hook) = HookCost::from_latency(&latency) {
+        eprintln!(
+            "  before_call hook added: p50 {:.1} µs  p99 {:.1} µs",
+            hook.added_p50_us, hook.added_p99_us
+        );
+    }
     scenarios::stream_ttft(plan, &started.targets).await;
     scenarios::throughput(plan, &started.targets).await;
     started.stop().await;
@@ -229,7 +257,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
     let (throughput, peak_under_throughput_kib) = scenarios::throughput(plan, targets).await;
     let stream_ttft = scenarios::stream_ttft(plan, targets).await;
     let scaling = scenarios::scaling(plan, targets).await;
-    // Last: cancelling the held streams writes a usage row for each.
+    // Cancelling the held streams writes a usage row for each.
     let holders = city::connect(
         &started.city_addr,
         scenarios::stream_connections(plan.open_streams),
@@ -242,38 +270,138 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
     )
     .await?;
 
-    let durable = throughput
+    // Last, scenario 5 on a second City, alone: the first City and LiteLLM
+    // stop first.
+    let Started {
+        plan,
+        machine,
+        upstream,
+        upstream_addr,
+        city,
+        litellm,
+        targets,
+        mut skipped,
+        fresh_kib,
+        idle_after_setup_kib,
+        setup_secs,
+        ..
+    } = started;
+    drop(targets);
+    if let Some((litellm, _)) = litellm {
+        litellm.stop(STOP_GRACE).await;
+    }
+    city.stop(STOP_GRACE).await;
+    let durable = usage_throughput(args, &plan, &upstream_addr, None, &mut skipped).await;
+    let asynchronous =
+        usage_throughput(args, &plan, &upstream_addr, Some("async"), &mut skipped).await;
+    upstream.stop(STOP_GRACE).await;
+
+    let scenario_2 = throughput
         .iter()
         .find(|m| m.target == CITY)
         .map_or(0.0, |m| m.summary.calls_per_sec);
-    let results = Results {
+    let before_call_hook = HookCost::from_latency(&latency);
+    if before_call_hook.is_none() {
+        skipped.push(format!("{CITY_HOOKED}: no figures"));
+    }
+    Ok(Results {
         mode: if plan.quick { "quick" } else { "full" },
         date: args.date.clone(),
-        machine: started.machine.clone(),
+        commit: args.commit.clone(),
+        machine,
         load_average_end: machine::load_average(),
-        plan: *plan,
-        skipped: started.skipped.clone(),
-        setup_secs: started.setup_secs,
+        plan,
+        skipped,
+        setup_secs,
         latency,
+        before_call_hook,
         throughput,
         stream_ttft,
         open_streams,
         memory: Memory {
-            fresh_kib: started.fresh_kib,
-            idle_after_setup_kib: started.idle_after_setup_kib,
+            fresh_kib,
+            idle_after_setup_kib,
             peak_under_throughput_kib,
         },
         usage_durability: Durability {
-            durable_calls_per_sec: durable,
-            asynchronous_calls_per_sec: None,
-            note: "City writes every unary call's usage row before it answers (group commit, SQLite WAL, synchronous=NORMAL). \
-                   An asynchronous mode needs a City config switch (see issue 7); until then the ratio is not measured."
+            scenario_2_calls_per_sec: scenario_2,
+            durable_calls_per_sec: durable.as_ref().map(|m| m.summary.calls_per_sec),
+            asynchronous_calls_per_sec: asynchronous.as_ref().map(|m| m.summary.calls_per_sec),
+            durable,
+            asynchronous,
+            note: "Durable: City writes every unary call's usage row before it answers (group commit, \
+                   SQLite WAL, synchronous=NORMAL). Asynchronous: `[usage] durability = \"async\"`. \
+                   After the other scenarios (the first City and LiteLLM stopped), one fresh City of each \
+                   kind, with the same config and setup, runs alone in turn: Text at concurrency 64, as long \
+                   as scenario 2. The ratio is of these two; scenario 2's City row is shown for comparison."
                 .into(),
         },
         scaling,
+    })
+}
+
+/// Scenario 5: a fresh City like the first, with `[usage] durability` set
+/// when given, populated the same way, then Text at concurrency 64 on it
+/// alone. When that fails (such as on a City without the switch), says why
+/// in `skipped` and the run goes on.
+async fn usage_throughput(
+    args: &Args,
+    plan: &Plan,
+    upstream_addr: &str,
+    durability: Option<&str>,
+    skipped: &mut Vec<String>,
+) -> Option<Measured> {
+    let (name, target) = match durability {
+        Some(_) => ("city-async", CITY_ASYNC),
+        None => ("city-durable", CITY_DURABLE),
     };
-    started.stop().await;
-    Ok(results)
+    let measured = fresh_city_throughput(args, plan, upstream_addr, durability, name, target);
+    measured
+        .await
+        .map_err(|err| skipped.push(format!("5. {target}: {err:#}")))
+        .ok()
+}
+
+async fn fresh_city_throughput(
+    args: &Args,
+    plan: &Plan,
+    upstream_addr: &str,
+    durability: Option<&str>,
+    name: &str,
+    target: &str,
+) -> anyhow::Result<Measured> {
+    let started = start_city(args, &args.work_dir, upstream_addr, name, durability).await;
+    let (city, addr) = match started {
+        Ok(city) => city,
+        Err(err) => {
+            let log = std::fs::read_to_string(args.work_dir.join(format!("{name}.log")));
+            if log.is_ok_and(|log| log.contains("unknown field `durability`")) {
+                anyhow::bail!(
+                    "this City has no `[usage] durability` switch yet (it rejects the key)"
+                );
+            }
+            return Err(err.context(format!("{name} did not start")));
+        }
+    };
+    let measured = async {
+        eprintln!(
+            "setup ({name}): {} studios × {} users",
+            plan.studios, plan.users_per_studio
+        );
+        let channels = city::connect(&addr, plan.connections).await?;
+        let credentials = city::populate(
+            channels[0].clone(),
+            ADMIN_KEY,
+            plan.studios,
+            plan.users_per_studio,
+        )
+        .await?;
+        let callers = Callers::new(channels, credentials, downcity::server::MOCK_TEXT_MODEL);
+        anyhow::Ok(scenarios::usage_throughput(plan, &callers, target).await)
+    }
+    .await;
+    city.stop(STOP_GRACE).await;
+    measured
 }
 
 async fn start_upstream(bin: &Path, work: &Path) -> anyhow::Result<(Service, String)> {
@@ -293,18 +421,23 @@ async fn start_upstream(bin: &Path, work: &Path) -> anyhow::Result<(Service, Str
     Ok((service, addr))
 }
 
+/// Starts a City named `name` (its config, data directory and log are
+/// named after it) on a fresh data directory; `durability` sets
+/// `[usage] durability`.
 async fn start_city(
     args: &Args,
     work: &Path,
     upstream_addr: &str,
+    name: &str,
+    durability: Option<&str>,
 ) -> anyhow::Result<(Service, String)> {
-    let config = work.join("city.toml");
-    std::fs::write(&config, city_config(upstream_addr))?;
+    let config = work.join(format!("{name}.toml"));
+    std::fs::write(&config, city_config(upstream_addr, durability))?;
     let mut command = Command::new(&args.city_bin);
     command
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(work.join("city"))
+        .arg(work.join(name))
         .arg("--config")
         .arg(&config);
     for (key, _) in std::env::vars_os() {
@@ -314,24 +447,33 @@ async fn start_city(
     }
     command
         .env("DOWNCITY_ADMIN_KEY", ADMIN_KEY)
+        .env("DOWNCITY_MASTER_KEY", MASTER_KEY)
+        .env(UPSTREAM_KEY_ENV, API_KEY)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
         .envs(args.city_env.iter().cloned());
-    let mut service = Service::spawn("city", command, work).await?;
+    let mut service = Service::spawn(name, command, work).await?;
     let addr = service.wait_line(START_LIMIT, listening_addr).await?;
     Ok((service, addr))
 }
 
-/// City's config for the bench: the built-in catalog plus a model that
-/// holds streams open.
-fn city_config(upstream_addr: &str) -> String {
+/// City's config for the bench: the built-in catalog, a model that holds
+/// streams open, and an `openai_compatible` provider for the mock upstream
+/// with a text model on it.
+fn city_config(upstream_addr: &str, durability: Option<&str>) -> String {
+    let usage = durability.map_or(String::new(), |d| {
+        format!("[usage]\ndurability = \"{d}\"\n\n")
+    });
     format!(
         "# Written by downcity-bench.\n\
          [server]\nshutdown_grace_secs = 10\n\n\
+         {usage}\
+         [[providers]]\nid = \"{UPSTREAM_PROVIDER}\"\nkind = \"openai_compatible\"\n\
+         base_url = \"http://{upstream_addr}/v1\"\napi_key_env = \"{UPSTREAM_KEY_ENV}\"\n\n\
+         [[models]]\nid = \"{CITY_HTTP_MODEL}\"\nprovider = \"{UPSTREAM_PROVIDER}\"\n\
+         upstream_model = \"{UPSTREAM_MODEL}\"\npathway = \"text\"\n\n\
          [[models]]\nid = \"{HOLD_MODEL}\"\nprovider = \"mock\"\nupstream_model = \"hold\"\npathway = \"text\"\n\
-         options = {{ chunk_delay_ms = \"{HOLD_DELAY_MS}\" }}\n\n\
-         # TODO(providers issue): add an openai_compatible provider with base_url = \"http://{upstream_addr}/v1\"\n\
-         # and a text model on it, then name that model in scenarios::CITY_HTTP_MODEL.\n"
+         options = {{ chunk_delay_ms = \"{HOLD_DELAY_MS}\" }}\n"
     )
 }
 
@@ -414,5 +556,28 @@ mod tests {
         let coloured = "\u{1b}[32m INFO\u{1b}[0m City listening \u{1b}[3maddr\u{1b}[0m=127.0.0.1:1";
         assert_eq!(listening_addr(coloured).as_deref(), Some("127.0.0.1:1"));
         assert_eq!(listening_addr("something else"), None);
+    }
+
+    #[test]
+    fn city_takes_the_bench_config() {
+        let dir = std::env::temp_dir().join(format!("downcity-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let load = |durability| {
+            let path = dir.join("city.toml");
+            std::fs::write(&path, city_config("127.0.0.1:1", durability)).unwrap();
+            downcity::config::Config::load(Some(&path))
+        };
+        let (config, asynchronous) = (load(None), load(Some("async")));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let config = config.unwrap();
+        assert_eq!(
+            asynchronous.unwrap().usage.durability,
+            downcity::config::Durability::Async
+        );
+        let provider = &config.providers[0];
+        assert_eq!(provider.kind, "openai_compatible");
+        assert_eq!(provider.base_url, "http://127.0.0.1:1/v1");
+        assert!(config.models.iter().any(|m| m.id == CITY_HTTP_MODEL));
+        assert!(config.models.iter().any(|m| m.id == HOLD_MODEL));
     }
 }

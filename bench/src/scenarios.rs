@@ -15,17 +15,19 @@ pub const CITY: &str = "City (mock provider)";
 pub const CITY_FLOOR: &str = "City gRPC floor (health check)";
 pub const LITELLM: &str = "LiteLLM → mock upstream";
 pub const CITY_HTTP: &str = "City → openai_compatible → mock upstream";
+pub const CITY_DURABLE: &str = "fresh City (mock provider), durable usage writes";
+pub const CITY_ASYNC: &str = "fresh City (mock provider), asynchronous usage writes";
+pub const CITY_HOOKED: &str = "City (mock provider) + allowing before_call hook";
 
 /// The City model that holds a stream open (its mock waits this long
 /// before each chunk).
 pub const HOLD_MODEL: &str = "bench-hold";
 pub const HOLD_DELAY_MS: u64 = 600_000;
 
-/// TODO(providers issue): once City has the `openai_compatible` provider,
-/// name here the City model that points at the mock upstream (and add that
-/// provider and model to `city_config` in main.rs); scenarios 1–3 and 6 then
+/// The City model on the `openai_compatible` provider that points at the
+/// mock upstream (see `city_config` in main.rs): scenarios 1–3 and 6
 /// measure it as `CITY_HTTP` alongside the built-in mock.
-pub const CITY_HTTP_MODEL: Option<&str> = None;
+pub const CITY_HTTP_MODEL: &str = "bench-upstream-text";
 
 /// How much of each scenario to run.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -118,12 +120,14 @@ pub struct Targets {
     pub direct: Chat,
     pub litellm: Option<Chat>,
     pub city: Callers,
+    /// The users of the studio with an allowing before_call hook (scenario 1).
+    pub city_hooked: Option<Callers>,
     pub city_pid: u32,
 }
 
 fn measured(target: &str, summary: Summary) -> Measured {
     eprintln!(
-        "  {target:<42} c={:<4} {:>9.0} calls/s  p50 {:>8.1} µs  p99 {:>8.1} µs  errors {}",
+        "  {target:<50} c={:<4} {:>9.0} calls/s  p50 {:>8.1} µs  p99 {:>8.1} µs  errors {}",
         summary.concurrency, summary.calls_per_sec, summary.p50_us, summary.p99_us, summary.errors
     );
     Measured {
@@ -134,18 +138,21 @@ fn measured(target: &str, summary: Summary) -> Measured {
 
 impl Targets {
     /// Unary calls (Text; plain Chat Completions; City's health check as the
-    /// floor of its gRPC stack) to every target.
-    pub async fn unary(&self, load: Load) -> Vec<Measured> {
+    /// floor of its gRPC stack) to every target; with `hooked`, also Text from
+    /// the studio with a before_call hook, right after the same call without.
+    pub async fn unary(&self, load: Load, hooked: bool) -> Vec<Measured> {
         let floor = HealthCall(self.city.clone());
         let mut rows = vec![
             measured(DIRECT, load::run(load, ChatCall(self.direct.clone())).await),
             measured(CITY_FLOOR, load::run(load, floor).await),
             measured(CITY, load::run(load, TextCall(self.city.clone())).await),
         ];
-        if let Some(model) = CITY_HTTP_MODEL {
-            let call = TextCall(self.city.with_model(model));
-            rows.push(measured(CITY_HTTP, load::run(load, call).await));
+        if let Some(callers) = self.city_hooked.as_ref().filter(|_| hooked) {
+            let call = TextCall(callers.clone());
+            rows.push(measured(CITY_HOOKED, load::run(load, call).await));
         }
+        let call = TextCall(self.city.with_model(CITY_HTTP_MODEL));
+        rows.push(measured(CITY_HTTP, load::run(load, call).await));
         if let Some(litellm) = &self.litellm {
             let call = ChatCall(litellm.clone());
             rows.push(measured(LITELLM, load::run(load, call).await));
@@ -162,10 +169,8 @@ impl Targets {
             ),
             measured(CITY, load::run(load, StreamCall(self.city.clone())).await),
         ];
-        if let Some(model) = CITY_HTTP_MODEL {
-            let call = StreamCall(self.city.with_model(model));
-            rows.push(measured(CITY_HTTP, load::run(load, call).await));
-        }
+        let call = StreamCall(self.city.with_model(CITY_HTTP_MODEL));
+        rows.push(measured(CITY_HTTP, load::run(load, call).await));
         if let Some(litellm) = &self.litellm {
             let call = ChatStreamCall(litellm.clone());
             rows.push(measured(LITELLM, load::run(load, call).await));
@@ -174,10 +179,10 @@ impl Targets {
     }
 }
 
-/// Scenario 1: added latency at concurrency 1.
+/// Scenario 1: added latency at concurrency 1 (and a before_call hook's).
 pub async fn latency(plan: &Plan, targets: &Targets) -> Vec<Measured> {
     eprintln!("scenario 1: latency at concurrency 1");
-    targets.unary(plan.latency()).await
+    targets.unary(plan.latency(), true).await
 }
 
 /// Scenario 2 (and 4's "under load"): throughput at concurrency 64 for a
@@ -186,9 +191,21 @@ pub async fn throughput(plan: &Plan, targets: &Targets) -> (Vec<Measured>, u64) 
     eprintln!("scenario 2: throughput at concurrency {THROUGHPUT_CONCURRENCY}");
     let sampler = RssSampler::start(targets.city_pid);
     let rows = targets
-        .unary(plan.timed(THROUGHPUT_CONCURRENCY, plan.throughput_secs))
+        .unary(
+            plan.timed(THROUGHPUT_CONCURRENCY, plan.throughput_secs),
+            false,
+        )
         .await;
     (rows, sampler.peak_kib().await)
+}
+
+/// Scenario 5: Text throughput at concurrency 64 for the same time as
+/// scenario 2, on `city` only (a fresh City, durable or asynchronous usage
+/// writes, named `target`).
+pub async fn usage_throughput(plan: &Plan, city: &Callers, target: &str) -> Measured {
+    eprintln!("scenario 5: {target}, concurrency {THROUGHPUT_CONCURRENCY}");
+    let load = plan.timed(THROUGHPUT_CONCURRENCY, plan.throughput_secs);
+    measured(target, load::run(load, TextCall(city.clone())).await)
 }
 
 /// Scenario 3, first half: time to first token at concurrency 1.
@@ -244,7 +261,7 @@ pub async fn scaling(plan: &Plan, targets: &Targets) -> Vec<Measured> {
     for concurrency in SCALING {
         rows.extend(
             targets
-                .unary(plan.timed(concurrency, plan.scaling_secs))
+                .unary(plan.timed(concurrency, plan.scaling_secs), false)
                 .await,
         );
     }

@@ -1,7 +1,9 @@
 //! A fast OpenAI-compatible mock upstream: `POST /v1/chat/completions`
 //! answers with a fixed number of tokens, as one JSON document or as SSE
 //! chunks (one token each, after an optional delay), with a final usage chunk
-//! when the request asks for `stream_options.include_usage`.
+//! when the request asks for `stream_options.include_usage`. `POST /hook`
+//! is an allowing before_call hook for City (`{"allow": true}`; the
+//! Standard Webhooks signature is not checked).
 //!
 //! Every answer is rendered once at start, so a call costs a small JSON
 //! parse of the request and one write: the upstream is never the bottleneck.
@@ -79,6 +81,9 @@ struct Answers {
     done: Bytes,
 }
 
+/// A before_call hook's "allow" answer.
+const HOOK_ALLOW: &str = r#"{"allow":true}"#;
+
 const MODEL: &str = "mock-upstream";
 const CREATED: u64 = 1_700_000_000;
 const PROMPT_TOKENS: usize = 8;
@@ -132,6 +137,7 @@ impl Answers {
         let is_chat = path == "/v1/chat/completions" || path == "/chat/completions";
         match (request.method(), is_chat) {
             (&Method::POST, true) => self.chat(request).await,
+            (&Method::POST, false) if path == "/hook" => hook(request).await,
             (&Method::GET, false) if path == "/health" => {
                 respond(StatusCode::OK, "text/plain", "ok")
             }
@@ -168,6 +174,14 @@ impl Answers {
             .body(body)
             .expect("a valid response")
     }
+}
+
+/// An allowing before_call hook: reads the call's context, answers allow.
+async fn hook(request: Request<Incoming>) -> Response<Body> {
+    if request.into_body().collect().await.is_err() {
+        return respond(StatusCode::BAD_REQUEST, "text/plain", "unreadable body");
+    }
+    respond(StatusCode::OK, "application/json", HOOK_ALLOW)
 }
 
 /// The SSE frames, each of the `tokens` token chunks (frames 1..=tokens)
