@@ -142,6 +142,7 @@ impl Gateway {
         claim: Amount,
         metadata: &mut BTreeMap<String, String>,
         reservation: Reservation,
+        stream: bool,
         prompt: impl FnOnce() -> serde_json::Value,
     ) -> Result<Reservation> {
         if !self.hooks.has_before_call(&ctx.caller.studio_id) {
@@ -153,6 +154,7 @@ impl Gateway {
             user_id: ctx.caller.user_id.to_string(),
             model: model.record.id.clone(),
             pathway: model.record.pathway.as_str(),
+            stream,
             estimated_tokens: claim.tokens,
             estimated_cost_micros: claim.cost_micros,
             metadata: metadata.clone(),
@@ -231,7 +233,15 @@ impl Gateway {
         let prompt = || text_prompt(messages);
         let mut metadata = input.metadata.clone();
         let reservation = self
-            .before_call(&ctx, &first, claim, &mut metadata, reservation, prompt)
+            .before_call(
+                &ctx,
+                &first,
+                claim,
+                &mut metadata,
+                reservation,
+                false,
+                prompt,
+            )
             .await?;
         input.metadata = metadata;
         let request = &input;
@@ -266,7 +276,15 @@ impl Gateway {
         let prompt = || serde_json::Value::from(prompt_text.as_str());
         let mut metadata = input.metadata.clone();
         let reservation = self
-            .before_call(&ctx, &first, claim, &mut metadata, reservation, prompt)
+            .before_call(
+                &ctx,
+                &first,
+                claim,
+                &mut metadata,
+                reservation,
+                false,
+                prompt,
+            )
             .await?;
         input.metadata = metadata;
         let request = &input;
@@ -346,7 +364,15 @@ impl Gateway {
         let prompt = || text_prompt(messages);
         let mut metadata = input.metadata.clone();
         let reservation = self
-            .before_call(&ctx, &first, claim, &mut metadata, reservation, prompt)
+            .before_call(
+                &ctx,
+                &first,
+                claim,
+                &mut metadata,
+                reservation,
+                true,
+                prompt,
+            )
             .await?;
         input.metadata = metadata;
         let request = &input;

@@ -78,7 +78,8 @@ impl City {
             config.usage.queue_capacity,
             config.usage.durability,
             Some(hooks.clone()),
-        );
+        )
+        .context("starting the usage writer")?;
         Ok(City {
             config,
             store,

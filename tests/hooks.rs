@@ -121,6 +121,7 @@ async fn before_call_allows_and_its_metadata_lands_on_the_usage_row() {
     assert_eq!(data["studio_id"], "acme");
     assert_eq!(data["user_id"], "u1");
     assert_eq!(data["pathway"], "text");
+    assert_eq!(data["stream"], false);
     assert_eq!(data["metadata"]["order"], "42");
     assert!(data["estimated_tokens"].as_i64().unwrap() > 0);
     assert!(data.get("prompt").is_none(), "no prompt unless asked for");
@@ -665,6 +666,7 @@ async fn before_call_allows_a_stream_and_its_metadata_lands_on_the_usage_row() {
 
     let data = asked_once(&receiver, &secret, &first.request_id);
     assert_eq!(data["pathway"], "text", "{data}");
+    assert_eq!(data["stream"], true, "{data}");
     assert_eq!(data["model"], first.model.as_str(), "{data}");
     assert_eq!(data["model"], "mock-text", "{data}");
     assert!(data["estimated_tokens"].as_i64().unwrap() > 0, "{data}");
@@ -715,6 +717,7 @@ async fn before_call_allows_an_image_and_sees_its_prompt() {
 
     let data = asked_once(&receiver, &secret, &response.request_id);
     assert_eq!(data["pathway"], "image", "{data}");
+    assert_eq!(data["stream"], false, "{data}");
     assert_eq!(data["model"], response.model.as_str(), "{data}");
     assert_eq!(data["prompt"], "a lighthouse at dusk", "{data}");
 

@@ -24,8 +24,7 @@ mod conformance {
     /// Commits rows the way the usage writer does.
     pub async fn insert_usage(store: &dyn Store, rows: &[UsageRow]) {
         let mut sink = store.usage_sink().await.unwrap();
-        sink.insert(rows, &[]).await.unwrap();
-        sink.close().await;
+        sink.insert(rows, &[]).unwrap();
     }
 
     pub const DAY_MS: i64 = 86_400_000;

@@ -18,6 +18,8 @@ pub struct BeforeCall {
     pub user_id: String,
     pub model: String,
     pub pathway: &'static str,
+    /// StreamText rather than Text.
+    pub stream: bool,
     pub estimated_tokens: i64,
     pub estimated_cost_micros: i64,
     pub metadata: BTreeMap<String, String>,

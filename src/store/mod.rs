@@ -532,12 +532,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<UsageAggregateRow>>;
 }
 
-/// Where usage rows are committed: owned by one writer, so no lock guards it.
-#[async_trait]
+/// Where usage rows are committed. The usage writer owns it and calls it
+/// from a thread of its own, so it may block; nothing else shares it.
 pub trait UsageSink: Send {
     /// Inserts the rows and their after_call deliveries atomically (group
     /// commit): all of them or, on error, none.
-    async fn insert(&mut self, rows: &[UsageRow], outbox: &[DeliveryRecord]) -> Result<()>;
-    /// Closes the connection; called once, after the last insert.
-    async fn close(self: Box<Self>);
+    fn insert(&mut self, rows: &[UsageRow], outbox: &[DeliveryRecord]) -> Result<()>;
 }

@@ -1,6 +1,8 @@
-//! The usage writer: calls hand it rows through a bounded channel; one task
-//! drains whatever is queued into a single transaction (group commit) and
-//! then tells each waiting call that its row is durable.
+//! The usage writer: calls hand it rows through a bounded channel; one
+//! thread drains whatever is queued into a single transaction (group commit)
+//! and then tells each waiting call that its row is durable. A thread rather
+//! than a task: the commit blocks on the disk, and the thread owns the
+//! connection, so a batch costs one hand-off there and one back.
 //!
 //! Under load, many calls share one commit, so durable-before-answer costs
 //! one commit per batch rather than per call. With `Durability::Async` a
@@ -8,8 +10,9 @@
 
 use std::sync::Arc;
 
+use std::thread::JoinHandle;
+
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::config::Durability;
 use crate::error::{Error, Result};
@@ -35,35 +38,40 @@ pub struct UsageWriter {
     durability: Durability,
 }
 
-/// The writer task; await `finish` after the last sender is dropped.
+/// The writer thread; await `finish` after the last sender is dropped.
 pub struct WriterHandle(JoinHandle<()>);
 
 impl WriterHandle {
     /// Waits until every queued row is committed.
     pub async fn finish(self) {
-        if let Err(err) = self.0.await {
-            tracing::error!(%err, "usage writer task failed");
+        let thread = self.0;
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::error!("usage writer thread failed");
         }
     }
 }
 
 impl UsageWriter {
-    /// Starts the writer; with `hooks`, each row's after_call deliveries
+    /// Starts the writer thread; with `hooks`, each row's after_call deliveries
     /// go into the outbox in the row's transaction.
     pub fn start(
         sink: Box<dyn UsageSink>,
         capacity: usize,
         durability: Durability,
         hooks: Option<Arc<Hooks>>,
-    ) -> (UsageWriter, WriterHandle) {
+    ) -> std::io::Result<(UsageWriter, WriterHandle)> {
         let (jobs, queue) = mpsc::channel(capacity.max(1));
-        let task = tokio::spawn(run(sink, queue, hooks.clone()));
+        let run_hooks = hooks.clone();
+        let thread = std::thread::Builder::new()
+            .name("usage-writer".into())
+            .spawn(move || run(sink, queue, run_hooks))?;
         let writer = UsageWriter {
             jobs,
             hooks,
             durability,
         };
-        (writer, WriterHandle(task))
+        Ok((writer, WriterHandle(thread)))
     }
 
     /// Queues a row and, when durable, waits until it is committed.
@@ -97,20 +105,21 @@ impl UsageWriter {
     }
 }
 
-async fn run(
-    mut sink: Box<dyn UsageSink>,
-    mut queue: mpsc::Receiver<Job>,
-    hooks: Option<Arc<Hooks>>,
-) {
+fn run(mut sink: Box<dyn UsageSink>, mut queue: mpsc::Receiver<Job>, hooks: Option<Arc<Hooks>>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows: Vec<UsageRow> = Vec::with_capacity(MAX_BATCH);
     let mut outbox: Vec<DeliveryRecord> = Vec::new();
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            let Ok(job) = queue.try_recv() else { break };
+            batch.push(job);
+        }
         for job in batch.iter_mut() {
             rows.push(std::mem::take(&mut job.row));
             outbox.append(&mut job.outbox);
         }
-        let written = sink.insert(&rows, &outbox).await;
+        let written = sink.insert(&rows, &outbox);
         let outcome = written.map_err(|err| {
             tracing::error!(%err, rows = rows.len(), "usage batch failed");
             Arc::<str>::from(err.to_string())
@@ -128,5 +137,4 @@ async fn run(
         }
         rows.clear();
     }
-    sink.close().await;
 }

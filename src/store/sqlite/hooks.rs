@@ -1,7 +1,7 @@
 //! The hooks table and the after_call outbox.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use super::rows::to_json;
 use super::sql::Conditions;
@@ -107,32 +107,6 @@ pub(super) async fn delete(pool: &SqlitePool, id: &str, at: Millis) -> Result<()
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
-}
-
-/// Inserts one delivery inside the usage batch's transaction.
-pub(super) async fn insert_delivery(
-    conn: &mut SqliteConnection,
-    delivery: &DeliveryRecord,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO hook_outbox (id, hook_id, studio_id, request_id, payload, state, attempts, \
-         last_error, next_attempt_ms, create_ms, deliver_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&delivery.id)
-    .bind(&delivery.hook_id)
-    .bind(&delivery.studio_id)
-    .bind(&delivery.request_id)
-    .bind(&delivery.payload)
-    .bind(delivery.state.as_str())
-    .bind(delivery.attempts)
-    .bind(&delivery.last_error)
-    .bind(delivery.next_attempt_ms)
-    .bind(delivery.create_ms)
-    .bind(delivery.deliver_ms)
-    .execute(conn)
-    .await?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! errors the `Store` trait promises.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,6 +31,7 @@ mod hooks;
 mod rows;
 mod sql;
 mod usage;
+mod usage_sink;
 
 /// Reads may run beside the one writer in WAL mode; more connections than
 /// this only queue on SQLite's write lock.
@@ -43,6 +44,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    path: PathBuf,
+    synchronous_full: bool,
 }
 
 impl SqliteStore {
@@ -75,7 +78,11 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| Error::Internal(format!("store: migrating: {e}")))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            path: path.to_path_buf(),
+            synchronous_full,
+        })
     }
 
     /// The row of `table` with this id.
@@ -658,8 +665,14 @@ impl Store for SqliteStore {
     }
 
     async fn usage_sink(&self) -> Result<Box<dyn UsageSink>> {
-        let connection = self.pool.acquire().await?.detach();
-        Ok(Box::new(usage::Sink::new(connection)))
+        let (path, full) = (self.path.clone(), self.synchronous_full);
+        let sink =
+            tokio::task::spawn_blocking(move || usage_sink::Sink::open(&path, full, BUSY_TIMEOUT))
+                .await
+                .map_err(|e| {
+                    Error::Internal(format!("store: opening the usage connection: {e}"))
+                })??;
+        Ok(Box::new(sink))
     }
 
     async fn all_hooks(&self) -> Result<Vec<HookRecord>> {

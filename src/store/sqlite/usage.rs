@@ -1,102 +1,16 @@
-//! The usage table: the group-commit insert, newest-first pages and aggregates.
+//! The usage table: newest-first pages and aggregates (inserts: `usage_sink`).
 
-use async_trait::async_trait;
-use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::rows::{self, to_json};
+use super::rows;
 use super::sql::Conditions;
 use crate::error::Result;
-use crate::store::{DeliveryRecord, GroupBy, UsageAggregateRow, UsageFilter, UsageRow, UsageSink};
-
-const INSERT: &str = "INSERT INTO usage (request_id, studio_id, user_id, model_id, provider_id, \
-     pathway, input_tokens, output_tokens, images, cost_micros, status_code, error_reason, \
-     latency_us, ttft_us, create_ms, metadata) ";
-
-/// Rows per INSERT statement, largest first. A batch goes out in as few
-/// statements as these sizes allow, and since only these few statement texts
-/// exist, each stays prepared in the connection's statement cache.
-const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+use crate::store::{GroupBy, UsageAggregateRow, UsageFilter, UsageRow};
 
 /// The calendar day (UTC) of a row.
 const DAY: &str = "strftime('%Y-%m-%d', create_ms / 1000, 'unixepoch')";
 const HOUR: &str = "strftime('%Y-%m-%dT%H', create_ms / 1000, 'unixepoch')";
 const MONTH: &str = "strftime('%Y-%m', create_ms / 1000, 'unixepoch')";
-
-/// The usage writer's own connection.
-pub(super) struct Sink {
-    connection: SqliteConnection,
-}
-
-impl Sink {
-    pub(super) fn new(connection: SqliteConnection) -> Sink {
-        Sink { connection }
-    }
-}
-
-#[async_trait]
-impl UsageSink for Sink {
-    /// One row alone is one autocommitted statement; anything more is one
-    /// transaction. Either way one commit (one WAL append) for the batch.
-    async fn insert(&mut self, rows: &[UsageRow], outbox: &[DeliveryRecord]) -> Result<()> {
-        if rows.len() + outbox.len() <= 1 {
-            return insert_rows(&mut self.connection, rows).await;
-        }
-        let mut tx = self.connection.begin().await?;
-        insert_rows(&mut tx, rows).await?;
-        for delivery in outbox {
-            super::hooks::insert_delivery(&mut tx, delivery).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn close(self: Box<Self>) {
-        if let Err(err) = self.connection.close().await {
-            tracing::warn!(%err, "closing the usage connection");
-        }
-    }
-}
-
-/// Inserts `rows` in multi-row statements of the `CHUNKS` sizes.
-async fn insert_rows(connection: &mut SqliteConnection, mut rows: &[UsageRow]) -> Result<()> {
-    for size in CHUNKS {
-        while rows.len() >= size {
-            let (chunk, rest) = rows.split_at(size);
-            insert_chunk(connection, chunk).await?;
-            rows = rest;
-        }
-    }
-    Ok(())
-}
-
-async fn insert_chunk(connection: &mut SqliteConnection, rows: &[UsageRow]) -> Result<()> {
-    let metadata = rows
-        .iter()
-        .map(|row| to_json(&row.metadata))
-        .collect::<Result<Vec<_>>>()?;
-    let mut query = QueryBuilder::<Sqlite>::new(INSERT);
-    query.push_values(rows.iter().zip(metadata), |mut values, (row, metadata)| {
-        values
-            .push_bind(&row.request_id)
-            .push_bind(&row.studio_id)
-            .push_bind(&row.user_id)
-            .push_bind(&row.model_id)
-            .push_bind(&row.provider_id)
-            .push_bind(&row.pathway)
-            .push_bind(row.input_tokens)
-            .push_bind(row.output_tokens)
-            .push_bind(row.images)
-            .push_bind(row.cost_micros)
-            .push_bind(row.status_code)
-            .push_bind(&row.error_reason)
-            .push_bind(row.latency_us)
-            .push_bind(row.ttft_us)
-            .push_bind(row.create_ms)
-            .push_bind(metadata);
-    });
-    query.build().persistent(true).execute(connection).await?;
-    Ok(())
-}
 
 pub(super) async fn list(
     pool: &SqlitePool,
