@@ -110,6 +110,14 @@ pub struct StartedStream {
     pub chunks: mpsc::Receiver<Result<StreamChunk>>,
 }
 
+/// What a before_call hook is asked about: the model, the reservation's
+/// claim and whether the call streams.
+struct Asked<'a> {
+    model: &'a CatalogModel,
+    claim: Amount,
+    stream: bool,
+}
+
 pub struct Gateway {
     catalog: Arc<CatalogCache>,
     quotas: Arc<Quotas>,
@@ -138,13 +146,16 @@ impl Gateway {
     async fn before_call(
         &self,
         ctx: &CallContext,
-        model: &CatalogModel,
-        claim: Amount,
+        call: Asked<'_>,
         metadata: &mut BTreeMap<String, String>,
         reservation: Reservation,
-        stream: bool,
         prompt: impl FnOnce() -> serde_json::Value,
     ) -> Result<Reservation> {
+        let Asked {
+            model,
+            claim,
+            stream,
+        } = call;
         if !self.hooks.has_before_call(&ctx.caller.studio_id) {
             return Ok(reservation);
         }
@@ -235,11 +246,13 @@ impl Gateway {
         let reservation = self
             .before_call(
                 &ctx,
-                &first,
-                claim,
+                Asked {
+                    model: &first,
+                    claim,
+                    stream: false,
+                },
                 &mut metadata,
                 reservation,
-                false,
                 prompt,
             )
             .await?;
@@ -278,11 +291,13 @@ impl Gateway {
         let reservation = self
             .before_call(
                 &ctx,
-                &first,
-                claim,
+                Asked {
+                    model: &first,
+                    claim,
+                    stream: false,
+                },
                 &mut metadata,
                 reservation,
-                false,
                 prompt,
             )
             .await?;
@@ -366,11 +381,13 @@ impl Gateway {
         let reservation = self
             .before_call(
                 &ctx,
-                &first,
-                claim,
+                Asked {
+                    model: &first,
+                    claim,
+                    stream: true,
+                },
                 &mut metadata,
                 reservation,
-                true,
                 prompt,
             )
             .await?;
