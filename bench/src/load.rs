@@ -60,6 +60,9 @@ pub struct Summary {
 
 /// Runs the warm-up, then the measured part, and summarises the latter.
 pub async fn run<C: Call>(load: Load, call: C) -> Summary {
+    // A target that was overloaded (LiteLLM) may still be working through
+    // abandoned calls; the next row must not pay for that.
+    crate::machine::wait_until_quiet().await;
     phase(load.concurrency, load.warmup, call.clone()).await;
     phase(load.concurrency, load.measure, call).await.summary()
 }
