@@ -9,7 +9,6 @@
 //! call only queues its row (waiting only when the queue is full).
 
 use std::sync::Arc;
-
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
