@@ -437,16 +437,28 @@ pub(super) fn csv_header<T: Render>() -> String {
     csv_line(names)
 }
 
-/// One CSV row of `item`, holding its JSON values: strings as they are,
-/// numbers and booleans as text, `null` as an empty cell, and lists and maps
-/// as compact JSON.
+/// One CSV row of `item`, holding its JSON values: strings as they are
+/// (but defused, see `defuse_formula`), numbers and booleans as text, `null`
+/// as an empty cell, and lists and maps as compact JSON.
 pub(super) fn csv_row<T: Render>(item: &T) -> String {
     let values = item.fields().into_iter().map(|f| match f.json {
         Value::Null => String::new(),
-        Value::String(s) => s,
+        Value::String(s) => defuse_formula(s),
         other => other.to_string(),
     });
     csv_line(values)
+}
+
+/// A text cell that a spreadsheet would run as a formula (it starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`, as
+/// OWASP advises for CSV: request ids, user ids and error text come from
+/// callers. Numbers are not strings here, so a negative number stays one.
+fn defuse_formula(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
 }
 
 /// Cells joined by commas and ended by CRLF, as RFC 4180 has it.
@@ -827,6 +839,25 @@ mod tests {
             csv_line(["a", "b,c", ""].into_iter().map(String::from)),
             "a,\"b,c\",\r\n"
         );
+    }
+
+    #[test]
+    fn text_cells_that_spreadsheets_would_run_are_defused() {
+        let record = UsageRecord {
+            request_id: "=HYPERLINK(\"http://x\")".into(),
+            studio_id: "@acme".into(),
+            user_id: "-1+1".into(),
+            error_reason: "plain".into(),
+            ..Default::default()
+        };
+        let row = csv_row(&record);
+        assert!(
+            row.starts_with("\"'=HYPERLINK(\"\"http://x\"\")\",'@acme,'-1+1,"),
+            "{row}"
+        );
+        assert!(row.contains(",plain,"), "{row}");
+        assert_eq!(defuse_formula("\tcmd".into()), "'\tcmd");
+        assert_eq!(defuse_formula("a=b".into()), "a=b");
     }
 
     #[test]
