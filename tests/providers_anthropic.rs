@@ -34,15 +34,6 @@ async fn setup() -> (common::TestCity, String, FakeUpstream) {
         &[],
     )
     .await;
-    model(
-        &city,
-        "claude-image",
-        "ant",
-        "claude-sonnet-4-5",
-        Pathway::Image,
-        &[],
-    )
-    .await;
     (city, token, fake)
 }
 
@@ -218,18 +209,31 @@ async fn overloaded_529_and_401_map() {
 }
 
 #[tokio::test]
-async fn the_image_pathway_is_unimplemented() {
-    let (city, token, fake) = setup().await;
+async fn an_image_model_on_anthropic_is_refused_up_front() {
+    let (city, _token, fake) = setup().await;
     let err = city
-        .ai("s1", &token)
-        .image(proto::ImageRequest {
-            model: "claude-image".into(),
-            prompt: "a cat".into(),
-            ..Default::default()
+        .admin()
+        .upsert_model(proto::UpsertModelRequest {
+            model: Some(proto::Model {
+                id: "claude-image".into(),
+                provider_id: "ant".into(),
+                upstream_model: "claude-sonnet-4-5".into(),
+                pathway: Pathway::Image as i32,
+                enabled: true,
+                ..Default::default()
+            }),
         })
         .await
         .unwrap_err();
-    assert_error(&err, Code::Unimplemented, "PATHWAY_UNSUPPORTED");
+    assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(common::violated_fields(&err), ["model.pathway"]);
     assert!(err.message().contains("anthropic"), "{}", err.message());
+    let listed = city
+        .admin()
+        .list_catalog_models(proto::ListCatalogModelsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.models.iter().all(|m| m.id != "claude-image"));
     assert!(fake.requests().is_empty());
 }

@@ -246,10 +246,33 @@ impl CatalogCache {
 
     pub async fn upsert_model(&self, mut model: ModelRecord) -> Result<ModelRecord> {
         validate_model(&model)?;
+        self.check_pathway_supported(&model)?;
         model.update_ms = now_ms();
         self.store.upsert_model(&model).await?;
         self.reload().await?;
         Ok(model)
+    }
+
+    /// Refuses a model its provider has no pathway for (an image model on
+    /// `anthropic`), rather than failing each call later. An unknown
+    /// provider is left to the store, which answers NOT_FOUND.
+    fn check_pathway_supported(&self, model: &ModelRecord) -> Result<()> {
+        let catalog = self.current();
+        let Some((provider, _)) = catalog.providers.get(&model.provider_id) else {
+            return Ok(());
+        };
+        if provider.kind.supports(model.pathway) {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "model.pathway",
+            format!(
+                "provider `{}` ({}) has no {} pathway",
+                provider.id,
+                provider.kind.as_str(),
+                model.pathway.as_str()
+            ),
+        ))
     }
 
     pub async fn delete_model(&self, id: &str) -> Result<()> {

@@ -89,6 +89,11 @@ impl ProviderKind {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == s)
     }
+
+    /// Whether this protocol has the pathway (Anthropic generates no images).
+    pub fn supports(self, pathway: Pathway) -> bool {
+        !(self == ProviderKind::Anthropic && pathway == Pathway::Image)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
