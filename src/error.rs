@@ -302,6 +302,12 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        Error::Internal(format!("store: {err}"))
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         err.to_status("")

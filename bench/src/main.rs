@@ -144,14 +144,7 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
         plan.studios, plan.users_per_studio
     );
     let setup_started = Instant::now();
-    let channels = city::connect(&city_addr, plan.connections).await?;
-    let credentials = city::populate(
-        channels[0].clone(),
-        ADMIN_KEY,
-        plan.studios,
-        plan.users_per_studio,
-    )
-    .await?;
+    let (channels, credentials) = connect_and_populate(&city_addr, &plan).await?;
     let setup_secs = setup_started.elapsed().as_secs_f64();
     eprintln!(
         "setup: studio {} ({} users) with a before_call hook",
@@ -342,8 +335,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
 
 /// Scenario 5: a fresh City like the first, with `[usage] durability` set
 /// when given, populated the same way, then Text at concurrency 64 on it
-/// alone. When that fails (such as on a City without the switch), says why
-/// in `skipped` and the run goes on.
+/// alone. When that fails, says why in `skipped` and the run goes on.
 async fn usage_throughput(
     args: &Args,
     plan: &Plan,
@@ -370,38 +362,38 @@ async fn fresh_city_throughput(
     name: &str,
     target: &str,
 ) -> anyhow::Result<Measured> {
-    let started = start_city(args, &args.work_dir, upstream_addr, name, durability).await;
-    let (city, addr) = match started {
-        Ok(city) => city,
-        Err(err) => {
-            let log = std::fs::read_to_string(args.work_dir.join(format!("{name}.log")));
-            if log.is_ok_and(|log| log.contains("unknown field `durability`")) {
-                anyhow::bail!(
-                    "this City has no `[usage] durability` switch yet (it rejects the key)"
-                );
-            }
-            return Err(err.context(format!("{name} did not start")));
-        }
-    };
+    let (city, addr) = start_city(args, &args.work_dir, upstream_addr, name, durability)
+        .await
+        .with_context(|| format!("{name} did not start"))?;
     let measured = async {
         eprintln!(
             "setup ({name}): {} studios × {} users",
             plan.studios, plan.users_per_studio
         );
-        let channels = city::connect(&addr, plan.connections).await?;
-        let credentials = city::populate(
-            channels[0].clone(),
-            ADMIN_KEY,
-            plan.studios,
-            plan.users_per_studio,
-        )
-        .await?;
+        let (channels, credentials) = connect_and_populate(&addr, plan).await?;
         let callers = Callers::new(channels, credentials, downcity::server::MOCK_TEXT_MODEL);
         anyhow::Ok(scenarios::usage_throughput(plan, &callers, target).await)
     }
     .await;
     city.stop(STOP_GRACE).await;
     measured
+}
+
+/// The load connections to a City, and the studios and users of `plan`
+/// created through AdminService.
+async fn connect_and_populate(
+    addr: &str,
+    plan: &Plan,
+) -> anyhow::Result<(Vec<tonic::transport::Channel>, Vec<city::Credential>)> {
+    let channels = city::connect(addr, plan.connections).await?;
+    let credentials = city::populate(
+        channels[0].clone(),
+        ADMIN_KEY,
+        plan.studios,
+        plan.users_per_studio,
+    )
+    .await?;
+    Ok((channels, credentials))
 }
 
 async fn start_upstream(bin: &Path, work: &Path) -> anyhow::Result<(Service, String)> {

@@ -7,13 +7,12 @@
 //! statements run without any.
 
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::rows::to_json;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::{DeliveryRecord, UsageRow, UsageSink};
 
 /// Rows per INSERT statement, largest first: a batch goes out in as few
@@ -31,22 +30,25 @@ const INSERT_DELIVERY: &str = "INSERT INTO hook_outbox (id, hook_id, studio_id, 
 
 pub(super) struct Sink {
     connection: Connection,
+    /// The INSERT text for each of `CHUNKS`' sizes, in the same order.
+    chunk_statements: Vec<String>,
 }
 
 impl Sink {
     /// Opens its own connection to the (already migrated) database file.
     pub(super) fn open(path: &Path, synchronous_full: bool, busy: Duration) -> Result<Sink> {
-        let connection = Connection::open(path).map_err(store_error)?;
-        connection.busy_timeout(busy).map_err(store_error)?;
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(busy)?;
         let synchronous = if synchronous_full { "FULL" } else { "NORMAL" };
-        connection
-            .execute_batch(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-                 PRAGMA foreign_keys = ON;"
-            ))
-            .map_err(store_error)?;
+        connection.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+             PRAGMA foreign_keys = ON;"
+        ))?;
         connection.set_prepared_statement_cache_capacity(CHUNKS.len() + 1);
-        Ok(Sink { connection })
+        Ok(Sink {
+            connection,
+            chunk_statements: chunk_statements(),
+        })
     }
 }
 
@@ -56,18 +58,17 @@ impl UsageSink for Sink {
         // read lock, which could fail with SQLITE_BUSY mid-transaction.
         let tx = self
             .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(store_error)?;
-        insert_rows(&tx, rows)?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_rows(&tx, &self.chunk_statements, rows)?;
         for delivery in outbox {
             insert_delivery(&tx, delivery)?;
         }
-        tx.commit().map_err(store_error)
+        Ok(tx.commit()?)
     }
 }
 
-fn insert_rows(tx: &Transaction<'_>, mut rows: &[UsageRow]) -> Result<()> {
-    for (size, sql) in CHUNKS.iter().zip(chunk_statements()) {
+fn insert_rows(tx: &Transaction<'_>, statements: &[String], mut rows: &[UsageRow]) -> Result<()> {
+    for (size, sql) in CHUNKS.iter().zip(statements) {
         while rows.len() >= *size {
             let (chunk, rest) = rows.split_at(*size);
             insert_chunk(tx, sql, chunk)?;
@@ -77,20 +78,17 @@ fn insert_rows(tx: &Transaction<'_>, mut rows: &[UsageRow]) -> Result<()> {
     Ok(())
 }
 
-/// The INSERT text for each chunk size, built once.
-fn chunk_statements() -> &'static [String] {
-    static STATEMENTS: OnceLock<Vec<String>> = OnceLock::new();
-    STATEMENTS.get_or_init(|| {
-        let row = format!("({})", vec!["?"; USAGE_COLUMNS].join(", "));
-        CHUNKS
-            .iter()
-            .map(|&size| format!("{INSERT_USAGE}{}", vec![row.as_str(); size].join(", ")))
-            .collect()
-    })
+/// The INSERT text for each chunk size.
+fn chunk_statements() -> Vec<String> {
+    let row = format!("({})", vec!["?"; USAGE_COLUMNS].join(", "));
+    CHUNKS
+        .iter()
+        .map(|&size| format!("{INSERT_USAGE}{}", vec![row.as_str(); size].join(", ")))
+        .collect()
 }
 
 fn insert_chunk(tx: &Transaction<'_>, sql: &str, rows: &[UsageRow]) -> Result<()> {
-    let mut statement = tx.prepare_cached(sql).map_err(store_error)?;
+    let mut statement = tx.prepare_cached(sql)?;
     for (i, row) in rows.iter().enumerate() {
         let at = i * USAGE_COLUMNS;
         let metadata = to_json(&row.metadata)?;
@@ -114,35 +112,27 @@ fn insert_chunk(tx: &Transaction<'_>, sql: &str, rows: &[UsageRow]) -> Result<()
         ];
         for (column, value) in values.into_iter().enumerate() {
             // Parameters are numbered from 1.
-            statement
-                .raw_bind_parameter(at + column + 1, value)
-                .map_err(store_error)?;
+            statement.raw_bind_parameter(at + column + 1, value)?;
         }
     }
-    statement.raw_execute().map_err(store_error)?;
+    statement.raw_execute()?;
     Ok(())
 }
 
 fn insert_delivery(tx: &Transaction<'_>, delivery: &DeliveryRecord) -> Result<()> {
-    let mut statement = tx.prepare_cached(INSERT_DELIVERY).map_err(store_error)?;
-    statement
-        .execute(params![
-            delivery.id,
-            delivery.hook_id,
-            delivery.studio_id,
-            delivery.request_id,
-            delivery.payload,
-            delivery.state.as_str(),
-            delivery.attempts,
-            delivery.last_error,
-            delivery.next_attempt_ms,
-            delivery.create_ms,
-            delivery.deliver_ms,
-        ])
-        .map_err(store_error)?;
+    let mut statement = tx.prepare_cached(INSERT_DELIVERY)?;
+    statement.execute(params![
+        delivery.id,
+        delivery.hook_id,
+        delivery.studio_id,
+        delivery.request_id,
+        delivery.payload,
+        delivery.state.as_str(),
+        delivery.attempts,
+        delivery.last_error,
+        delivery.next_attempt_ms,
+        delivery.create_ms,
+        delivery.deliver_ms,
+    ])?;
     Ok(())
-}
-
-fn store_error(err: rusqlite::Error) -> Error {
-    Error::Internal(format!("store: {err}"))
 }
