@@ -35,8 +35,12 @@ pub enum Error {
     StudioIdMissing,
     #[error("this credential may not call {method}")]
     PermissionDenied { method: &'static str },
-    #[error("model `{model_id}` does not exist or is disabled")]
+    #[error("model `{model_id}` does not exist")]
     ModelNotFound { model_id: String },
+    /// Reported like a missing model (studios see only callable models),
+    /// but its message says what an operator needs to know.
+    #[error("model `{model_id}` is disabled")]
+    ModelDisabled { model_id: String },
     #[error("no default model is set for the {pathway} pathway")]
     NoDefaultModel { pathway: &'static str },
     #[error("{resource} `{id}` does not exist")]
@@ -107,6 +111,36 @@ impl Violation {
     }
 }
 
+/// Collects the field violations of one request or record, so a caller
+/// learns every problem at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<Violation>);
+
+impl Violations {
+    pub fn check(&mut self, ok: bool, field: impl Into<String>, description: impl Into<String>) {
+        if !ok {
+            self.0.push(Violation::new(field, description));
+        }
+    }
+
+    /// Adds the violations of a nested check (e.g. a record's own rules).
+    pub fn absorb(&mut self, result: Result<()>) {
+        match result {
+            Err(Error::InvalidArgument(mut violations)) => self.0.append(&mut violations),
+            Err(other) => self.0.push(Violation::new("", other.to_string())),
+            Ok(()) => {}
+        }
+    }
+
+    pub fn finish<T>(self, value: T) -> Result<T> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(Error::InvalidArgument(self.0))
+        }
+    }
+}
+
 fn describe_violations(violations: &[Violation]) -> String {
     violations
         .iter()
@@ -139,7 +173,9 @@ impl Error {
             | Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::StudioNotFound { .. } => Code::Unauthenticated,
             Error::StudioIdMissing => Code::Unauthenticated,
-            Error::ModelNotFound { .. } | Error::NotFound { .. } => Code::NotFound,
+            Error::ModelNotFound { .. } | Error::ModelDisabled { .. } | Error::NotFound { .. } => {
+                Code::NotFound
+            }
             Error::NoDefaultModel { .. } | Error::FailedPrecondition { .. } => {
                 Code::FailedPrecondition
             }
@@ -173,7 +209,7 @@ impl Error {
             Error::StudioNotFound { .. } => "STUDIO_NOT_FOUND",
             Error::StudioIdMissing => "STUDIO_ID_MISSING",
             Error::PermissionDenied { .. } => "PERMISSION_DENIED",
-            Error::ModelNotFound { .. } => "MODEL_NOT_FOUND",
+            Error::ModelNotFound { .. } | Error::ModelDisabled { .. } => "MODEL_NOT_FOUND",
             Error::NoDefaultModel { .. } => "NO_DEFAULT_MODEL",
             Error::NotFound { .. } => "NOT_FOUND",
             Error::AlreadyExists { .. } => "ALREADY_EXISTS",
@@ -204,6 +240,10 @@ impl Error {
             | Error::StudioNotFound { studio_id } => pair("studio_id", studio_id),
             Error::PermissionDenied { method } => pair("method", method),
             Error::ModelNotFound { model_id } => pair("model", model_id),
+            Error::ModelDisabled { model_id } => HashMap::from([
+                ("model".to_string(), model_id.clone()),
+                ("disabled".to_string(), "true".to_string()),
+            ]),
             Error::NoDefaultModel { pathway } => pair("pathway", pathway),
             Error::NotFound { resource, id } | Error::AlreadyExists { resource, id } => {
                 HashMap::from([

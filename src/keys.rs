@@ -19,8 +19,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
+use crate::domain::SealedKey;
 use crate::error::{Error, Result};
-use crate::store::{SealedKey, Store};
+use crate::store::Store;
 
 /// The setting that holds the canary, base64 of a sealed known value.
 pub const CANARY_SETTING: &str = "master_key_canary";
@@ -29,6 +30,11 @@ const CANARY_TEXT: &[u8] = b"downcity master key canary v1";
 const NONCE_LEN: usize = 12;
 /// Bytes of a master key.
 pub const MASTER_KEY_LEN: usize = 32;
+
+/// The associated data that binds a sealed hook secret to its hook.
+pub fn hook_secret_ad(hook_id: &str) -> String {
+    format!("downcity:hook:{hook_id}")
+}
 
 /// An upstream provider's API key in plaintext. Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -54,17 +60,6 @@ impl ApiKey {
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ApiKey(<redacted>)")
-    }
-}
-
-/// A secret string from the configuration; `Debug` never prints it.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
-pub struct SecretText(pub String);
-
-impl fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -235,29 +230,6 @@ impl MasterKey {
     }
 }
 
-/// The master key the configuration names: `master_key` (the
-/// `DOWNCITY_MASTER_KEY` variable), else `master_key_file`, else
-/// `<data_dir>/master.key` if it exists; `None` when there is none.
-pub fn configured_master_key(config: &crate::config::Config) -> anyhow::Result<Option<MasterKey>> {
-    if let Some(text) = config
-        .master_key
-        .as_ref()
-        .filter(|t| !t.0.trim().is_empty())
-    {
-        return MasterKey::from_base64(&text.0)
-            .context("in DOWNCITY_MASTER_KEY (master_key)")
-            .map(Some);
-    }
-    if let Some(path) = &config.master_key_file {
-        return MasterKey::read_file(path).map(Some);
-    }
-    let path = config.master_key_path();
-    if path.exists() {
-        return MasterKey::read_file(&path).map(Some);
-    }
-    Ok(None)
-}
-
 /// Whether the store has provider keys sealed under some master key.
 pub async fn store_has_master_key(store: &dyn Store) -> Result<bool> {
     Ok(store.get_setting(CANARY_SETTING).await?.is_some())
@@ -296,7 +268,7 @@ pub async fn rekey(
     let mut hook_secrets = Vec::new();
     for hook in store.all_hooks().await? {
         let old = old.context("a hook secret is sealed, but no master key is configured")?;
-        let ad = crate::hooks::secret_ad(&hook.id);
+        let ad = hook_secret_ad(&hook.id);
         let secret = old.open_secret(&ad, &hook.secret)?;
         hook_secrets.push((hook.id, new.seal_secret(&ad, &secret)));
     }
@@ -352,7 +324,6 @@ mod tests {
             api_key: Some("sk-secret-value".into()),
         };
         assert!(!format!("{request:?}").contains("secret"));
-        assert!(!format!("{:?}", SecretText("sk-secret-value".into())).contains("secret"));
         let master = MasterKey::generate();
         assert!(!format!("{master:?}").contains(&master.to_base64()));
     }

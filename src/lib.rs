@@ -1,20 +1,28 @@
 //! Downcity: one long-running City serving many AI studios.
 
-pub mod api;
-pub mod auth;
-pub mod catalog;
-pub mod cli;
+// The library's public face: what the binary, the tests and embedders use.
 pub mod client;
 pub mod config;
+pub mod domain;
 pub mod error;
-pub mod gateway;
-pub mod hooks;
 pub mod keys;
-pub mod providers;
-pub mod quota;
 pub mod server;
 pub mod store;
-pub mod usage;
+
+// City's inside, layered (each uses only those listed before it):
+// services, then the gateway, then the doors.
+pub(crate) mod auth;
+pub(crate) mod catalog;
+pub(crate) mod hooks;
+pub(crate) mod providers;
+pub(crate) mod quota;
+pub(crate) mod usage;
+
+pub(crate) mod gateway;
+
+pub(crate) mod api;
+
+pub mod cli;
 
 pub mod proto {
     //! Code generated from `proto/downcity/v1`; never edited by hand.

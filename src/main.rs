@@ -166,7 +166,7 @@ async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
-    let old = keys::configured_master_key(&config)?;
+    let old = config.master_key()?;
     let new = if args.generate {
         MasterKey::read_or_create_file(&args.new_master_key_file)?
     } else {

@@ -19,7 +19,7 @@ fn text_model(id: &str, provider: &str) -> proto::Model {
         provider_id: provider.into(),
         upstream_model: "echo".into(),
         pathway: Pathway::Text as i32,
-        enabled: true,
+        enabled: Some(true),
         ..Default::default()
     }
 }
@@ -71,7 +71,8 @@ async fn studios_create_get_duplicate_invalid_and_unknown() {
         .unwrap();
     assert!(!picked.id.is_empty());
     assert_ne!(picked.id, "acme");
-    downcity::auth::validate_studio_id(&picked.id).expect("a City-chosen id is a valid studio id");
+    downcity::domain::validate_studio_id(&picked.id)
+        .expect("a City-chosen id is a valid studio id");
     let fetched = admin
         .get_studio(req::get_studio(picked.id.clone()))
         .await

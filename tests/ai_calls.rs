@@ -405,7 +405,7 @@ async fn list_models_shows_enabled_models_with_pathways_and_defaults() {
     let mut ai = city.ai(STUDIO, &token);
     city.upsert_model(text_model("extra-text", &[])).await;
     city.upsert_model(proto::Model {
-        enabled: false,
+        enabled: Some(false),
         ..text_model("hidden-text", &[])
     })
     .await;

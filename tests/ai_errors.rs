@@ -270,13 +270,28 @@ async fn disabled_model_is_model_not_found() {
     let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
     let stored = city
         .upsert_model(proto::Model {
-            enabled: false,
+            enabled: Some(false),
             ..text_model("off-text", &[])
         })
         .await;
-    assert!(!stored.enabled);
+    assert_eq!(stored.enabled, Some(false));
     let result = text_on_model(&city, &token, "off-text").await;
-    assert_rejected(&city, result, Code::NotFound, "MODEL_NOT_FOUND").await;
+    let status = assert_rejected(&city, result, Code::NotFound, "MODEL_NOT_FOUND").await;
+    assert!(status.message().contains("disabled"), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_model_upserted_without_enabled_is_enabled() {
+    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
+    let stored = city
+        .upsert_model(proto::Model {
+            enabled: None,
+            ..text_model("first-text", &[])
+        })
+        .await;
+    assert_eq!(stored.enabled, Some(true));
+    let answer = text_on_model(&city, &token, "first-text").await.unwrap();
+    assert_eq!(answer.into_inner().model, "first-text");
 }
 
 // ---- invalid requests -----------------------------------------------------

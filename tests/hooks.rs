@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::receiver::{Before, Receiver, assert_signed};
 use common::*;
 use downcity::config::Config;
-use downcity::keys::{MasterKey, SecretText};
+use downcity::config::SecretText;
+use downcity::keys::MasterKey;
 use downcity::proto::{self, HookDeliveryState, HookEvent, HookFailurePolicy};
 use tokio::net::TcpListener;
 use tonic::Code;
@@ -429,9 +430,9 @@ async fn config_hooks_are_applied_at_start_with_their_secret() {
             id: "billing".into(),
             studio: "acme".into(),
             url,
-            events: vec!["before_call".into()],
+            events: vec![downcity::domain::HookEvent::BeforeCall],
             timeout_ms: 2000,
-            failure_policy: "fail_closed".into(),
+            failure_policy: downcity::domain::FailurePolicy::FailClosed,
             include_prompt: true,
             secret_env: VAR.into(),
         });

@@ -8,7 +8,8 @@ mod fake_upstream;
 
 use common::process::{CityProcess, admin_client, ai_client, connect};
 use common::{TestCity, assert_invalid_argument, assert_refused, req};
-use downcity::keys::{self, MasterKey, SecretText};
+use downcity::config::SecretText;
+use downcity::keys::{self, MasterKey};
 use downcity::proto::{self, Pathway, ProviderKind};
 use downcity::store::Store;
 use downcity::store::sqlite::SqliteStore;
@@ -227,7 +228,7 @@ async fn api_key_env_in_the_config_is_sealed_and_used() {
         with_master(&master)(config);
         config.providers.push(downcity::config::ProviderConfig {
             id: "envkey".into(),
-            kind: "openai".into(),
+            kind: downcity::domain::ProviderKind::OpenAi,
             base_url: base,
             api_key_env: Some(var.into()),
             headers: Default::default(),
@@ -294,7 +295,7 @@ async fn no_provider_key_reaches_logs_errors_or_admin_responses() {
                     provider_id: id.into(),
                     upstream_model: "m".into(),
                     pathway: Pathway::Text as i32,
-                    enabled: true,
+                    enabled: Some(true),
                     ..Default::default()
                 }),
             })

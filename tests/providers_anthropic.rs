@@ -219,7 +219,7 @@ async fn an_image_model_on_anthropic_is_refused_up_front() {
                 provider_id: "ant".into(),
                 upstream_model: "claude-sonnet-4-5".into(),
                 pathway: Pathway::Image as i32,
-                enabled: true,
+                enabled: Some(true),
                 ..Default::default()
             }),
         })

@@ -459,7 +459,7 @@ async fn usage_windows_survive_a_restart() {
 }
 
 #[tokio::test]
-async fn a_caller_that_hangs_up_still_leaves_its_row_and_no_hold() {
+async fn a_caller_that_hangs_up_leaves_a_cancelled_row_and_no_hold() {
     let city = priced_city("impatient").await;
     city.upsert_model(text_model("slow-text", &[("latency_ms", "300")]))
         .await;
@@ -491,8 +491,19 @@ async fn a_caller_that_hangs_up_still_leaves_its_row_and_no_hold() {
         matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{status:?}"
     );
+    // The call stopped with its caller; its guard settled it on the prompt
+    // estimate and recorded it as cancelled.
     let rows = city.wait_for_rows(studio_filter("impatient"), 1).await;
-    assert_eq!(rows[0].status_code, 0, "the upstream call completed");
+    assert_eq!(rows[0].status_code, Code::Cancelled as i32, "{:?}", rows[0]);
+    assert_eq!(rows[0].output_tokens, 0);
+    assert!(rows[0].input_tokens > 0);
+    assert_eq!(
+        rows[0]
+            .metadata
+            .get("downcity.usage_source")
+            .map(String::as_str),
+        Some("prompt_estimate")
+    );
     let day = &standing(&city, "impatient", "").await[0];
     assert_eq!(day.reserved, 0);
     assert_eq!(day.used, rows[0].input_tokens + rows[0].output_tokens);
@@ -521,7 +532,7 @@ async fn aggregates_group_by_hour_and_month() {
         .rows;
     let calls: i64 = rows.iter().map(|r| r.calls).sum();
     assert_eq!(calls, 3);
-    let today = utc_day(downcity::store::now_ms());
+    let today = utc_day(downcity::domain::now_ms());
     assert!(rows.iter().all(|r| r.month == today[..7]), "{rows:?}");
     assert!(
         rows.iter()

@@ -14,12 +14,12 @@ mod conformance {
     use std::collections::{BTreeMap, BTreeSet};
     use std::future::Future;
 
-    use downcity::error::{Error, Result};
-    use downcity::store::{
-        GroupBy, ModelRecord, PageQuery, Pathway, ProviderKind, ProviderRecord, Store,
-        StudioKeyRecord, StudioRecord, StudioStatus, UsageAggregateRow, UsageFilter, UsageRow,
-        UserTokenRecord,
+    use downcity::domain::{
+        GroupBy, ModelRecord, Pathway, ProviderKind, ProviderRecord, StudioKeyRecord, StudioRecord,
+        StudioStatus, UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
     };
+    use downcity::error::{Error, Result};
+    use downcity::store::{PageQuery, Store};
 
     /// Commits rows the way the usage writer does.
     pub async fn insert_usage(store: &dyn Store, rows: &[UsageRow]) {

@@ -22,11 +22,12 @@ use super::hook_convert::{
 use super::{request_id, status};
 use crate::auth::{AdminCaller, Directory};
 use crate::catalog::CatalogCache;
+use crate::domain::{ModelRecord, StudioRecord};
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::proto::{self, admin_service_server::AdminService};
 use crate::quota::Quotas;
-use crate::store::{ModelRecord, PageQuery, Store, StudioRecord};
+use crate::store::{PageQuery, Store};
 
 pub struct AdminApi {
     directory: Arc<Directory>,
@@ -657,7 +658,7 @@ impl AdminService for AdminApi {
         request: Request<proto::ListHookDeliveriesRequest>,
     ) -> Result<Response<proto::ListHookDeliveriesResponse>, Status> {
         handle(request, |r| async move {
-            let filter = crate::store::DeliveryFilter {
+            let filter = crate::domain::DeliveryFilter {
                 studio_id: r.studio_id,
                 hook_id: Some(r.hook_id).filter(|h| !h.is_empty()),
                 state: delivery_state_filter(r.state)?,
@@ -708,7 +709,7 @@ impl AdminService for AdminApi {
             }
             let delivery = self
                 .store
-                .redeliver(&delivery.id, crate::store::now_ms())
+                .redeliver(&delivery.id, crate::domain::now_ms())
                 .await?;
             self.hooks.wake();
             Ok(proto::RedeliverHookResponse {

@@ -5,23 +5,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::convert::{
-    Violations, decode_page_token, duration_us, millis, pathway_from_proto, pathway_to_proto,
-    timestamp,
+    decode_page_token, duration_us, millis, pathway_from_proto, pathway_to_proto, timestamp,
 };
 use crate::catalog::Catalog;
-use crate::error::{Error, Result};
+use crate::domain::{
+    DEFAULT_MAX_INPUT_TOKENS, DEFAULT_MAX_OUTPUT_TOKENS, GroupBy, LimitTarget, LimitValues,
+    ModelRecord, Pathway, ProviderKind, ProviderRecord, StudioKeyRecord, StudioRecord,
+    StudioStatus, UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
+};
+use crate::error::{Error, Result, Violations};
 use crate::proto;
 use crate::quota::Standing;
-use crate::store::{
-    GroupBy, LimitTarget, LimitValues, ModelRecord, Pathway, ProviderKind, ProviderRecord,
-    StudioKeyRecord, StudioRecord, StudioStatus, UsageAggregateRow, UsageFilter, UsageRow,
-    UserTokenRecord,
-};
 
-/// `max_output_tokens` of a model upserted with 0.
-pub(crate) const DEFAULT_MAX_OUTPUT_TOKENS: i32 = 4096;
-/// `max_input_tokens` of a model upserted with 0.
-pub(crate) const DEFAULT_MAX_INPUT_TOKENS: i32 = 131_072;
 /// The longest user-token ttl: the range of `google.protobuf.Duration` (10 000 years).
 const MAX_TTL_SECONDS: i64 = 315_576_000_000;
 
@@ -106,20 +101,17 @@ pub(crate) fn ttl(value: Option<prost_types::Duration>) -> Result<Option<Duratio
     Ok(Some(Duration::new(ttl.seconds as u64, ttl.nanos as u32)))
 }
 
-/// Longest settable provider timeout: one hour.
-const MAX_PROVIDER_TIMEOUT_MS: i64 = 3_600_000;
-
 /// A provider timeout in milliseconds; unset stays unset (the default).
+/// The range is the record's rule (`ProviderRecord::validate`).
 fn provider_timeout(
     v: &mut Violations,
     field: &str,
     value: Option<prost_types::Duration>,
 ) -> Option<i64> {
     let d = value?;
-    let ms = d.seconds.saturating_mul(1000) + i64::from(d.nanos) / 1_000_000;
-    let valid = d.seconds >= 0 && d.nanos >= 0 && (1..=MAX_PROVIDER_TIMEOUT_MS).contains(&ms);
+    let valid = d.seconds >= 0 && d.nanos >= 0;
     v.check(valid, field, "must be between 1 ms and 1 hour");
-    valid.then_some(ms)
+    valid.then(|| d.seconds.saturating_mul(1000) + i64::from(d.nanos) / 1_000_000)
 }
 
 fn ms_duration(ms: Option<i64>) -> Option<prost_types::Duration> {
@@ -142,22 +134,8 @@ pub(crate) fn provider_from_proto(provider: proto::Provider) -> Result<ProviderR
         "provider.kind",
         "must be a PROVIDER_KIND_ value other than UNSPECIFIED",
     );
-    let url = &provider.base_url;
-    v.check(
-        url.is_empty() || url.starts_with("http://") || url.starts_with("https://"),
-        "provider.base_url",
-        "must be empty or start with http:// or https://",
-    );
-    v.check(
-        !(kind == Some(ProviderKind::OpenAiCompatible) && url.is_empty()),
-        "provider.base_url",
-        "required for PROVIDER_KIND_OPENAI_COMPATIBLE",
-    );
     let headers: std::collections::BTreeMap<_, _> = provider.headers.into_iter().collect();
-    if let Err(why) = crate::providers::http::extra_headers(&headers) {
-        v.check(false, "provider.headers", why);
-    }
-    let timeouts = crate::store::ProviderTimeouts {
+    let timeouts = crate::domain::ProviderTimeouts {
         connect_ms: provider_timeout(&mut v, "provider.connect_timeout", provider.connect_timeout),
         first_byte_ms: provider_timeout(
             &mut v,
@@ -166,10 +144,9 @@ pub(crate) fn provider_from_proto(provider: proto::Provider) -> Result<ProviderR
         ),
         total_ms: provider_timeout(&mut v, "provider.total_timeout", provider.total_timeout),
     };
-    v.finish(())?;
-    Ok(ProviderRecord {
+    let record = ProviderRecord {
         id: provider.id,
-        // Set: finish() failed otherwise.
+        // A placeholder when unset: the violation above already names it.
         kind: kind.unwrap_or(ProviderKind::Mock),
         base_url: provider.base_url,
         update_ms: 0,
@@ -177,7 +154,10 @@ pub(crate) fn provider_from_proto(provider: proto::Provider) -> Result<ProviderR
         timeouts,
         api_key: None,
         api_key_update_ms: None,
-    })
+    };
+    // The record's own rules, so one answer names every invalid field.
+    v.absorb(record.validate());
+    v.finish(record)
 }
 
 /// What an UpsertProvider's `api_key` asks: unset keeps, empty clears.
@@ -235,7 +215,8 @@ pub(crate) fn model_from_proto(model: proto::Model) -> Result<ModelRecord> {
         display_name: model.display_name,
         provider_id: model.provider_id,
         upstream_model: model.upstream_model,
-        enabled: model.enabled,
+        // Unset means enabled: a first model made with grpcurl just works.
+        enabled: model.enabled.unwrap_or(true),
         max_output_tokens: or_default(model.max_output_tokens, DEFAULT_MAX_OUTPUT_TOKENS),
         max_input_tokens: or_default(model.max_input_tokens, DEFAULT_MAX_INPUT_TOKENS),
         input_micros_per_mtok: model.input_micros_per_mtok,
@@ -256,7 +237,7 @@ pub(crate) fn model_to_proto(model: ModelRecord, catalog: &Catalog) -> proto::Mo
         display_name: model.display_name,
         provider_id: model.provider_id,
         upstream_model: model.upstream_model,
-        enabled: model.enabled,
+        enabled: Some(model.enabled),
         max_output_tokens: model.max_output_tokens,
         max_input_tokens: model.max_input_tokens,
         input_micros_per_mtok: model.input_micros_per_mtok,

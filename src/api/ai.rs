@@ -37,17 +37,6 @@ fn context<T>(request: &Request<T>) -> Result<CallContext, Status> {
     Ok(CallContext::new(caller, request_id))
 }
 
-/// Runs a unary call in its own task, so a client that hangs up does not
-/// cancel it half-way: the upstream work it started is still settled and
-/// leaves its usage row.
-async fn run_to_completion<T: Send + 'static>(
-    call: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
-) -> Result<T, Error> {
-    tokio::spawn(call)
-        .await
-        .unwrap_or_else(|err| Err(Error::internal(format!("call task failed: {err}"))))
-}
-
 type StreamTextStream =
     Pin<Box<dyn Stream<Item = Result<proto::StreamTextResponse, Status>> + Send>>;
 
@@ -62,10 +51,9 @@ impl AiService for AiApi {
         let r = request.into_inner();
         let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata)
             .map_err(status(&id))?;
-        let gateway = self.gateway.clone();
-        let answer = run_to_completion(async move { gateway.text(ctx, input).await })
-            .await
-            .map_err(status(&id))?;
+        // A client that hangs up drops this future: the call's guard then
+        // settles it and records its row as CANCELLED.
+        let answer = self.gateway.text(ctx, input).await.map_err(status(&id))?;
         Ok(Response::new(proto::TextResponse {
             text: answer.text,
             model: answer.model_id,
@@ -127,10 +115,7 @@ impl AiService for AiApi {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let input = image_input(request.into_inner()).map_err(status(&id))?;
-        let gateway = self.gateway.clone();
-        let answer = run_to_completion(async move { gateway.image(ctx, input).await })
-            .await
-            .map_err(status(&id))?;
+        let answer = self.gateway.image(ctx, input).await.map_err(status(&id))?;
         Ok(Response::new(proto::ImageResponse {
             images: answer
                 .images

@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::error::{Error, Result, Violation};
+use crate::domain::{Millis, Pathway};
+use crate::error::{Error, Result, Violations};
 use crate::gateway::{Consumption, ImageInput, TextInput};
 use crate::proto;
 use crate::providers::{ChatMessage, Finish, Role};
-use crate::store::{Millis, Pathway};
 
 const MAX_MESSAGES: usize = 1024;
 const MAX_TOKENS_CAP: i32 = 1_000_000;
@@ -17,31 +17,6 @@ const MAX_METADATA_VALUE: usize = 512;
 const MAX_STOP_SEQUENCES: usize = 16;
 const MAX_IMAGES: i32 = 10;
 const MAX_MODEL_ID: usize = 128;
-
-/// Collects violations so one response names every invalid field.
-#[derive(Default)]
-pub(crate) struct Violations(Vec<Violation>);
-
-impl Violations {
-    pub(crate) fn check(
-        &mut self,
-        ok: bool,
-        field: impl Into<String>,
-        description: impl Into<String>,
-    ) {
-        if !ok {
-            self.0.push(Violation::new(field, description));
-        }
-    }
-
-    pub(crate) fn finish<T>(self, value: T) -> Result<T> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(Error::InvalidArgument(self.0))
-        }
-    }
-}
 
 fn role(value: i32) -> Option<Role> {
     match proto::Role::try_from(value).ok()? {

@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use super::secret::{self, Minted};
 use super::{AdminCaller, UserCaller};
-use crate::error::{Error, Result, Violation};
-use crate::store::{
-    Millis, PageQuery, Snapshot, Store, StudioKeyRecord, StudioRecord, StudioStatus,
-    UserTokenRecord, now_ms,
-};
+use crate::domain::validate_studio_id;
+use crate::domain::{Millis, StudioKeyRecord, StudioRecord, StudioStatus, UserTokenRecord, now_ms};
+use crate::error::{Error, Result};
+use crate::store::{PageQuery, Snapshot, Store};
 
 struct TokenEntry {
     studio_id: Arc<str>,
@@ -354,22 +353,6 @@ fn token_entry(token: &UserTokenRecord) -> TokenEntry {
 /// A TTL in whole milliseconds, rounded up so a tiny TTL is not already over.
 fn ttl_millis(ttl: Duration) -> Millis {
     Millis::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(Millis::MAX)
-}
-
-/// Studio ids: 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter.
-pub fn validate_studio_id(id: &str) -> Result<()> {
-    let mut chars = id.chars();
-    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    let rest_ok =
-        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if starts_with_letter && rest_ok && id.len() <= 63 {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(vec![Violation::new(
-            "studio_id",
-            "1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter",
-        )]))
-    }
 }
 
 fn validate_user_id(user_id: &str) -> Result<()> {

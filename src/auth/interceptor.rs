@@ -10,8 +10,8 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use super::Directory;
+use crate::domain::now_ms;
 use crate::error::Error;
-use crate::store::now_ms;
 
 /// The id of one call: from the client's `x-request-id` when it sent a sane
 /// one, otherwise minted here. It appears in responses, usage rows and logs.

@@ -7,7 +7,7 @@ pub mod secret;
 
 use std::sync::Arc;
 
-pub use directory::{Directory, validate_studio_id};
+pub use directory::Directory;
 pub use interceptor::{AdminAuth, RequestId, UserAuth};
 
 /// An authenticated end user of an active studio, in request extensions.

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::error::{Error, Result, Violation};
+use crate::domain::{ModelRecord, Pathway, ProviderRecord, check_catalog_id, now_ms};
+use crate::error::{Error, Result, Violations};
 use crate::keys::{ApiKey, MasterKey};
 use crate::providers::{self, Provider};
-use crate::store::{ModelRecord, PageQuery, Pathway, ProviderRecord, Store, now_ms};
+use crate::store::{PageQuery, Store};
 
 /// What an UpsertProvider does to the stored API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +85,7 @@ impl Catalog {
                 })?
         };
         if !model.record.enabled {
-            return Err(Error::ModelNotFound {
+            return Err(Error::ModelDisabled {
                 model_id: model.record.id.clone(),
             });
         }
@@ -157,22 +158,19 @@ fn open_key(record: &ProviderRecord, master_key: Option<&MasterKey>) -> Option<A
 pub struct CatalogCache {
     store: Arc<dyn Store>,
     current: RwLock<Arc<Catalog>>,
+    /// One reload at a time, so the snapshot read last is the one installed
+    /// (two admin writes racing never leave the older catalog in place).
+    reloading: tokio::sync::Mutex<()>,
     master_key: Option<MasterKey>,
 }
 
 impl CatalogCache {
-    pub async fn load(store: Arc<dyn Store>) -> Result<Self> {
-        Self::load_with_master_key(store, None).await
-    }
-
     /// Loads the catalog; `master_key` opens (and seals) provider API keys.
-    pub async fn load_with_master_key(
-        store: Arc<dyn Store>,
-        master_key: Option<MasterKey>,
-    ) -> Result<Self> {
+    pub async fn load(store: Arc<dyn Store>, master_key: Option<MasterKey>) -> Result<Self> {
         let cache = CatalogCache {
             store,
             current: RwLock::default(),
+            reloading: tokio::sync::Mutex::new(()),
             master_key,
         };
         cache.reload().await?;
@@ -186,6 +184,7 @@ impl CatalogCache {
 
     /// Re-reads providers, models and defaults from the store.
     pub async fn reload(&self) -> Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
         let snapshot = self.store.catalog_snapshot().await?;
         let previous = self.current();
         let catalog = Catalog::build(
@@ -206,7 +205,7 @@ impl CatalogCache {
         mut provider: ProviderRecord,
         key: KeyChange,
     ) -> Result<ProviderRecord> {
-        validate_id("provider.id", &provider.id)?;
+        provider.validate()?;
         let sealed = match &key {
             KeyChange::Set(key) => {
                 let master_key = self.master_key.as_ref().ok_or(Error::FailedPrecondition {
@@ -235,6 +234,15 @@ impl CatalogCache {
         Ok(stored.unwrap_or(provider))
     }
 
+    /// Whether `key` is the provider's stored API key already.
+    pub fn has_api_key(&self, provider_id: &str, key: &ApiKey) -> bool {
+        let catalog = self.current();
+        let Some((record, _)) = catalog.providers.get(provider_id) else {
+            return false;
+        };
+        open_key(record, self.master_key.as_ref()).is_some_and(|stored| &stored == key)
+    }
+
     pub async fn delete_provider(&self, id: &str) -> Result<()> {
         self.store.delete_provider(id).await?;
         self.reload().await
@@ -245,7 +253,7 @@ impl CatalogCache {
     }
 
     pub async fn upsert_model(&self, mut model: ModelRecord) -> Result<ModelRecord> {
-        validate_model(&model)?;
+        model.validate()?;
         self.check_pathway_supported(&model)?;
         model.update_ms = now_ms();
         self.store.upsert_model(&model).await?;
@@ -286,75 +294,12 @@ impl CatalogCache {
 
     /// Makes an enabled model of `pathway` that pathway's default.
     pub async fn set_default(&self, pathway: Pathway, model_id: &str) -> Result<Arc<CatalogModel>> {
-        validate_id("model_id", model_id)?;
+        let mut v = Violations::default();
+        check_catalog_id(&mut v, "model_id", model_id);
+        v.finish(())?;
         self.current().resolve(model_id, pathway)?;
         self.store.set_default_model(pathway, model_id).await?;
         self.reload().await?;
         self.current().resolve(model_id, pathway)
-    }
-}
-
-fn validate_id(field: &str, id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            field,
-            "1 to 128 of A-Z, a-z, 0-9 and - _ . : /",
-        ))
-    }
-}
-
-fn validate_model(model: &ModelRecord) -> Result<()> {
-    let mut violations = Vec::new();
-    if let Err(Error::InvalidArgument(mut v)) = validate_id("model.id", &model.id) {
-        violations.append(&mut v);
-    }
-    let mut check = |ok: bool, field: &str, description: &str| {
-        if !ok {
-            violations.push(Violation::new(field, description));
-        }
-    };
-    check(
-        !model.provider_id.is_empty(),
-        "model.provider_id",
-        "required",
-    );
-    check(
-        !model.upstream_model.is_empty(),
-        "model.upstream_model",
-        "required",
-    );
-    check(
-        model.max_output_tokens > 0,
-        "model.max_output_tokens",
-        "must be positive",
-    );
-    check(
-        model.max_input_tokens > 0,
-        "model.max_input_tokens",
-        "must be positive",
-    );
-    check(
-        model.input_micros_per_mtok >= 0
-            && model.output_micros_per_mtok >= 0
-            && model.micros_per_image >= 0,
-        "model.prices",
-        "must not be negative",
-    );
-    check(
-        !model.fallback_model_ids.contains(&model.id),
-        "model.fallback_model_ids",
-        "must not name the model itself",
-    );
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(violations))
     }
 }

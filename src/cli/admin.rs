@@ -994,7 +994,7 @@ impl ModelArgs {
             provider_id: self.provider,
             upstream_model: self.upstream,
             pathway: self.pathway.into(),
-            enabled: !self.disabled,
+            enabled: Some(!self.disabled),
             is_default: false,
             max_output_tokens: self.max_output_tokens,
             max_input_tokens: self.max_input_tokens,
@@ -1449,7 +1449,7 @@ mod tests {
         assert_eq!(model.provider_id, "mock1");
         assert_eq!(model.upstream_model, "mock-large");
         assert_eq!(model.pathway, Pathway::Text as i32);
-        assert!(!model.enabled);
+        assert_eq!(model.enabled, Some(false));
         assert_eq!(
             (model.max_output_tokens, model.max_input_tokens),
             (512, 4096)

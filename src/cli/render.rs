@@ -308,7 +308,7 @@ impl Render for Model {
             Field::text("provider_id", &self.provider_id),
             Field::text("upstream_model", &self.upstream_model),
             Field::enumeration::<Pathway>("pathway", self.pathway),
-            Field::flag("enabled", self.enabled),
+            Field::flag("enabled", self.enabled.unwrap_or(true)),
             Field::flag("is_default", self.is_default),
             Field::number("max_output_tokens", self.max_output_tokens),
             Field::number("max_input_tokens", self.max_input_tokens),

@@ -3,7 +3,6 @@
 //! `{"allow": true, "metadata": {...}}` or `{"allow": false, "reason": "..."}`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use serde::Deserialize;
 
@@ -60,7 +59,6 @@ impl Hooks {
                     });
                 }
                 Err(message) => {
-                    self.before_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         hook_id = %hook.record.id,
                         request_id = %call.request_id,
@@ -83,7 +81,7 @@ impl Hooks {
     async fn ask(&self, hook: &LiveHook, call: &BeforeCall) -> Result<Answer, String> {
         let mut body = serde_json::json!({
             "type": "before_call",
-            "timestamp": crate::store::now_ms(),
+            "timestamp": crate::domain::now_ms(),
             "data": call,
         });
         if hook.record.include_prompt {

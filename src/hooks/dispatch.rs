@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::before::describe;
 use super::{Hooks, after, signing};
 use crate::config::HookDeliveryConfig;
-use crate::store::{AttemptOutcome, DeliveryRecord, Millis, now_ms};
+use crate::domain::{AttemptOutcome, DeliveryRecord, Millis, now_ms};
 
 /// Deliveries sent at once.
 const BATCH: u32 = 32;

@@ -14,7 +14,6 @@ pub mod dispatch;
 pub mod signing;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,16 +22,12 @@ use tokio::sync::Notify;
 pub use before::BeforeCall;
 use signing::SigningKey;
 
+use crate::domain::{
+    DeliveryRecord, DeliveryState, HookEvent, HookRecord, Millis, UsageRow, now_ms,
+};
 use crate::error::{Error, Result};
 use crate::keys::MasterKey;
-use crate::store::{
-    DeliveryRecord, DeliveryState, HookEvent, HookRecord, Millis, Store, UsageRow, now_ms,
-};
-
-/// A hook's timeout when none is set.
-pub const DEFAULT_TIMEOUT_MS: i64 = 2_000;
-/// The longest timeout a hook may have.
-pub const MAX_TIMEOUT_MS: i64 = 60_000;
+use crate::store::Store;
 
 /// A hook ready to call: its record and its opened signing key.
 #[derive(Debug)]
@@ -74,12 +69,6 @@ pub struct Hooks {
     client: reqwest::Client,
     state: RwLock<State>,
     wake: Notify,
-    before_failures: AtomicU64,
-}
-
-/// The associated data a hook's secret is sealed with.
-pub(crate) fn secret_ad(hook_id: &str) -> String {
-    format!("downcity:hook:{hook_id}")
 }
 
 impl Hooks {
@@ -95,7 +84,6 @@ impl Hooks {
             client,
             state: RwLock::default(),
             wake: Notify::new(),
-            before_failures: AtomicU64::new(0),
         };
         let records = hooks.store.all_hooks().await?;
         let mut live = BTreeMap::new();
@@ -119,7 +107,7 @@ impl Hooks {
     fn live(&self, record: HookRecord) -> Result<LiveHook> {
         let secret = self
             .master_key()?
-            .open_secret(&secret_ad(&record.id), &record.secret)?;
+            .open_secret(&crate::keys::hook_secret_ad(&record.id), &record.secret)?;
         let key = SigningKey::from_secret(&secret)
             .ok_or_else(|| Error::Internal(format!("hook `{}`: bad secret", record.id)))?;
         Ok(LiveHook { record, key })
@@ -220,6 +208,7 @@ impl Hooks {
         given_secret: Option<&str>,
         create_missing: bool,
     ) -> Result<(HookRecord, Option<String>)> {
+        record.validate()?;
         let master_key = self.master_key()?;
         let now = now_ms();
         record.update_ms = now;
@@ -261,7 +250,8 @@ impl Hooks {
                     }
                     None => signing::generate_secret(),
                 };
-                record.secret = master_key.seal_secret(&secret_ad(&record.id), &secret);
+                record.secret =
+                    master_key.seal_secret(&crate::keys::hook_secret_ad(&record.id), &secret);
                 record.create_ms = old.map_or(now, |old| old.record.create_ms);
                 Some(secret)
             }
@@ -324,11 +314,6 @@ impl Hooks {
     /// Tells the dispatcher that deliveries are due.
     pub fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    /// before_call failures that let the call proceed (fail open) or failed it.
-    pub fn before_call_failures(&self) -> u64 {
-        self.before_failures.load(Ordering::Relaxed)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -49,7 +49,7 @@ pub fn generate_secret() -> String {
 
 /// The three Standard Webhooks headers of a message sent now.
 pub fn headers(key: &SigningKey, id: &str, body: &[u8]) -> [(&'static str, String); 3] {
-    let timestamp = crate::store::now_ms() / 1000;
+    let timestamp = crate::domain::now_ms() / 1000;
     [
         ("webhook-id", id.to_string()),
         ("webhook-timestamp", timestamp.to_string()),

@@ -20,9 +20,9 @@ use super::{
     ChatMessage, Finish, ImageCall, ImageOutput, Provider, Role, StreamEvent, TextCall, TextOutput,
     TextStream,
 };
+use crate::domain::ProviderRecord;
 use crate::error::{Error, ProviderFailure, Result};
 use crate::keys::ApiKey;
-use crate::store::ProviderRecord;
 
 /// Anthropic's API, when the provider sets no base URL.
 pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";

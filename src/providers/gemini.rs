@@ -23,9 +23,9 @@ use super::{
     Finish, Image, ImageCall, ImageOutput, Provider, Role, StreamEvent, TextCall, TextOutput,
     TextStream,
 };
+use crate::domain::ProviderRecord;
 use crate::error::{Error, ProviderFailure, Result};
 use crate::keys::ApiKey;
-use crate::store::ProviderRecord;
 
 /// Gemini's API, when the provider sets no base URL.
 pub const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";

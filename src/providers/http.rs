@@ -24,9 +24,9 @@ use tokio::time::Instant;
 
 use super::sse::{SseError, SseEvent, SseParser};
 use super::{StreamEvent, TextStream};
+use crate::domain::{ProviderRecord, ProviderTimeouts};
 use crate::error::{Error, ProviderFailure, Result};
 use crate::keys::ApiKey;
-use crate::store::{ProviderRecord, ProviderTimeouts};
 
 /// Default time to open a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::Stream;
 
+use crate::domain::{ProviderKind, ProviderRecord};
 use crate::error::{Error, ProviderFailure, Result};
 use crate::keys::ApiKey;
-use crate::store::{ProviderKind, ProviderRecord};
 
 pub mod anthropic;
 pub mod gemini;

@@ -22,9 +22,9 @@ use super::{
     ChatMessage, Finish, Image, ImageCall, ImageOutput, Provider, Role, StreamEvent, TextCall,
     TextOutput, TextStream, estimate_prompt_tokens,
 };
+use crate::domain::{ProviderKind, ProviderRecord};
 use crate::error::{ProviderFailure, Result};
 use crate::keys::ApiKey;
-use crate::store::{ProviderKind, ProviderRecord};
 
 /// OpenAI's API, when a provider of kind `openai` sets no base URL.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";

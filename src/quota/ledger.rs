@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use super::limits::{Amount, LimitKind};
 use super::window::Window;
-use crate::store::{LimitValues, Millis};
+use crate::domain::{LimitValues, Millis};
 
 /// A limit that would be exceeded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! call reserves and uses.
 
 use super::window::Window;
-use crate::store::LimitValues;
+use crate::domain::LimitValues;
 
 /// What a limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

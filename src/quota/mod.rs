@@ -13,17 +13,16 @@ mod window;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-pub use ledger::{Counts, MemoryLedger, QuotaExceeded, QuotaLedger};
-pub use limits::{Amount, LimitKind, Metric};
+pub use ledger::{Counts, MemoryLedger, QuotaLedger};
+pub use limits::{Amount, LimitKind};
 pub use window::Window;
 
 use ledger::{Claim, Hold};
 
 use crate::auth::UserCaller;
+use crate::domain::{GroupBy, LimitTarget, LimitValues, LimitsRecord, Millis, UsageFilter, now_ms};
 use crate::error::{Error, Result};
-use crate::store::{
-    GroupBy, LimitTarget, LimitValues, LimitsRecord, Millis, Snapshot, Store, UsageFilter, now_ms,
-};
+use crate::store::{Snapshot, Store};
 
 /// One studio's limits and allow-list.
 #[derive(Default)]
@@ -162,16 +161,13 @@ impl Quotas {
         target: LimitTarget,
         values: LimitValues,
     ) -> Result<LimitValues> {
-        validate_limits(&values)?;
-        if matches!(&target, LimitTarget::User(user) if user.is_empty()) {
-            return Err(Error::invalid("user_id", "required for LIMIT_TARGET_USER"));
-        }
         let record = LimitsRecord {
             studio_id: studio_id.to_string(),
             target,
             values,
             update_ms: now_ms(),
         };
+        record.validate()?;
         self.store.put_limits(&record).await?;
         let mut policies = self.policies.write().expect("quota lock");
         policies
@@ -250,19 +246,6 @@ fn standings(
             })
         })
         .collect()
-}
-
-fn validate_limits(values: &LimitValues) -> Result<()> {
-    let negative = LimitKind::ALL
-        .into_iter()
-        .find(|kind| kind.of(values).is_some_and(|v| v < 0));
-    match negative {
-        Some(kind) => Err(Error::invalid(
-            format!("limits.{}", kind.name()),
-            "must not be negative",
-        )),
-        None => Ok(()),
-    }
 }
 
 /// Seeds the ledger with the usage rows of the current minute, day and month.

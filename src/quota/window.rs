@@ -1,7 +1,7 @@
 //! UTC windows: the current minute, day and calendar month, computed with
 //! plain civil-calendar arithmetic (no time-zone database needed: all UTC).
 
-use crate::store::Millis;
+use crate::domain::Millis;
 
 const MINUTE_MS: Millis = 60_000;
 const DAY_MS: Millis = 86_400_000;

@@ -3,9 +3,9 @@
 
 mod writer;
 
-pub use writer::{UsageWriter, WriterHandle};
+pub use writer::{Durability, UsageWriter, WriterHandle};
 
-use crate::store::ModelRecord;
+use crate::domain::ModelRecord;
 
 /// Cost in micro-units: prices are per million tokens and per image.
 /// Rounded up, so a call never costs less than it used.

@@ -13,10 +13,22 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Durability;
+use crate::domain::{DeliveryRecord, UsageRow};
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
-use crate::store::{DeliveryRecord, UsageRow, UsageSink};
+use crate::store::UsageSink;
+
+/// When a call's usage row is committed relative to its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// The answer (and a stream's final message) leaves after the row is
+    /// committed: a client that saw its answer can count on the row.
+    Durable,
+    /// The row is queued and committed moments later; a crash in between
+    /// loses the rows still queued. Calls never wait for the disk.
+    Async,
+}
 
 /// Most rows in one transaction.
 const MAX_BATCH: usize = 512;
@@ -75,6 +87,37 @@ impl UsageWriter {
 
     /// Queues a row and, when durable, waits until it is committed.
     pub async fn record(&self, row: UsageRow) -> Result<()> {
+        self.slot().await?.send(row).wait().await
+    }
+
+    /// Waits for room in the queue. The row is then handed over by
+    /// `Slot::send`, which does not wait: a caller dropped while waiting here
+    /// still holds its row, and one dropped after `send` has lost nothing.
+    pub async fn slot(&self) -> Result<Slot> {
+        let permit = self
+            .jobs
+            .clone()
+            .reserve_owned()
+            .await
+            .map_err(|_| Error::internal("usage writer has stopped"))?;
+        Ok(Slot {
+            permit,
+            hooks: self.hooks.clone(),
+            durability: self.durability,
+        })
+    }
+}
+
+/// Room for one row in the writer's queue.
+pub struct Slot {
+    permit: mpsc::OwnedPermit<Job>,
+    hooks: Option<Arc<Hooks>>,
+    durability: Durability,
+}
+
+impl Slot {
+    /// Hands the row (and its after_call deliveries) to the writer at once.
+    pub fn send(self, row: UsageRow) -> Committed {
         let (committed, done) = match self.durability {
             Durability::Durable => {
                 let (committed, done) = oneshot::channel();
@@ -87,15 +130,23 @@ impl UsageWriter {
             .as_ref()
             .map(|hooks| hooks.outbox_for(&row))
             .unwrap_or_default();
-        self.jobs
-            .send(Job {
-                row,
-                outbox,
-                committed,
-            })
-            .await
-            .map_err(|_| Error::internal("usage writer has stopped"))?;
-        let Some(done) = done else { return Ok(()) };
+        self.permit.send(Job {
+            row,
+            outbox,
+            committed,
+        });
+        Committed(done)
+    }
+}
+
+/// A row handed to the writer; `wait` resolves once it is committed (at once
+/// under asynchronous durability). The row is committed whether or not
+/// anyone waits.
+pub struct Committed(Option<oneshot::Receiver<Result<(), Arc<str>>>>);
+
+impl Committed {
+    pub async fn wait(self) -> Result<()> {
+        let Some(done) = self.0 else { return Ok(()) };
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(Error::Internal(format!("usage write failed: {message}"))),

@@ -334,7 +334,7 @@ pub fn mock_model(id: &str, pathway: proto::Pathway, options: &[(&str, &str)]) -
         provider_id: "mock".into(),
         upstream_model: id.into(),
         pathway: pathway as i32,
-        enabled: true,
+        enabled: Some(true),
         options: options
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))

@@ -271,7 +271,7 @@ pub const KEY: &str = "sk-test-SECRET-4f9a8b7c6d5e-wxyz";
 /// returned token.
 pub async fn city() -> (TestCity, String) {
     let city = TestCity::start_with(|config| {
-        config.master_key = Some(downcity::keys::SecretText(
+        config.master_key = Some(downcity::config::SecretText(
             downcity::keys::MasterKey::generate().to_base64(),
         ));
     })
@@ -323,7 +323,7 @@ pub async fn model(
         provider_id: provider.into(),
         upstream_model: upstream.into(),
         pathway: pathway as i32,
-        enabled: true,
+        enabled: Some(true),
         fallback_model_ids: fallbacks.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     })

@@ -5,10 +5,10 @@ use sqlx::{Row, SqlitePool};
 
 use super::rows::to_json;
 use super::sql::Conditions;
-use crate::error::{Error, Result};
-use crate::store::{
+use crate::domain::{
     AttemptOutcome, DeliveryFilter, DeliveryRecord, DeliveryState, HookEvent, HookRecord, Millis,
 };
+use crate::error::{Error, Result};
 
 fn hook(row: &SqliteRow) -> Result<HookRecord> {
     let events: String = row.try_get("events")?;

@@ -18,11 +18,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use super::{
-    AttemptOutcome, CatalogSnapshot, DeliveryFilter, DeliveryRecord, GroupBy, HookRecord,
-    LimitValues, LimitsRecord, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, SealedKey,
-    Snapshot, Store, StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter, UsageRow,
-    UsageSink, UserTokenRecord,
+use super::{CatalogSnapshot, PageQuery, Snapshot, Store, UsageSink};
+use crate::domain::{
+    AttemptOutcome, DeliveryFilter, DeliveryRecord, GroupBy, HookRecord, LimitValues, LimitsRecord,
+    Millis, ModelRecord, Pathway, ProviderRecord, SealedKey, StudioKeyRecord, StudioRecord,
+    UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
 };
 use crate::error::{Error, Result};
 use sql::{Conditions, paged, violates};

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::error::{Error, Result};
-use crate::store::{
+use crate::domain::{
     LimitTarget, LimitValues, LimitsRecord, ModelRecord, Pathway, ProviderKind, ProviderRecord,
     StudioKeyRecord, StudioRecord, StudioStatus, UsageAggregateRow, UsageRow, UserTokenRecord,
 };
+use crate::error::{Error, Result};
 
 pub(super) fn status_str(status: StudioStatus) -> &'static str {
     match status {
@@ -93,7 +93,7 @@ pub(super) fn provider(row: &SqliteRow) -> Result<ProviderRecord> {
         base_url: row.try_get("base_url")?,
         update_ms: row.try_get("update_ms")?,
         headers: from_json::<BTreeMap<String, String>>(row, "headers")?,
-        timeouts: crate::store::ProviderTimeouts {
+        timeouts: crate::domain::ProviderTimeouts {
             connect_ms: row.try_get("connect_timeout_ms")?,
             first_byte_ms: row.try_get("first_byte_timeout_ms")?,
             total_ms: row.try_get("total_timeout_ms")?,
@@ -101,7 +101,7 @@ pub(super) fn provider(row: &SqliteRow) -> Result<ProviderRecord> {
         api_key: row
             .try_get::<Option<Vec<u8>>, _>("api_key")?
             .map(|ciphertext| -> Result<_> {
-                Ok(crate::store::SealedKey {
+                Ok(crate::domain::SealedKey {
                     ciphertext,
                     hint: row.try_get("api_key_hint")?,
                 })

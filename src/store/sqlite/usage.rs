@@ -4,8 +4,8 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::rows;
 use super::sql::Conditions;
+use crate::domain::{GroupBy, UsageAggregateRow, UsageFilter, UsageRow};
 use crate::error::Result;
-use crate::store::{GroupBy, UsageAggregateRow, UsageFilter, UsageRow};
 
 /// The calendar day (UTC) of a row.
 const DAY: &str = "strftime('%Y-%m-%d', create_ms / 1000, 'unixepoch')";

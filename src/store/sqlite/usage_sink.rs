@@ -12,8 +12,9 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::rows::to_json;
+use crate::domain::{DeliveryRecord, UsageRow};
 use crate::error::Result;
-use crate::store::{DeliveryRecord, UsageRow, UsageSink};
+use crate::store::UsageSink;
 
 /// Rows per INSERT statement, largest first: a batch goes out in as few
 /// statements as these sizes allow, each kept prepared by the connection.

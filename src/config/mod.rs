@@ -2,14 +2,21 @@
 //! (nested keys with `__`, e.g. `DOWNCITY_SERVER__REQUEST_TIMEOUT_SECS`).
 //! Unknown keys in the file are rejected with a clear error.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-use crate::store::{LimitTarget, LimitValues};
+mod entries;
+
+pub use entries::{
+    DefaultsConfig, Entries, HookConfig, HookEntry, LimitsConfig, ModelConfig, ProviderConfig,
+    ProviderEntry,
+};
+
+use crate::keys::MasterKey;
+pub use crate::usage::Durability;
 
 /// Top-level environment keys City reads; other `DOWNCITY_*` variables (such
 /// as the client-side `DOWNCITY_ADDR` in dev.env) are left alone.
@@ -36,7 +43,7 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// The master key (base64 of 32 bytes) that encrypts provider API keys;
     /// usually `DOWNCITY_MASTER_KEY`. Wins over `master_key_file`.
-    pub master_key: Option<crate::keys::SecretText>,
+    pub master_key: Option<SecretText>,
     /// A file holding the master key; when neither is set,
     /// `<data_dir>/master.key` is used if it exists (`--dev` creates it).
     pub master_key_file: Option<PathBuf>,
@@ -55,6 +62,9 @@ pub struct Config {
     pub limits: Vec<LimitsConfig>,
     /// Business hooks, applied at start.
     pub hooks: Vec<HookConfig>,
+    /// The file this configuration was read from, for error messages.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -74,6 +84,7 @@ impl Default for Config {
             defaults: DefaultsConfig::default(),
             limits: Vec::new(),
             hooks: Vec::new(),
+            source: None,
         }
     }
 }
@@ -127,49 +138,6 @@ impl Default for UsageConfig {
     }
 }
 
-/// When a call's usage row is committed relative to its answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Durability {
-    /// The answer (and a stream's final message) leaves after the row is
-    /// committed: a client that saw its answer can count on the row.
-    Durable,
-    /// The row is queued and committed moments later; a crash in between
-    /// loses the rows still queued. Calls never wait for the disk.
-    Async,
-}
-
-/// One `[[hooks]]` entry: a studio's (or, without `studio`, City-wide)
-/// webhook, created or replaced at every start under its `id`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct HookConfig {
-    pub id: String,
-    /// Empty or absent: City-wide.
-    #[serde(default)]
-    pub studio: String,
-    pub url: String,
-    /// `before_call` and/or `after_call`.
-    pub events: Vec<String>,
-    #[serde(default = "default_hook_timeout_ms")]
-    pub timeout_ms: i64,
-    /// `fail_open` (the default) or `fail_closed`.
-    #[serde(default = "default_failure_policy")]
-    pub failure_policy: String,
-    #[serde(default)]
-    pub include_prompt: bool,
-    /// The environment variable holding the `whsec_...` signing secret.
-    pub secret_env: String,
-}
-
-fn default_hook_timeout_ms() -> i64 {
-    crate::hooks::DEFAULT_TIMEOUT_MS
-}
-
-fn default_failure_policy() -> String {
-    "fail_open".into()
-}
-
 /// Retries of after_call deliveries.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -195,135 +163,6 @@ impl Default for HookDeliveryConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    pub id: String,
-    /// `mock`, `openai`, `openai_compatible`, `anthropic` or `gemini`.
-    pub kind: String,
-    #[serde(default)]
-    pub base_url: String,
-    /// The environment variable holding the API key (e.g. `OPENAI_API_KEY`);
-    /// read at start, then stored encrypted.
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Extra HTTP headers for every upstream request.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub connect_timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub first_byte_timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub total_timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub id: String,
-    #[serde(default)]
-    pub display_name: String,
-    pub provider: String,
-    pub upstream_model: String,
-    /// `text` or `image`.
-    pub pathway: String,
-    #[serde(default = "enabled")]
-    pub enabled: bool,
-    #[serde(default = "default_max_output_tokens")]
-    pub max_output_tokens: i32,
-    #[serde(default = "default_max_input_tokens")]
-    pub max_input_tokens: i32,
-    #[serde(default)]
-    pub input_micros_per_mtok: i64,
-    #[serde(default)]
-    pub output_micros_per_mtok: i64,
-    #[serde(default)]
-    pub micros_per_image: i64,
-    #[serde(default)]
-    pub fallback: Vec<String>,
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-}
-
-fn enabled() -> bool {
-    true
-}
-
-pub fn default_max_output_tokens() -> i32 {
-    4096
-}
-
-pub fn default_max_input_tokens() -> i32 {
-    131_072
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct DefaultsConfig {
-    pub text: Option<String>,
-    pub image: Option<String>,
-}
-
-/// One `[[limits]]` entry: the limits of a studio (no `user`), of each of
-/// its users by default (`user_default = true`) or of one user. Fields left
-/// out mean "no limit"; the entry replaces the target's limits whole.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    pub studio: String,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub user_default: bool,
-    #[serde(default)]
-    pub requests_per_minute: Option<i64>,
-    #[serde(default)]
-    pub tokens_per_minute: Option<i64>,
-    #[serde(default)]
-    pub tokens_per_day: Option<i64>,
-    #[serde(default)]
-    pub cost_micros_per_day: Option<i64>,
-    #[serde(default)]
-    pub cost_micros_per_month: Option<i64>,
-}
-
-impl LimitsConfig {
-    /// What the entry applies to, or why it is invalid.
-    pub fn target(&self) -> Result<LimitTarget, String> {
-        match (&self.user, self.user_default) {
-            (Some(_), true) => Err("set `user` or `user_default`, not both".to_owned()),
-            (Some(user), false) if user.trim().is_empty() => {
-                Err("`user` must not be empty".to_owned())
-            }
-            (Some(user), false) => Ok(LimitTarget::User(user.clone())),
-            (None, true) => Ok(LimitTarget::UserDefault),
-            (None, false) => Ok(LimitTarget::Studio),
-        }
-    }
-
-    /// The limits, or the name of one that is negative.
-    pub fn values(&self) -> Result<LimitValues, String> {
-        let named = [
-            ("requests_per_minute", self.requests_per_minute),
-            ("tokens_per_minute", self.tokens_per_minute),
-            ("tokens_per_day", self.tokens_per_day),
-            ("cost_micros_per_day", self.cost_micros_per_day),
-            ("cost_micros_per_month", self.cost_micros_per_month),
-        ];
-        if let Some((name, _)) = named.iter().find(|(_, v)| v.is_some_and(|v| v < 0)) {
-            return Err(format!("`{name}` must not be negative"));
-        }
-        Ok(LimitValues {
-            requests_per_minute: self.requests_per_minute,
-            tokens_per_minute: self.tokens_per_minute,
-            tokens_per_day: self.tokens_per_day,
-            cost_micros_per_day: self.cost_micros_per_day,
-            cost_micros_per_month: self.cost_micros_per_month,
-        })
-    }
-}
-
 impl Config {
     /// Reads the file (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
@@ -339,7 +178,15 @@ impl Config {
             let top = key.as_str().split('.').next().unwrap_or_default();
             ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
         });
-        figment.merge(env).extract().map_err(Box::new)
+        let mut config: Config = figment.merge(env).extract().map_err(Box::new)?;
+        config.source = file.map(Path::to_path_buf);
+        Ok(config)
+    }
+
+    /// The catalog, limits and hooks of the file as validated records; an
+    /// invalid entry is an error naming the file, the entry and the field.
+    pub fn entries(&self) -> anyhow::Result<Entries> {
+        entries::validate(self, self.source.as_deref())
     }
 
     /// The master key file City reads: the configured one, else
@@ -364,6 +211,7 @@ impl Config {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+    use crate::domain::{LimitTarget, LimitValues};
 
     #[test]
     fn unknown_keys_are_rejected() {
@@ -439,25 +287,26 @@ studio = "beta"
             let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
             let limits = &config.limits;
             assert_eq!(limits.len(), 4);
-            assert_eq!(limits[0].target(), Ok(LimitTarget::Studio));
+            let records = config.entries().expect("valid entries").limits;
+            assert_eq!(records[0].target, LimitTarget::Studio);
             assert_eq!(
-                limits[0].values(),
-                Ok(LimitValues {
+                records[0].values,
+                LimitValues {
                     requests_per_minute: Some(600),
                     cost_micros_per_month: Some(50_000_000),
                     ..Default::default()
-                })
+                }
             );
-            assert_eq!(limits[1].target(), Ok(LimitTarget::UserDefault));
-            assert_eq!(limits[1].values().unwrap().tokens_per_day, Some(200_000));
-            assert_eq!(limits[2].target(), Ok(LimitTarget::User("u1".into())));
-            let user = limits[2].values().unwrap();
+            assert_eq!(records[1].target, LimitTarget::UserDefault);
+            assert_eq!(records[1].values.tokens_per_day, Some(200_000));
+            assert_eq!(records[2].target, LimitTarget::User("u1".into()));
+            let user = records[2].values;
             assert_eq!(
                 (user.tokens_per_minute, user.cost_micros_per_day),
                 (Some(1000), Some(0))
             );
             assert_eq!(limits[3].studio, "beta");
-            assert_eq!(limits[3].values(), Ok(LimitValues::default()));
+            assert_eq!(records[3].values, LimitValues::default());
             Ok(())
         });
     }
@@ -486,13 +335,65 @@ studio = "beta"
             user_default,
             ..Default::default()
         };
-        assert!(entry(Some("u1"), true).target().is_err());
-        assert!(entry(Some(" "), false).target().is_err());
+        let with = |limits: LimitsConfig| Config {
+            limits: vec![limits],
+            source: Some(PathBuf::from("city.toml")),
+            ..Config::default()
+        };
+        let err = with(entry(Some("u1"), true)).entries().err().unwrap();
+        assert!(err.to_string().contains("not both"), "{err}");
+        let err = with(entry(Some(" "), false)).entries().err().unwrap();
+        assert!(err.to_string().contains("user_id"), "{err}");
         let negative = LimitsConfig {
             tokens_per_day: Some(-1),
             ..entry(None, false)
         };
-        let err = negative.values().unwrap_err();
+        let err = with(negative).entries().err().unwrap().to_string();
+        assert!(err.contains("city.toml"), "{err}");
+        assert!(err.contains("[[limits]] of studio `acme`"), "{err}");
         assert!(err.contains("tokens_per_day"), "{err}");
+    }
+}
+
+/// A secret string from the configuration; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Config {
+    /// The master key the configuration names: `master_key` (the
+    /// `DOWNCITY_MASTER_KEY` variable), else `master_key_file`, else
+    /// `<data_dir>/master.key` if it exists; `None` when there is none.
+    pub fn master_key(&self) -> anyhow::Result<Option<MasterKey>> {
+        use anyhow::Context;
+        if let Some(text) = self.master_key.as_ref().filter(|t| !t.0.trim().is_empty()) {
+            return MasterKey::from_base64(&text.0)
+                .context("in DOWNCITY_MASTER_KEY (master_key)")
+                .map(Some);
+        }
+        if let Some(path) = &self.master_key_file {
+            return MasterKey::read_file(path).map(Some);
+        }
+        let path = self.master_key_path();
+        if path.exists() {
+            return MasterKey::read_file(&path).map(Some);
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::SecretText;
+
+    #[test]
+    fn secret_text_debug_is_redacted() {
+        assert!(!format!("{:?}", SecretText("sk-secret-value".into())).contains("secret"));
     }
 }

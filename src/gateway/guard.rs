@@ -1,0 +1,239 @@
+//! The call guard: from the moment a call holds a reservation until its one
+//! usage row is handed to the writer. However the call ends — answered,
+//! failed, or dropped at any await because the client hung up or City is
+//! shutting down — the reservation is settled and exactly one row is written.
+//! That holds by construction: the only ways out are `finish`, `dismiss`
+//! (a before_call hook denied the call: no row, nothing held) and `Drop`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::call::{CallContext, Consumption};
+use crate::catalog::CatalogModel;
+use crate::domain::UsageRow;
+use crate::error::{Error, Result};
+use crate::quota::{Amount, Reservation};
+use crate::usage::{self, UsageWriter};
+
+/// Usage-row metadata key saying where the token counts came from when the
+/// upstream did not report its own.
+pub const USAGE_SOURCE_KEY: &str = "downcity.usage_source";
+/// The prompt estimate and the pieces relayed before a stream ended.
+pub const USAGE_SOURCE_RELAYED: &str = "relayed_so_far";
+/// The prompt estimate only: the call ended before any answer came back.
+pub const USAGE_SOURCE_ESTIMATE: &str = "prompt_estimate";
+
+/// How a call ended, as its row records it.
+pub(super) struct CallEnd<'a> {
+    pub used: Consumption,
+    pub error: Option<&'a Error>,
+    /// Set when the counts are City's own (see `USAGE_SOURCE_KEY`).
+    pub usage_source: Option<&'static str>,
+}
+
+pub(super) struct CallGuard {
+    ctx: CallContext,
+    /// The model the row names: the first of the chain until an attempt answers.
+    model: Arc<CatalogModel>,
+    metadata: BTreeMap<String, String>,
+    prompt_estimate: u64,
+    /// Stream pieces relayed so far, and when the first one left.
+    relayed: u64,
+    ttft_us: Option<i64>,
+    reservation: Option<Reservation>,
+    /// The final row while `finish` waits for room in the writer's queue.
+    row: Option<UsageRow>,
+    usage: UsageWriter,
+}
+
+impl CallGuard {
+    pub(super) fn new(
+        ctx: CallContext,
+        model: Arc<CatalogModel>,
+        metadata: BTreeMap<String, String>,
+        prompt_estimate: u64,
+        reservation: Reservation,
+        usage: UsageWriter,
+    ) -> Self {
+        CallGuard {
+            ctx,
+            model,
+            metadata,
+            prompt_estimate,
+            relayed: 0,
+            ttft_us: None,
+            reservation: Some(reservation),
+            row: None,
+            usage,
+        }
+    }
+
+    pub(super) fn ctx(&self) -> &CallContext {
+        &self.ctx
+    }
+
+    pub(super) fn model(&self) -> &Arc<CatalogModel> {
+        &self.model
+    }
+
+    pub(super) fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    pub(super) fn prompt_estimate(&self) -> u64 {
+        self.prompt_estimate
+    }
+
+    pub(super) fn relayed(&self) -> u64 {
+        self.relayed
+    }
+
+    pub(super) fn add_metadata(&mut self, extra: BTreeMap<String, String>) {
+        self.metadata.extend(extra);
+    }
+
+    /// The model that served (or last tried) the call.
+    pub(super) fn served_by(&mut self, model: Arc<CatalogModel>) {
+        self.model = model;
+    }
+
+    /// Counts one relayed stream piece.
+    pub(super) fn relayed_piece(&mut self) {
+        self.ttft_us
+            .get_or_insert_with(|| self.ctx.started.elapsed().as_micros() as i64);
+        self.relayed += 1;
+    }
+
+    /// What a call used, priced at the model that served it.
+    pub(super) fn consumption(&self, input: u64, output: u64, images: u64) -> Consumption {
+        consumption(&self.model, input, output, images)
+    }
+
+    /// A before_call hook refused the call: it costs nothing and leaves no row.
+    pub(super) async fn dismiss(mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(Amount::default()).await;
+        }
+    }
+
+    /// Settles the reservation and hands the row to the writer; resolves once
+    /// the row is committed (durable usage), so the answer may leave.
+    pub(super) async fn finish(mut self, end: CallEnd<'_>) -> Result<()> {
+        let row = self.row_for(&end);
+        self.row = Some(row);
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(quota_amount(end.used)).await;
+        }
+        let slot = self.usage.slot().await?;
+        let row = self.row.take().expect("the row is set above");
+        slot.send(row).wait().await
+    }
+
+    fn row_for(&self, end: &CallEnd<'_>) -> UsageRow {
+        let mut metadata = self.metadata.clone();
+        if let Some(source) = end.usage_source {
+            metadata.insert(USAGE_SOURCE_KEY.into(), source.into());
+        }
+        let record = &self.model.record;
+        UsageRow {
+            request_id: self.ctx.request_id.0.to_string(),
+            studio_id: self.ctx.caller.studio_id.to_string(),
+            user_id: self.ctx.caller.user_id.to_string(),
+            model_id: record.id.clone(),
+            provider_id: record.provider_id.clone(),
+            pathway: record.pathway.as_str().to_string(),
+            input_tokens: end.used.input_tokens as i64,
+            output_tokens: end.used.output_tokens as i64,
+            images: end.used.images as i64,
+            cost_micros: end.used.cost_micros,
+            status_code: end.error.map_or(0, |e| e.code() as i32),
+            error_reason: end
+                .error
+                .map_or_else(String::new, |e| e.reason().to_string()),
+            latency_us: self.ctx.started.elapsed().as_micros() as i64,
+            ttft_us: self.ttft_us,
+            create_ms: self.ctx.create_ms,
+            metadata,
+        }
+    }
+
+    /// The end of a call that nobody finished: the client hung up or City
+    /// stopped it. It used the prompt estimate and what was relayed.
+    fn cancelled_end(&self) -> (Consumption, &'static str) {
+        let used = self.consumption(self.prompt_estimate, self.relayed, 0);
+        let source = if self.ttft_us.is_some() {
+            USAGE_SOURCE_RELAYED
+        } else {
+            USAGE_SOURCE_ESTIMATE
+        };
+        (used, source)
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let row = match (self.row.take(), &self.reservation) {
+            (Some(row), _) => row,
+            (None, Some(_)) => {
+                let (used, source) = self.cancelled_end();
+                let error = Error::Cancelled;
+                let end = CallEnd {
+                    used,
+                    error: Some(&error),
+                    usage_source: Some(source),
+                };
+                self.row_for(&end)
+            }
+            (None, None) => return,
+        };
+        let amount = quota_amount(row_consumption(&row));
+        let reservation = self.reservation.take();
+        let usage = self.usage.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(request_id = %row.request_id, "no runtime to record a dropped call");
+            return;
+        };
+        // Drop cannot wait; the settle and the row go on without the caller.
+        runtime.spawn(async move {
+            if let Some(reservation) = reservation {
+                reservation.settle(amount).await;
+            }
+            if let Err(err) = usage.record(row).await {
+                tracing::error!(%err, "could not record a dropped call");
+            }
+        });
+    }
+}
+
+/// What a row says was used.
+fn row_consumption(row: &UsageRow) -> Consumption {
+    Consumption {
+        input_tokens: row.input_tokens as u64,
+        output_tokens: row.output_tokens as u64,
+        images: row.images as u64,
+        cost_micros: row.cost_micros,
+    }
+}
+
+pub(super) fn consumption(
+    model: &CatalogModel,
+    input_tokens: u64,
+    output_tokens: u64,
+    images: u64,
+) -> Consumption {
+    Consumption {
+        input_tokens,
+        output_tokens,
+        images,
+        cost_micros: usage::cost_micros(&model.record, input_tokens, output_tokens, images),
+    }
+}
+
+/// What a finished call used, as the ledger counts it.
+pub(super) fn quota_amount(used: Consumption) -> Amount {
+    Amount {
+        requests: 1,
+        tokens: i64::try_from(used.input_tokens + used.output_tokens).unwrap_or(i64::MAX),
+        cost_micros: used.cost_micros,
+    }
+}

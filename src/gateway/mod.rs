@@ -1,0 +1,234 @@
+//! One AI call, in order: admission (resolve the model, validate, reserve,
+//! before_call), the provider call with fallback, then exactly one usage row
+//! before the answer leaves.
+//!
+//! Auth has already happened (the caller is in hand); the doors in `api`
+//! only convert between their wire format and these domain types.
+
+mod admit;
+mod call;
+mod guard;
+mod relay;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+pub use call::{
+    CallContext, Consumption, ImageAnswer, ImageInput, StartedStream, StreamChunk, TextAnswer,
+    TextInput,
+};
+
+use admit::{Admitted, Ask};
+use guard::{CallEnd, CallGuard};
+use relay::Relay;
+
+use crate::catalog::{CatalogCache, CatalogModel};
+use crate::domain::Pathway;
+use crate::error::{Error, ProviderFailure, Result};
+use crate::hooks::Hooks;
+use crate::providers::{ImageCall, TextCall};
+use crate::quota::Quotas;
+use crate::usage::UsageWriter;
+
+/// Stream messages buffered between the relay and a slow client.
+const STREAM_BUFFER: usize = 16;
+
+pub struct Gateway {
+    catalog: Arc<CatalogCache>,
+    quotas: Arc<Quotas>,
+    usage: UsageWriter,
+    hooks: Arc<Hooks>,
+}
+
+impl Gateway {
+    pub fn new(
+        catalog: Arc<CatalogCache>,
+        quotas: Arc<Quotas>,
+        usage: UsageWriter,
+        hooks: Arc<Hooks>,
+    ) -> Self {
+        Gateway {
+            catalog,
+            quotas,
+            usage,
+            hooks,
+        }
+    }
+
+    /// The enabled models a studio may use, optionally of one pathway.
+    pub fn visible_models(
+        &self,
+        studio_id: &str,
+        pathway: Option<Pathway>,
+    ) -> Vec<Arc<CatalogModel>> {
+        let mut models = self.catalog.current().enabled_models(pathway);
+        models.retain(|m| self.quotas.model_allowed(studio_id, &m.record.id));
+        models
+    }
+
+    pub async fn text(&self, ctx: CallContext, input: TextInput) -> Result<TextAnswer> {
+        let ask = Ask::Text {
+            input: &input,
+            stream: false,
+        };
+        let Admitted {
+            mut guard,
+            chain,
+            max_tokens,
+        } = self.admit(ctx, ask).await?;
+        let request = &input;
+        let (model, result) = with_fallback(chain, |model| async move {
+            model
+                .provider
+                .text(text_call(&model, request, max_tokens))
+                .await
+        })
+        .await;
+        guard.served_by(model.clone());
+        let result = result.map(|out| TextAnswer {
+            usage: guard.consumption(out.input_tokens, out.output_tokens, 0),
+            text: out.text,
+            model_id: model.record.id.clone(),
+            finish: out.finish,
+        });
+        settle(guard, result, |answer| answer.usage).await
+    }
+
+    pub async fn image(&self, ctx: CallContext, input: ImageInput) -> Result<ImageAnswer> {
+        let Admitted {
+            mut guard, chain, ..
+        } = self.admit(ctx, Ask::Image(&input)).await?;
+        let request = &input;
+        let (model, result) = with_fallback(chain, |model| async move {
+            let call = ImageCall {
+                upstream_model: &model.record.upstream_model,
+                prompt: &request.prompt,
+                count: request.count,
+                options: &model.record.options,
+            };
+            model.provider.image(call).await
+        })
+        .await;
+        guard.served_by(model.clone());
+        let result = result.map(|out| ImageAnswer {
+            usage: guard.consumption(0, 0, out.images.len() as u64),
+            images: out.images,
+            model_id: model.record.id.clone(),
+        });
+        settle(guard, result, |answer| answer.usage).await
+    }
+
+    /// Starts a stream: errors before the first chunk come back as an error
+    /// here (with their usage row written); afterwards a relay task owns the
+    /// call's guard and writes its row when it ends, however it ends.
+    pub async fn stream_text(&self, ctx: CallContext, input: TextInput) -> Result<StartedStream> {
+        let ask = Ask::Text {
+            input: &input,
+            stream: true,
+        };
+        let Admitted {
+            mut guard,
+            chain,
+            max_tokens,
+        } = self.admit(ctx, ask).await?;
+        let request = &input;
+        let (model, result) = with_fallback(chain, |model| async move {
+            model
+                .provider
+                .stream_text(text_call(&model, request, max_tokens))
+                .await
+        })
+        .await;
+        guard.served_by(model.clone());
+        let upstream = match result {
+            Ok(upstream) => upstream,
+            Err(err) => {
+                let end = CallEnd {
+                    used: Consumption::default(),
+                    error: Some(&err),
+                    usage_source: None,
+                };
+                guard.finish(end).await?;
+                return Err(err);
+            }
+        };
+        let (chunks, receiver) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(Relay { guard, chunks }.run(upstream));
+        Ok(StartedStream {
+            model_id: model.record.id.clone(),
+            chunks: receiver,
+        })
+    }
+}
+
+/// Settles a unary call and records its row, then hands back its outcome:
+/// the answer leaves only once its row is committed.
+async fn settle<T>(
+    guard: CallGuard,
+    result: Result<T>,
+    used: impl FnOnce(&T) -> Consumption,
+) -> Result<T> {
+    let (used, error) = match &result {
+        Ok(answer) => (used(answer), None),
+        Err(err) => (Consumption::default(), Some(err)),
+    };
+    let end = CallEnd {
+        used,
+        error,
+        usage_source: None,
+    };
+    guard.finish(end).await?;
+    result
+}
+
+fn text_call<'a>(model: &'a CatalogModel, input: &'a TextInput, max_tokens: u32) -> TextCall<'a> {
+    TextCall {
+        upstream_model: &model.record.upstream_model,
+        messages: &input.messages,
+        // A fallback model may allow fewer tokens than the first one.
+        max_tokens: max_tokens.min(model.record.max_output_tokens.max(1) as u32),
+        temperature: input.temperature,
+        top_p: input.top_p,
+        stop_sequences: &input.stop_sequences,
+        options: &model.record.options,
+    }
+}
+
+/// Whether another model may succeed where this one failed.
+fn worth_falling_back(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Provider {
+            kind: ProviderFailure::Unavailable
+                | ProviderFailure::RateLimited
+                | ProviderFailure::Timeout,
+            ..
+        }
+    )
+}
+
+/// Tries the chain's models in order while the failure is one another
+/// upstream may not have. Returns the model that answered last.
+async fn with_fallback<T, F, Fut>(
+    chain: Vec<Arc<CatalogModel>>,
+    mut attempt: F,
+) -> (Arc<CatalogModel>, Result<T>)
+where
+    F: FnMut(Arc<CatalogModel>) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut models = chain.into_iter();
+    let mut current = models
+        .next()
+        .expect("a chain starts with the requested model");
+    let mut result = attempt(current.clone()).await;
+    while result.as_ref().is_err_and(worth_falling_back) {
+        let Some(next) = models.next() else { break };
+        tracing::info!(from = %current.record.id, to = %next.record.id, "falling back");
+        current = next;
+        result = attempt(current.clone()).await;
+    }
+    (current, result)
+}

@@ -1,0 +1,212 @@
+//! Starting and serving City: open the store, fill the caches, start the
+//! usage writer, then serve gRPC until the shutdown signal, and flush.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::api::admin::AdminApi;
+use crate::api::ai::AiApi;
+use crate::auth::{AdminAuth, Directory, UserAuth, secret};
+use crate::catalog::CatalogCache;
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::hooks::Hooks;
+use crate::hooks::dispatch::Dispatcher;
+use crate::proto::admin_service_server::AdminServiceServer;
+use crate::proto::ai_service_server::AiServiceServer;
+use crate::quota::Quotas;
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use crate::usage::{UsageWriter, WriterHandle};
+
+mod seed;
+
+use seed::ADMIN_KEY_SETTING;
+pub use seed::{MOCK_IMAGE_MODEL, MOCK_PROVIDER, MOCK_TEXT_MODEL};
+
+/// A City with its state loaded, ready to serve.
+pub struct City {
+    config: Config,
+    store: Arc<dyn Store>,
+    directory: Arc<Directory>,
+    catalog: Arc<CatalogCache>,
+    quotas: Arc<Quotas>,
+    usage: UsageWriter,
+    usage_task: WriterHandle,
+    hooks: Arc<Hooks>,
+    generated_admin_key: Option<String>,
+}
+
+impl City {
+    /// Validates the config file's entries, opens the store (running
+    /// migrations), loads the caches, seeds the built-in catalog once and
+    /// applies the config's entries. An invalid config writes nothing.
+    pub async fn start(config: Config) -> anyhow::Result<City> {
+        let entries = config.entries()?;
+        let configured_master_key = config.master_key()?;
+        let path = config.sqlite_path();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&path, config.store.synchronous_full)
+                .await
+                .with_context(|| format!("opening the store at {}", path.display()))?,
+        );
+        seed::check_studios(&entries, store.as_ref()).await?;
+        let (admin_key_hash, generated_admin_key) =
+            seed::admin_key(&config, store.as_ref()).await?;
+        let master_key = seed::master_key(configured_master_key, store.as_ref()).await?;
+        seed::builtin_catalog(store.as_ref()).await?;
+        let snapshot = store.snapshot().await?;
+        let directory = Arc::new(Directory::new(store.clone(), admin_key_hash, &snapshot));
+        let quotas = Arc::new(Quotas::load(store.clone(), &snapshot).await?);
+        let hooks = Arc::new(Hooks::load(store.clone(), master_key.clone()).await?);
+        let catalog = Arc::new(CatalogCache::load(store.clone(), master_key).await?);
+        seed::apply(entries, &catalog, &quotas, &hooks).await?;
+        let (usage, usage_task) = UsageWriter::start(
+            store.usage_sink().await?,
+            config.usage.queue_capacity,
+            config.usage.durability,
+            Some(hooks.clone()),
+        )
+        .context("starting the usage writer")?;
+        Ok(City {
+            config,
+            store,
+            directory,
+            catalog,
+            quotas,
+            usage,
+            usage_task,
+            hooks,
+            generated_admin_key,
+        })
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// The admin key this start generated, to show once; `None` when it
+    /// came from the config or from an earlier start.
+    pub fn generated_admin_key(&self) -> Option<&str> {
+        self.generated_admin_key.as_deref()
+    }
+
+    /// Replaces the admin key with a new one and returns it (for `--dev`
+    /// when the key written earlier is gone).
+    pub async fn rotate_admin_key(&mut self) -> anyhow::Result<String> {
+        let key = secret::mint_admin_key();
+        let hash = secret::hash_secret(&key);
+        self.store
+            .put_setting(ADMIN_KEY_SETTING, &hex::encode(hash))
+            .await?;
+        self.directory.set_admin_key_hash(hash);
+        self.generated_admin_key = Some(key.clone());
+        Ok(key)
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` resolves, then lets
+    /// in-flight calls finish (bounded by the grace period) and commits every
+    /// queued usage row before returning.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let City {
+            config,
+            store,
+            directory,
+            catalog,
+            quotas,
+            usage,
+            usage_task,
+            hooks,
+            ..
+        } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<AiServiceServer<AiApi>>().await;
+        health.set_serving::<AdminServiceServer<AdminApi>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let gateway = Arc::new(Gateway::new(
+            catalog.clone(),
+            quotas.clone(),
+            usage,
+            hooks.clone(),
+        ));
+        let ai = AiServiceServer::with_interceptor(
+            AiApi::new(gateway),
+            UserAuth {
+                directory: directory.clone(),
+            },
+        );
+        let admin = AdminServiceServer::with_interceptor(
+            AdminApi::new(
+                directory.clone(),
+                catalog,
+                quotas,
+                store.clone(),
+                hooks.clone(),
+            ),
+            AdminAuth { directory },
+        );
+
+        // Pending deliveries from before a restart are picked up at once.
+        let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight calls");
+            let _ = stopping_tx.send(true);
+        };
+        let server = Server::builder()
+            .timeout(Duration::from_secs(config.server.request_timeout_secs))
+            .concurrency_limit_per_connection(config.server.max_concurrent_calls_per_connection)
+            .load_shed(true)
+            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(ai)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(incoming, signal);
+        let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+        tokio::select! {
+            result = server => result.context("serving gRPC")?,
+            () = grace_expired(stopping_rx, grace) => {
+                tracing::warn!(?grace, "grace period over; dropping the calls still in flight");
+            }
+        }
+        health.set_not_serving::<AiServiceServer<AiApi>>().await;
+        // The writer ends once every sender (held by handlers and relays) is
+        // gone, after committing everything queued.
+        usage_task.finish().await;
+        dispatcher.stop().await;
+        store.close().await;
+        tracing::info!("usage flushed; City stopped");
+        Ok(())
+    }
+}
+
+/// Resolves once shutdown has begun and `grace` has passed.
+async fn grace_expired(mut stopping: tokio::sync::watch::Receiver<bool>, grace: Duration) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        // The server ended on its own; never fire.
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
+}
