@@ -1,11 +1,9 @@
 //! AdminService end to end: studios, studio keys, user tokens, the catalog,
 //! admin authentication, health and reflection, against a real City.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{
+use crate::common::{
     Admin, TestCity, assert_denied, assert_invalid_argument, assert_not_found, assert_refused, req,
     text_request, violated_fields,
 };
@@ -857,7 +855,7 @@ async fn admin_calls_need_the_admin_key() {
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
-    let almost = format!("{}x", common::ADMIN_KEY);
+    let almost = format!("{}x", crate::common::ADMIN_KEY);
     assert_refused(
         city.admin_with(Some(&almost))
             .create_studio(req::create_studio("sneaky", "Sneaky"))

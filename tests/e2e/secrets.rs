@@ -2,10 +2,8 @@
 //! logs or a list/get response: the real binary at `RUST_LOG=trace`, driven
 //! over gRPC with good and bad credentials, then stopped with SIGTERM.
 
-mod common;
-
-use common::process::{CityProcess, admin_client, ai_client, connect, hello_with_dev_token};
-use common::{assert_denied, assert_refused, req, text_request};
+use crate::common::process::{CityProcess, admin_client, ai_client, connect, hello_with_dev_token};
+use crate::common::{assert_denied, assert_refused, req, text_request};
 use downcity::proto;
 use tonic::Code;
 use tonic::transport::Channel;

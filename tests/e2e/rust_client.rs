@@ -1,8 +1,6 @@
 //! The Rust `UserClient` against a real City.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use downcity::client::{ClientError, UserClient, user};
 use downcity::proto;
 use tonic::Code;

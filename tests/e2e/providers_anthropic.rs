@@ -1,19 +1,16 @@
 //! The `anthropic` provider against a fake speaking the Messages API (JSON
 //! and its SSE events), driven through a real City.
 
-mod common;
-mod fake_upstream;
-
-use common::{assert_error, studio_filter};
-use downcity::proto::{self, Pathway, ProviderKind};
-use fake_upstream::{
+use crate::common::{assert_error, studio_filter};
+use crate::fake_upstream::{
     FakeUpstream, KEY, Reply, city, collect_stream, joined, model, provider, stream_request,
     text_request,
 };
+use downcity::proto::{self, Pathway, ProviderKind};
 use serde_json::json;
 use tonic::Code;
 
-async fn setup() -> (common::TestCity, String, FakeUpstream) {
+async fn setup() -> (crate::common::TestCity, String, FakeUpstream) {
     let (city, token) = city().await;
     let fake = FakeUpstream::start().await;
     provider(
@@ -109,6 +106,7 @@ async fn text_sends_system_top_level_and_the_key_in_x_api_key() {
     let usage = answer.usage.unwrap();
     assert_eq!((usage.input_tokens, usage.output_tokens), (12, 4));
     let request = fake.last();
+    assert_eq!(request.method, "POST");
     assert_eq!(request.uri, "/v1/messages");
     assert_eq!(request.header("x-api-key"), Some(KEY));
     assert_eq!(request.header("anthropic-version"), Some("2023-06-01"));
@@ -226,7 +224,7 @@ async fn an_image_model_on_anthropic_is_refused_up_front() {
         .await
         .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
-    assert_eq!(common::violated_fields(&err), ["model.pathway"]);
+    assert_eq!(crate::common::violated_fields(&err), ["model.pathway"]);
     assert!(err.message().contains("anthropic"), "{}", err.message());
     let listed = city
         .admin()

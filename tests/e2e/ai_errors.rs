@@ -2,12 +2,10 @@
 //! canonical code, the ErrorInfo reason, and what the call left in the usage
 //! table (nothing for a rejected call, exactly one row for a failed provider).
 
-mod common;
-
 use std::fmt::Debug;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use downcity::proto;
 use tonic::{Code, Response, Status};
 use tonic_types::StatusExt;

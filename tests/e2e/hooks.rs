@@ -4,12 +4,10 @@
 //! Image, and Standard Webhooks signatures checked by an implementation
 //! written from scratch (tests/common/receiver.rs).
 
-mod common;
-
 use std::time::Duration;
 
-use common::receiver::{Before, Receiver, assert_signed};
-use common::*;
+use crate::common::receiver::{Before, Receiver, assert_signed};
+use crate::common::*;
 use downcity::config::Config;
 use downcity::config::SecretText;
 use downcity::keys::MasterKey;

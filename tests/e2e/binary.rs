@@ -2,16 +2,14 @@
 //! admin CLI against it, SIGTERM, a restart on the same data directory, a bad
 //! config file, and the admin key generated once without `--dev`.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
-use common::process::{
+use crate::common::process::{
     CityProcess, admin_cli, admin_client, ai_client, command, connect, hello_with_dev_token, json,
     run,
 };
-use common::{assert_refused, req, text_request};
+use crate::common::{assert_refused, req, text_request};
 use downcity::proto;
 use tonic::Code;
 use tonic::transport::Channel;

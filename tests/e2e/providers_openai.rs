@@ -4,18 +4,15 @@
 //! real City. Also the shared HTTP layer: error mapping, retries with
 //! `retry-after`, timeouts, SSE edge cases, fallback and cancellation.
 
-mod common;
-mod fake_upstream;
-
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use common::{assert_error, studio_filter};
-use downcity::proto::{self, Pathway, ProviderKind};
-use fake_upstream::{
+use crate::common::{assert_error, studio_filter};
+use crate::fake_upstream::{
     FakeUpstream, KEY, Reply, city, collect_stream, joined, model, ms, provider, stream_request,
     text_request,
 };
+use base64::Engine;
+use downcity::proto::{self, Pathway, ProviderKind};
 use serde_json::{Value, json};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -60,7 +57,7 @@ fn stream_body(words: &[&str], prompt: u64, completion: u64) -> Reply {
 /// A City with an `openai` provider on a fake and a text model `gpt` on it.
 async fn setup(
     adjust: impl FnOnce(&mut proto::Provider),
-) -> (common::TestCity, String, FakeUpstream) {
+) -> (crate::common::TestCity, String, FakeUpstream) {
     let (city, token) = city().await;
     let fake = FakeUpstream::start().await;
     let base = format!("{}/v1", fake.url());
@@ -85,6 +82,7 @@ async fn text_maps_messages_and_reports_upstream_usage() {
     assert_eq!((usage.input_tokens, usage.output_tokens), (17, 3));
 
     let request = fake.last();
+    assert_eq!(request.method, "POST");
     assert_eq!(request.uri, "/v1/chat/completions");
     assert_eq!(
         request.header("authorization"),
@@ -197,6 +195,7 @@ async fn image_decodes_b64_json() {
     assert_eq!(answer.images[0].data, png);
     assert_eq!(answer.images[0].mime_type, "image/png");
     let request = fake.last();
+    assert_eq!(request.method, "POST");
     assert_eq!(request.uri, "/v1/images/generations");
     assert_eq!(request.body["response_format"], "b64_json");
     assert_eq!(request.body["n"], 1);

@@ -4,8 +4,6 @@
 //! delay before the headers and a body written in timed pieces, so tests can
 //! split SSE at any byte, cut a stream short or stall.
 
-#![allow(dead_code)]
-
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -99,13 +97,6 @@ impl Reply {
         for chunk in &mut self.chunks {
             chunk.0 = pause;
         }
-        self
-    }
-
-    /// Keep only the first `len` body bytes: the connection closes there.
-    pub fn truncated(mut self, len: usize) -> Reply {
-        let all: Vec<u8> = self.chunks.iter().flat_map(|(_, c)| c.clone()).collect();
-        self.chunks = vec![(Duration::ZERO, all[..len.min(all.len())].to_vec())];
         self
     }
 

@@ -2,20 +2,17 @@
 //! (generateContent, streamGenerateContent?alt=sse, Imagen predict), driven
 //! through a real City.
 
-mod common;
-mod fake_upstream;
-
-use base64::Engine;
-use common::{assert_error, studio_filter};
-use downcity::proto::{self, Pathway, ProviderKind};
-use fake_upstream::{
+use crate::common::{assert_error, studio_filter};
+use crate::fake_upstream::{
     FakeUpstream, KEY, Reply, city, collect_stream, joined, model, provider, stream_request,
     text_request,
 };
+use base64::Engine;
+use downcity::proto::{self, Pathway, ProviderKind};
 use serde_json::{Value, json};
 use tonic::Code;
 
-async fn setup() -> (common::TestCity, String, FakeUpstream) {
+async fn setup() -> (crate::common::TestCity, String, FakeUpstream) {
     let (city, token) = city().await;
     let fake = FakeUpstream::start().await;
     let base = format!("{}/v1beta", fake.url());

@@ -1,11 +1,9 @@
 //! Quotas end to end: reserve-then-settle limits per studio and per user,
 //! model allow-lists, standing, and usage that survives a restart.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use downcity::proto::{self, LimitTarget, Limits};
 use tonic::Code;
 use tonic_types::StatusExt;

@@ -1,11 +1,9 @@
 //! AI calls that succeed (or end early), over real gRPC against a real City:
 //! what the client receives and the usage rows the calls leave behind.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use downcity::proto::{self, FinishReason, Pathway, StreamTextResponse, UsageRecord};
 use tokio::task::JoinSet;
 use tonic::codec::Streaming;

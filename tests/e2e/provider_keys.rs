@@ -3,17 +3,14 @@
 //! offline re-key, `api_key_env` in the config, `--dev`'s key file, and no
 //! key in any log line, error or admin response of the real binary.
 
-mod common;
-mod fake_upstream;
-
-use common::process::{CityProcess, admin_client, ai_client, connect};
-use common::{TestCity, assert_invalid_argument, assert_refused, req};
+use crate::common::process::{CityProcess, admin_client, ai_client, connect};
+use crate::common::{TestCity, assert_invalid_argument, assert_refused, req};
+use crate::fake_upstream::{FakeUpstream, KEY, Reply, model, provider, text_request};
 use downcity::config::SecretText;
 use downcity::keys::{self, MasterKey};
 use downcity::proto::{self, Pathway, ProviderKind};
 use downcity::store::Store;
 use downcity::store::sqlite::SqliteStore;
-use fake_upstream::{FakeUpstream, KEY, Reply, model, provider, text_request};
 use serde_json::json;
 use tonic::Code;
 
@@ -55,7 +52,7 @@ fn with_master(master: &MasterKey) -> impl FnOnce(&mut downcity::config::Config)
 
 #[tokio::test]
 async fn the_key_is_write_only_kept_replaced_and_cleared() {
-    let (city, token) = fake_upstream::city().await;
+    let (city, token) = crate::fake_upstream::city().await;
     let fake = FakeUpstream::start().await;
     fake.always(ok_completion());
     let base = format!("{}/v1", fake.url());
@@ -165,7 +162,7 @@ async fn keys_are_sealed_a_wrong_master_key_fails_and_rekey_moves_them() {
     // Another master key: a clear error at start.
     let mut config = downcity::config::Config {
         data_dir: dir.path().to_path_buf(),
-        admin_key: Some(common::ADMIN_KEY.into()),
+        admin_key: Some(crate::common::ADMIN_KEY.into()),
         ..Default::default()
     };
     with_master(&new)(&mut config);
@@ -384,10 +381,10 @@ async fn the_rekey_command_reseals_under_a_new_key_file() {
         "--generate",
     ];
     // Without the current key it refuses and changes nothing.
-    let refused = common::process::command(&args).output().unwrap();
+    let refused = crate::common::process::command(&args).output().unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("DOWNCITY_MASTER_KEY"));
-    let done = common::process::command(&args)
+    let done = crate::common::process::command(&args)
         .env("DOWNCITY_MASTER_KEY", old.to_base64())
         .output()
         .unwrap();

@@ -2,12 +2,10 @@
 //! limits set/get/standing, allow-models, hour and month aggregates, and
 //! the CSV usage export.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::process::{CityProcess, ai_client, connect, json};
-use common::text_request;
+use crate::common::process::{CityProcess, ai_client, connect, json};
+use crate::common::text_request;
 
 /// Splits RFC 4180 CSV into rows of cells (enough of it for these tests).
 fn parse_csv(text: &str) -> Vec<Vec<String>> {

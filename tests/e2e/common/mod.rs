@@ -1,8 +1,6 @@
 //! The end-to-end harness: a real City on 127.0.0.1:0 with a real SQLite
 //! file in a temporary directory, and real gRPC clients.
 
-#![allow(dead_code)]
-
 pub mod process;
 pub mod receiver;
 pub mod req;
@@ -239,15 +237,6 @@ pub fn text_request(content: &str) -> proto::TextRequest {
         messages: vec![user_message(content)],
         ..Default::default()
     }
-}
-
-/// The ErrorInfo reason of a status (panics if there is none).
-pub fn reason(status: &Status) -> String {
-    use tonic_types::StatusExt;
-    status
-        .get_details_error_info()
-        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"))
-        .reason
 }
 
 /// Asserts a status's code and ErrorInfo reason (and its domain).

@@ -1,9 +1,7 @@
 //! The config file's `[[limits]]`: written to the store at start, before the
 //! caches load, and refused when they name a studio that does not exist.
 
-mod common;
-
-use common::{ADMIN_KEY, TestCity, assert_error};
+use crate::common::{ADMIN_KEY, TestCity, assert_error};
 use downcity::config::{Config, LimitsConfig};
 use downcity::proto::{self, LimitTarget, Limits};
 use downcity::server::City;
@@ -73,7 +71,7 @@ async fn config_limits_bind_from_the_first_call() {
     // The quota cache loaded them: u1's first call is over its default.
     let status = city
         .ai("acme", &token)
-        .text(common::text_request("hello"))
+        .text(crate::common::text_request("hello"))
         .await
         .unwrap_err();
     assert_error(&status, Code::ResourceExhausted, "QUOTA_EXCEEDED");

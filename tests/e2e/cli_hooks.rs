@@ -4,13 +4,11 @@
 //! and redeliver follow a real after_call delivery, delete works, and bad
 //! input fails with a clear message.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::process::{CityProcess, DevEnv, ai_client, connect, json};
-use common::receiver::{Before, Receiver, assert_signed};
-use common::text_request;
+use crate::common::process::{CityProcess, DevEnv, ai_client, connect, json};
+use crate::common::receiver::{Before, Receiver, assert_signed};
+use crate::common::text_request;
 
 /// The first whitespace- or table-separated word of `text` starting with
 /// `prefix`.

@@ -1,0 +1,24 @@
+//! City's end-to-end tests, one module per area, in one test binary: one
+//! link instead of one per file, and helpers shared without dead-code
+//! allowances. Each test starts a real City (in process on 127.0.0.1:0, or
+//! the real binary) with a real SQLite file, and talks to it over real gRPC.
+
+mod common;
+mod fake_upstream;
+
+mod admin_api;
+mod ai_calls;
+mod ai_errors;
+mod binary;
+mod cli_hooks;
+mod cli_quotas;
+mod config_limits;
+mod hooks;
+mod provider_keys;
+mod providers_anthropic;
+mod providers_gemini;
+mod providers_openai;
+mod quotas;
+mod rust_client;
+mod secrets;
+mod store_conformance;
