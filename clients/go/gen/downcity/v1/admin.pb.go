@@ -2284,8 +2284,9 @@ type Model struct {
 	UpstreamModel string `protobuf:"bytes,4,opt,name=upstream_model,json=upstreamModel,proto3" json:"upstream_model,omitempty"`
 	// The pathway the model serves.
 	Pathway Pathway `protobuf:"varint,5,opt,name=pathway,proto3,enum=downcity.v1.Pathway" json:"pathway,omitempty"`
-	// Whether studios may call the model.
-	Enabled bool `protobuf:"varint,6,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// Whether studios may call the model. Unset on UpsertModel means enabled;
+	// listings always set it.
+	Enabled *bool `protobuf:"varint,6,opt,name=enabled,proto3,oneof" json:"enabled,omitempty"`
 	// Output only: whether the model is its pathway's default.
 	IsDefault bool `protobuf:"varint,7,opt,name=is_default,json=isDefault,proto3" json:"is_default,omitempty"`
 	// Largest answer in tokens; also the max_tokens used when a request sets none.
@@ -2374,8 +2375,8 @@ func (x *Model) GetPathway() Pathway {
 }
 
 func (x *Model) GetEnabled() bool {
-	if x != nil {
-		return x.Enabled
+	if x != nil && x.Enabled != nil {
+		return *x.Enabled
 	}
 	return false
 }
@@ -4936,15 +4937,15 @@ const file_downcity_v1_admin_proto_rawDesc = "" +
 	"\x15DeleteProviderRequest\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\"\x18\n" +
-	"\x16DeleteProviderResponse\"\xb5\x05\n" +
+	"\x16DeleteProviderResponse\"\xc6\x05\n" +
 	"\x05Model\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x1f\n" +
 	"\vprovider_id\x18\x03 \x01(\tR\n" +
 	"providerId\x12%\n" +
 	"\x0eupstream_model\x18\x04 \x01(\tR\rupstreamModel\x12.\n" +
-	"\apathway\x18\x05 \x01(\x0e2\x14.downcity.v1.PathwayR\apathway\x12\x18\n" +
-	"\aenabled\x18\x06 \x01(\bR\aenabled\x12\x1d\n" +
+	"\apathway\x18\x05 \x01(\x0e2\x14.downcity.v1.PathwayR\apathway\x12\x1d\n" +
+	"\aenabled\x18\x06 \x01(\bH\x00R\aenabled\x88\x01\x01\x12\x1d\n" +
 	"\n" +
 	"is_default\x18\a \x01(\bR\tisDefault\x12*\n" +
 	"\x11max_output_tokens\x18\b \x01(\x05R\x0fmaxOutputTokens\x12(\n" +
@@ -4959,7 +4960,9 @@ const file_downcity_v1_admin_proto_rawDesc = "" +
 	"updateTime\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +
+	"\n" +
+	"\b_enabled\">\n" +
 	"\x12UpsertModelRequest\x12(\n" +
 	"\x05model\x18\x01 \x01(\v2\x12.downcity.v1.ModelR\x05model\"?\n" +
 	"\x13UpsertModelResponse\x12(\n" +
@@ -5454,6 +5457,7 @@ func file_downcity_v1_admin_proto_init() {
 	file_downcity_v1_common_proto_init()
 	file_downcity_v1_admin_proto_msgTypes[8].OneofWrappers = []any{}
 	file_downcity_v1_admin_proto_msgTypes[25].OneofWrappers = []any{}
+	file_downcity_v1_admin_proto_msgTypes[31].OneofWrappers = []any{}
 	file_downcity_v1_admin_proto_msgTypes[47].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1243,7 +1243,9 @@ class Model(_message.Message):
     pathway: _common_pb2.Pathway.ValueType
     """The pathway the model serves."""
     enabled: _builtins.bool
-    """Whether studios may call the model."""
+    """Whether studios may call the model. Unset on UpsertModel means enabled;
+    listings always set it.
+    """
     is_default: _builtins.bool
     """Output only: whether the model is its pathway's default."""
     max_output_tokens: _builtins.int
@@ -1276,7 +1278,7 @@ class Model(_message.Message):
         provider_id: _builtins.str = ...,
         upstream_model: _builtins.str = ...,
         pathway: _common_pb2.Pathway.ValueType = ...,
-        enabled: _builtins.bool = ...,
+        enabled: _builtins.bool | None = ...,
         is_default: _builtins.bool = ...,
         max_output_tokens: _builtins.int = ...,
         max_input_tokens: _builtins.int = ...,
@@ -1287,11 +1289,13 @@ class Model(_message.Message):
         options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "enabled", b"enabled", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "enabled", b"enabled", "fallback_model_ids", b"fallback_model_ids", "id", b"id", "input_micros_per_mtok", b"input_micros_per_mtok", "is_default", b"is_default", "max_input_tokens", b"max_input_tokens", "max_output_tokens", b"max_output_tokens", "micros_per_image", b"micros_per_image", "options", b"options", "output_micros_per_mtok", b"output_micros_per_mtok", "pathway", b"pathway", "provider_id", b"provider_id", "update_time", b"update_time", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "display_name", b"display_name", "enabled", b"enabled", "fallback_model_ids", b"fallback_model_ids", "id", b"id", "input_micros_per_mtok", b"input_micros_per_mtok", "is_default", b"is_default", "max_input_tokens", b"max_input_tokens", "max_output_tokens", b"max_output_tokens", "micros_per_image", b"micros_per_image", "options", b"options", "output_micros_per_mtok", b"output_micros_per_mtok", "pathway", b"pathway", "provider_id", b"provider_id", "update_time", b"update_time", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
+    _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
 
