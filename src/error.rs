@@ -33,6 +33,8 @@ pub enum Error {
     StudioNotFound { studio_id: String },
     #[error("missing `x-studio-id` metadata")]
     StudioIdMissing,
+    #[error("`{header}` was sent more than once; send exactly one")]
+    AmbiguousCredentials { header: &'static str },
     #[error("this credential may not call {method}")]
     PermissionDenied { method: &'static str },
     #[error("model `{model_id}` does not exist")]
@@ -172,7 +174,7 @@ impl Error {
             | Error::StudioSuspended { .. }
             | Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::StudioNotFound { .. } => Code::Unauthenticated,
-            Error::StudioIdMissing => Code::Unauthenticated,
+            Error::StudioIdMissing | Error::AmbiguousCredentials { .. } => Code::Unauthenticated,
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } | Error::NotFound { .. } => {
                 Code::NotFound
             }
@@ -208,6 +210,7 @@ impl Error {
             Error::StudioSuspended { .. } => "STUDIO_SUSPENDED",
             Error::StudioNotFound { .. } => "STUDIO_NOT_FOUND",
             Error::StudioIdMissing => "STUDIO_ID_MISSING",
+            Error::AmbiguousCredentials { .. } => "AMBIGUOUS_CREDENTIALS",
             Error::PermissionDenied { .. } => "PERMISSION_DENIED",
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } => "MODEL_NOT_FOUND",
             Error::NoDefaultModel { .. } => "NO_DEFAULT_MODEL",
@@ -239,6 +242,7 @@ impl Error {
             | Error::StudioSuspended { studio_id }
             | Error::StudioNotFound { studio_id } => pair("studio_id", studio_id),
             Error::PermissionDenied { method } => pair("method", method),
+            Error::AmbiguousCredentials { header } => pair("header", header),
             Error::ModelNotFound { model_id } => pair("model", model_id),
             Error::ModelDisabled { model_id } => HashMap::from([
                 ("model".to_string(), model_id.clone()),

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use tonic::metadata::MetadataMap;
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -42,8 +42,20 @@ impl RequestId {
     }
 }
 
+/// The one value of a credential header. Two values are refused rather than
+/// resolved by picking one: a proxy or client that adds its own must not
+/// decide whose call this is.
+fn single<'a>(metadata: &'a MetadataMap, key: &'static str) -> Result<Option<&'a MetadataValue<Ascii>>, Error> {
+    let mut values = metadata.get_all(key).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Error::AmbiguousCredentials { header: key });
+    }
+    Ok(first)
+}
+
 fn bearer(metadata: &MetadataMap) -> Result<&str, Error> {
-    let value = metadata.get("authorization").ok_or(Error::TokenMissing)?;
+    let value = single(metadata, "authorization")?.ok_or(Error::TokenMissing)?;
     let value = value.to_str().map_err(|_| Error::TokenInvalid)?;
     let token = value
         .strip_prefix("Bearer ")
@@ -64,8 +76,7 @@ impl Interceptor for UserAuth {
         let caller = (|| {
             let metadata = request.metadata();
             let token = bearer(metadata)?;
-            let studio_id = metadata
-                .get("x-studio-id")
+            let studio_id = single(metadata, "x-studio-id")?
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
                 .ok_or(Error::StudioIdMissing)?;
