@@ -3,7 +3,6 @@
 pub mod api;
 pub mod auth;
 pub mod catalog;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -20,6 +19,8 @@ pub mod proto {
     //! Code generated from `proto/downcity/v1`; never edited by hand.
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("downcity.v1");
+    // serde (proto3 JSON, proto field names) for the messages and enums above.
+    include!(concat!(env!("OUT_DIR"), "/downcity.v1.serde.rs"));
 
     /// Encoded descriptors of every Downcity proto file, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
