@@ -1,5 +1,5 @@
-//! Parsers of the admin commands' argument values: token lifetimes,
-//! `KEY=VALUE` pairs and points in time.
+//! The admin commands' argument values: parsers of token lifetimes,
+//! `KEY=VALUE` pairs and points in time, and clap choices of proto enums.
 
 use std::time::{Duration, SystemTime};
 
@@ -85,6 +85,28 @@ pub(super) fn proto_duration(duration: Duration) -> Option<pbjson_types::Duratio
         nanos: duration.subsec_nanos() as i32,
     })
 }
+
+/// A clap value enum for some values of a proto enum, which it converts to
+/// the `i32` the messages hold.
+macro_rules! proto_choice {
+    ($(#[$doc:meta])* $arg:ident => $proto:ident { $($(#[$value_doc:meta])* $value:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+        pub(super) enum $arg {
+            $($(#[$value_doc])* $value),+
+        }
+
+        impl From<$arg> for i32 {
+            fn from(arg: $arg) -> i32 {
+                match arg {
+                    $($arg::$value => $proto::$value.into()),+
+                }
+            }
+        }
+    };
+}
+
+pub(super) use proto_choice;
 
 #[cfg(test)]
 mod tests {

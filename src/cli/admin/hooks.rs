@@ -10,11 +10,10 @@ use downcity::proto::{
     ListHookDeliveriesRequest, ListHooksRequest, RedeliverHookRequest, UpsertHookRequest,
 };
 
-use super::args::proto_duration;
-use super::list;
+use super::args::{proto_choice, proto_duration};
 use crate::cli::connection::{Client, unary};
 use crate::cli::output::{Output, SecretKept};
-use crate::cli::paging::PageArgs;
+use crate::cli::paging::{PageArgs, collect};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum HooksCommand {
@@ -194,7 +193,7 @@ pub(super) async fn run(client: &mut Client, out: Output, command: HooksCommand)
                 studio_id: scope.studio_id(),
                 ..Default::default()
             };
-            list(out, page, request, async |r| client.list_hooks(r).await).await
+            out.list(&collect(page, request, async |r| client.list_hooks(r).await).await?)
         }
         HooksCommand::Delete { hook_id, scope } => {
             let request = DeleteHookRequest {
@@ -216,10 +215,12 @@ pub(super) async fn run(client: &mut Client, out: Output, command: HooksCommand)
                 state: state.map_or(0, i32::from),
                 ..Default::default()
             };
-            list(out, page, request, async |r| {
-                client.list_hook_deliveries(r).await
-            })
-            .await
+            out.list(
+                &collect(page, request, async |r| {
+                    client.list_hook_deliveries(r).await
+                })
+                .await?,
+            )
         }
         HooksCommand::Redeliver { delivery_id, scope } => {
             let request = RedeliverHookRequest {

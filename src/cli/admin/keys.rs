@@ -4,10 +4,9 @@ use anyhow::Result;
 use clap::Subcommand;
 use downcity::proto::{CreateStudioKeyRequest, ListStudioKeysRequest, RevokeStudioKeyRequest};
 
-use super::list;
 use crate::cli::connection::{Client, unary};
 use crate::cli::output::{Output, SecretKept};
-use crate::cli::paging::PageArgs;
+use crate::cli::paging::{PageArgs, collect};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum KeysCommand {
@@ -51,10 +50,7 @@ pub(super) async fn run(client: &mut Client, out: Output, command: KeysCommand) 
                 studio_id: studio,
                 ..Default::default()
             };
-            list(out, page, request, async |r| {
-                client.list_studio_keys(r).await
-            })
-            .await
+            out.list(&collect(page, request, async |r| client.list_studio_keys(r).await).await?)
         }
         KeysCommand::Revoke { studio, key_id } => {
             let request = RevokeStudioKeyRequest {

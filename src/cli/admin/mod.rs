@@ -7,31 +7,9 @@
 
 use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
-use tonic::{Response, Status};
 
 use super::connection::{Bearer, connect};
-use super::output::{Output, Shown};
-use super::paging::{PageArgs, PagedRequest, PagedResponse, collect};
-
-/// A clap value enum for some values of a proto enum, which it converts to
-/// the `i32` the messages hold.
-macro_rules! proto_choice {
-    ($(#[$doc:meta])* $arg:ident => $proto:ident { $($(#[$value_doc:meta])* $value:ident),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-        pub(super) enum $arg {
-            $($(#[$value_doc])* $value),+
-        }
-
-        impl From<$arg> for i32 {
-            fn from(arg: $arg) -> i32 {
-                match arg {
-                    $($arg::$value => $proto::$value.into()),+
-                }
-            }
-        }
-    };
-}
+use super::output::Output;
 
 mod args;
 mod defaults;
@@ -135,20 +113,6 @@ async fn execute(args: AdminArgs) -> Result<()> {
         AdminCommand::Limits(command) => limits::run(client, out, command).await,
         AdminCommand::Hooks(command) => hooks::run(client, out, command).await,
     }
-}
-
-/// Lists with `rpc` page after page, then prints what it got.
-async fn list<Req, Resp>(
-    out: Output,
-    page: PageArgs,
-    request: Req,
-    rpc: impl AsyncFnMut(Req) -> Result<Response<Resp>, Status>,
-) -> Result<()>
-where
-    Req: PagedRequest,
-    Resp: PagedResponse<Item: Shown>,
-{
-    out.list(&collect(page, request, rpc).await?)
 }
 
 #[cfg(test)]

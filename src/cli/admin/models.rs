@@ -6,11 +6,10 @@ use downcity::proto::{
     DeleteModelRequest, ListCatalogModelsRequest, Model, Pathway, UpsertModelRequest,
 };
 
-use super::args::parse_key_value;
-use super::list;
+use super::args::{parse_key_value, proto_choice};
 use crate::cli::connection::{Client, unary};
 use crate::cli::output::Output;
-use crate::cli::paging::PageArgs;
+use crate::cli::paging::{PageArgs, collect};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ModelsCommand {
@@ -106,10 +105,7 @@ pub(super) async fn run(client: &mut Client, out: Output, command: ModelsCommand
         }
         ModelsCommand::List(page) => {
             let request = ListCatalogModelsRequest::default();
-            list(out, page, request, async |r| {
-                client.list_catalog_models(r).await
-            })
-            .await
+            out.list(&collect(page, request, async |r| client.list_catalog_models(r).await).await?)
         }
         ModelsCommand::Delete { id } => {
             let request = DeleteModelRequest {

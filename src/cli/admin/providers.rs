@@ -8,11 +8,10 @@ use downcity::proto::{
     DeleteProviderRequest, ListProvidersRequest, Provider, ProviderKind, UpsertProviderRequest,
 };
 
-use super::args::{parse_key_value, proto_duration};
-use super::list;
+use super::args::{parse_key_value, proto_choice, proto_duration};
 use crate::cli::connection::{Client, unary};
 use crate::cli::output::Output;
-use crate::cli::paging::PageArgs;
+use crate::cli::paging::{PageArgs, collect};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ProvidersCommand {
@@ -112,7 +111,7 @@ pub(super) async fn run(client: &mut Client, out: Output, command: ProvidersComm
         }
         ProvidersCommand::List(page) => {
             let request = ListProvidersRequest::default();
-            list(out, page, request, async |r| client.list_providers(r).await).await
+            out.list(&collect(page, request, async |r| client.list_providers(r).await).await?)
         }
         ProvidersCommand::Delete { id } => {
             let request = DeleteProviderRequest {

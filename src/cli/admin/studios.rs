@@ -8,10 +8,9 @@ use downcity::proto::{
     UpdateStudioRequest,
 };
 
-use super::list;
 use crate::cli::connection::{Client, unary};
 use crate::cli::output::Output;
-use crate::cli::paging::PageArgs;
+use crate::cli::paging::{PageArgs, collect};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum StudiosCommand {
@@ -77,7 +76,7 @@ pub(super) async fn run(client: &mut Client, out: Output, command: StudiosComman
         }
         StudiosCommand::List(page) => {
             let request = ListStudiosRequest::default();
-            list(out, page, request, async |r| client.list_studios(r).await).await
+            out.list(&collect(page, request, async |r| client.list_studios(r).await).await?)
         }
         StudiosCommand::Suspend { id } => {
             update_studio(client, out, id, None, StudioStatus::Suspended, None).await

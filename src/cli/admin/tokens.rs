@@ -5,10 +5,9 @@ use clap::Subcommand;
 use downcity::proto::{IssueUserTokenRequest, ListUserTokensRequest, RevokeUserTokenRequest};
 
 use super::args::{Ttl, parse_ttl, proto_duration};
-use super::list;
 use crate::cli::connection::{Client, unary};
 use crate::cli::output::{Output, SecretKept};
-use crate::cli::paging::PageArgs;
+use crate::cli::paging::{PageArgs, collect};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TokensCommand {
@@ -63,10 +62,7 @@ pub(super) async fn run(client: &mut Client, out: Output, command: TokensCommand
                 user_id: user.unwrap_or_default(),
                 ..Default::default()
             };
-            list(out, page, request, async |r| {
-                client.list_user_tokens(r).await
-            })
-            .await
+            out.list(&collect(page, request, async |r| client.list_user_tokens(r).await).await?)
         }
         TokensCommand::Revoke { studio, token_id } => {
             let request = RevokeUserTokenRequest {

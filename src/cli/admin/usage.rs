@@ -11,12 +11,11 @@ use downcity::proto::{
 };
 use pbjson_types::Timestamp;
 
-use super::args::parse_time;
-use super::list;
+use super::args::{parse_time, proto_choice};
 use crate::cli::connection::Client;
 use crate::cli::output::Output;
 use crate::cli::output::csv::CsvWriter;
-use crate::cli::paging::{PageArgs, for_each_page};
+use crate::cli::paging::{PageArgs, collect, for_each_page};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum UsageCommand {
@@ -106,10 +105,7 @@ pub(super) async fn run(client: &mut Client, out: Output, command: UsageCommand)
                 filter: Some(filter.into_proto()),
                 ..Default::default()
             };
-            list(out, page, request, async |r| {
-                client.list_usage_records(r).await
-            })
-            .await
+            out.list(&collect(page, request, async |r| client.list_usage_records(r).await).await?)
         }
         UsageCommand::Aggregate { by, filter, page } => {
             let request = AggregateUsageRequest {
@@ -117,10 +113,7 @@ pub(super) async fn run(client: &mut Client, out: Output, command: UsageCommand)
                 group_by: by.into_iter().map(i32::from).collect(),
                 ..Default::default()
             };
-            list(out, page, request, async |r| {
-                client.aggregate_usage(r).await
-            })
-            .await
+            out.list(&collect(page, request, async |r| client.aggregate_usage(r).await).await?)
         }
         UsageCommand::Export { filter, output } => export_usage(client, filter, output).await,
     }
