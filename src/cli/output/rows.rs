@@ -56,6 +56,9 @@ impl Render for Provider {
             Field::text("api_key_hint", &self.api_key_hint),
             Field::time("api_key_update_time", self.api_key_update_time.as_ref()),
             Field::map("headers", &self.headers),
+            Field::duration("connect_timeout", self.connect_timeout.as_ref()),
+            Field::duration("first_byte_timeout", self.first_byte_timeout.as_ref()),
+            Field::duration("total_timeout", self.total_timeout.as_ref()),
             Field::time("update_time", self.update_time.as_ref()),
         ]
     }
@@ -208,6 +211,44 @@ mod tests {
 
     fn ts(seconds: i64, nanos: i32) -> Timestamp {
         Timestamp { seconds, nanos }
+    }
+
+    /// The columns of `T`, and the fields of its proto message.
+    fn columns_and_fields<T: Render + prost::Name>() -> (Vec<String>, Vec<String>) {
+        let mut columns: Vec<_> = columns::<T>().iter().map(|c| c.to_lowercase()).collect();
+        let descriptor = crate::cli::output::json::descriptor::<T>().unwrap();
+        let mut fields: Vec<_> = descriptor
+            .field
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        columns.sort();
+        fields.sort();
+        (columns, fields)
+    }
+
+    /// A field added to a .proto fails here until its table shows it.
+    #[test]
+    fn every_field_has_a_column() {
+        macro_rules! assert_every_field {
+            ($($message:ty),*) => {$(
+                let (columns, fields) = columns_and_fields::<$message>();
+                assert_eq!(columns, fields, "{}", stringify!($message));
+            )*};
+        }
+        assert_every_field!(
+            Studio,
+            StudioKey,
+            UserToken,
+            Provider,
+            Model,
+            UsageRecord,
+            UsageAggregate,
+            Limits,
+            LimitStanding,
+            Hook,
+            HookDelivery
+        );
     }
 
     #[test]
