@@ -10,9 +10,31 @@ const PROTOS: &[&str] = &[
     "proto/downcity/v1/admin.proto",
 ];
 
-/// Holds a provider API key: its Debug (src/keys.rs) redacts it, and it gets
-/// no Serialize.
+/// Holds a provider API key: its Debug (src/keys.rs) redacts it.
 const SECRET_BEARING: &str = ".downcity.v1.UpsertProviderRequest";
+
+/// The messages and enums the admin CLI prints as JSON: only they get serde,
+/// as its generated code is twice the size of the messages' own. A message
+/// shown or nested in one shown fails to compile until it is listed here.
+const SHOWN: &[&str] = &[
+    ".downcity.v1.Studio",
+    ".downcity.v1.StudioStatus",
+    ".downcity.v1.StudioKey",
+    ".downcity.v1.UserToken",
+    ".downcity.v1.Provider",
+    ".downcity.v1.ProviderKind",
+    ".downcity.v1.Model",
+    ".downcity.v1.Pathway",
+    ".downcity.v1.UsageRecord",
+    ".downcity.v1.UsageAggregate",
+    ".downcity.v1.Limits",
+    ".downcity.v1.LimitStanding",
+    ".downcity.v1.Hook",
+    ".downcity.v1.HookEvent",
+    ".downcity.v1.HookFailurePolicy",
+    ".downcity.v1.HookDelivery",
+    ".downcity.v1.HookDeliveryState",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
@@ -33,14 +55,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .skip_debug([SECRET_BEARING])
         .compile_fds_with_config(descriptors, config)?;
-    // serde for every message and enum, with the proto field names and
-    // every field written, unset or not.
+    // serde with the proto field names and every field written, unset or not.
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .out_dir(&out_dir)
         .preserve_proto_field_names()
         .emit_fields()
-        .exclude([SECRET_BEARING])
-        .build(&[".downcity.v1"])?;
+        .build(SHOWN)?;
     Ok(())
 }

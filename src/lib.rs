@@ -19,7 +19,7 @@ pub mod proto {
     //! Code generated from `proto/downcity/v1`; never edited by hand.
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("downcity.v1");
-    // serde (proto3 JSON, proto field names) for the messages and enums above.
+    // serde (proto3 JSON, proto field names) for the messages the CLI shows.
     include!(concat!(env!("OUT_DIR"), "/downcity.v1.serde.rs"));
 
     /// Encoded descriptors of every Downcity proto file, for server reflection.
