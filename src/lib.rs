@@ -22,12 +22,12 @@ pub(crate) mod gateway;
 
 pub(crate) mod api;
 
-pub mod cli;
-
 pub mod proto {
     //! Code generated from `proto/downcity/v1`; never edited by hand.
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("downcity.v1");
+    // serde (proto3 JSON, proto field names) for the messages the CLI shows.
+    include!(concat!(env!("OUT_DIR"), "/downcity.v1.serde.rs"));
 
     /// Encoded descriptors of every Downcity proto file, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

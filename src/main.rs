@@ -5,13 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use downcity::cli::admin::AdminArgs;
 use downcity::config::Config;
 use downcity::keys::{self, MasterKey};
 use downcity::server::City;
 use downcity::store::Store;
 use downcity::store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
+
+use crate::cli::admin::AdminArgs;
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -78,7 +81,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(args).await.map_err(|err| format!("error: {err:#}")),
         Command::Rekey(args) => rekey(args).await.map_err(|err| format!("error: {err:#}")),
         // The admin CLI's errors already read `error: CODE: message (reason: …)`.
-        Command::Admin(args) => downcity::cli::admin::run(args)
+        Command::Admin(args) => cli::admin::run(args)
             .await
             .map_err(|err| format!("{err:#}")),
     };

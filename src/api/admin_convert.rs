@@ -87,7 +87,7 @@ pub(crate) fn user_token_to_proto(token: UserTokenRecord) -> proto::UserToken {
 
 /// A user token's ttl: unset never expires; otherwise positive and within
 /// the range of a protobuf Duration.
-pub(crate) fn ttl(value: Option<prost_types::Duration>) -> Result<Option<Duration>> {
+pub(crate) fn ttl(value: Option<pbjson_types::Duration>) -> Result<Option<Duration>> {
     let Some(ttl) = value else { return Ok(None) };
     let valid = (0..=MAX_TTL_SECONDS).contains(&ttl.seconds)
         && (0..1_000_000_000).contains(&ttl.nanos)
@@ -106,7 +106,7 @@ pub(crate) fn ttl(value: Option<prost_types::Duration>) -> Result<Option<Duratio
 fn provider_timeout(
     v: &mut Violations,
     field: &str,
-    value: Option<prost_types::Duration>,
+    value: Option<pbjson_types::Duration>,
 ) -> Option<i64> {
     let d = value?;
     let valid = d.seconds >= 0 && d.nanos >= 0;
@@ -114,7 +114,7 @@ fn provider_timeout(
     valid.then(|| d.seconds.saturating_mul(1000) + i64::from(d.nanos) / 1_000_000)
 }
 
-fn ms_duration(ms: Option<i64>) -> Option<prost_types::Duration> {
+fn ms_duration(ms: Option<i64>) -> Option<pbjson_types::Duration> {
     ms.map(|ms| duration_us(ms.saturating_mul(1000)))
 }
 
@@ -396,12 +396,12 @@ mod tests {
         violations.into_iter().map(|v| v.field).collect()
     }
 
-    fn duration(seconds: i64, nanos: i32) -> Option<prost_types::Duration> {
-        Some(prost_types::Duration { seconds, nanos })
+    fn duration(seconds: i64, nanos: i32) -> Option<pbjson_types::Duration> {
+        Some(pbjson_types::Duration { seconds, nanos })
     }
 
-    fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
-        Some(prost_types::Timestamp { seconds, nanos: 0 })
+    fn ts(seconds: i64) -> Option<pbjson_types::Timestamp> {
+        Some(pbjson_types::Timestamp { seconds, nanos: 0 })
     }
 
     #[test]

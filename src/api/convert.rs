@@ -187,19 +187,19 @@ pub(crate) fn pathway_filter(value: i32) -> Result<Option<Pathway>> {
     }
 }
 
-pub(crate) fn timestamp(ms: Millis) -> prost_types::Timestamp {
-    prost_types::Timestamp {
+pub(crate) fn timestamp(ms: Millis) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
 
-pub(crate) fn millis(ts: &prost_types::Timestamp) -> Millis {
+pub(crate) fn millis(ts: &pbjson_types::Timestamp) -> Millis {
     ts.seconds.saturating_mul(1000) + i64::from(ts.nanos) / 1_000_000
 }
 
-pub(crate) fn duration_us(us: i64) -> prost_types::Duration {
-    prost_types::Duration {
+pub(crate) fn duration_us(us: i64) -> pbjson_types::Duration {
+    pbjson_types::Duration {
         seconds: us.div_euclid(1_000_000),
         nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
     }

@@ -68,7 +68,7 @@ pub(crate) fn hook_to_proto(hook: HookRecord) -> proto::Hook {
         studio_id: hook.studio_id,
         url: hook.url,
         events,
-        timeout: Some(prost_types::Duration {
+        timeout: Some(pbjson_types::Duration {
             seconds: hook.timeout_ms / 1000,
             nanos: ((hook.timeout_ms % 1000) * 1_000_000) as i32,
         }),

@@ -45,7 +45,10 @@ impl RequestId {
 /// The one value of a credential header. Two values are refused rather than
 /// resolved by picking one: a proxy or client that adds its own must not
 /// decide whose call this is.
-fn single<'a>(metadata: &'a MetadataMap, key: &'static str) -> Result<Option<&'a MetadataValue<Ascii>>, Error> {
+fn single<'a>(
+    metadata: &'a MetadataMap,
+    key: &'static str,
+) -> Result<Option<&'a MetadataValue<Ascii>>, Error> {
     let mut values = metadata.get_all(key).iter();
     let first = values.next();
     if values.next().is_some() {

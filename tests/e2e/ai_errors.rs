@@ -120,7 +120,7 @@ fn image_request(prompt: &str, count: i32) -> proto::ImageRequest {
 }
 
 /// Issues a token for USER in STUDIO with an optional ttl; returns its id and secret.
-async fn issue_token(city: &TestCity, ttl: Option<prost_types::Duration>) -> (String, String) {
+async fn issue_token(city: &TestCity, ttl: Option<pbjson_types::Duration>) -> (String, String) {
     let issued = city
         .admin()
         .issue_user_token(proto::IssueUserTokenRequest {
@@ -189,7 +189,7 @@ async fn missing_studio_id_is_studio_id_missing() {
 #[tokio::test]
 async fn expired_token_is_token_expired() {
     let (city, _token) = TestCity::start_with_user(STUDIO, USER).await;
-    let one_ms = prost_types::Duration {
+    let one_ms = pbjson_types::Duration {
         seconds: 0,
         nanos: 1_000_000,
     };

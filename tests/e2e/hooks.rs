@@ -42,7 +42,7 @@ async fn add_hook(
         studio_id: studio.into(),
         url,
         events: vec![event as i32],
-        timeout: Some(prost_types::Duration {
+        timeout: Some(pbjson_types::Duration {
             seconds: timeout_ms / 1000,
             nanos: ((timeout_ms % 1000) * 1_000_000) as i32,
         }),

@@ -80,7 +80,7 @@ pub fn issue_user_token(
     proto::IssueUserTokenRequest {
         studio_id: studio_id.into(),
         user_id: user_id.into(),
-        ttl: ttl_seconds.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+        ttl: ttl_seconds.map(|seconds| pbjson_types::Duration { seconds, nanos: 0 }),
     }
 }
 

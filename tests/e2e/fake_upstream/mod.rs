@@ -341,8 +341,8 @@ pub fn text_request(model: &str, user: &str) -> proto::TextRequest {
 }
 
 /// A millisecond duration for provider timeouts.
-pub fn ms(ms: i64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration {
+pub fn ms(ms: i64) -> Option<pbjson_types::Duration> {
+    Some(pbjson_types::Duration {
         seconds: ms / 1000,
         nanos: ((ms % 1000) * 1_000_000) as i32,
     })

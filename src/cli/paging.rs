@@ -1,109 +1,18 @@
-//! The admin CLI's gRPC plumbing: connecting, authenticating, turning a
-//! `Status` into one readable line, and following `next_page_token`.
+//! Following `next_page_token`: a list command's pages, up to `--page-size`
+//! items or every item with `--all`.
 
-use std::future::Future;
-use std::time::Duration;
+use anyhow::{Result, bail};
+use downcity::proto;
+use tonic::{Response, Status};
 
-use anyhow::{Context, Result, anyhow, bail};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
-use tonic_types::StatusExt;
+use super::connection::unary;
 
-use super::render::code_name;
-use crate::proto;
-use crate::proto::admin_service_client::AdminServiceClient;
-
-/// How long establishing the connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one call may take, connection included.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest page the server accepts.
 const MAX_PAGE_SIZE: u32 = 1000;
 
-/// An `AdminService` client whose every call carries the bearer key.
-pub(super) type Client = AdminServiceClient<InterceptedService<Channel, Bearer>>;
-
-/// Adds `authorization: Bearer <key>` to every request.
-#[derive(Clone)]
-pub(super) struct Bearer(MetadataValue<Ascii>);
-
-impl Bearer {
-    /// The header for `key`; `None` or blank is an error naming the env var.
-    pub(super) fn new(key: Option<&str>) -> Result<Self> {
-        let key = key
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                anyhow!(
-                    "no admin key: set DOWNCITY_ADMIN_KEY or pass --admin-key \
-                 (a studio key `dck_...` works for the studio-scoped calls)"
-                )
-            })?;
-        let mut value = MetadataValue::try_from(format!("Bearer {key}"))
-            .map_err(|_| anyhow!("the admin key holds characters not allowed in a gRPC header"))?;
-        value.set_sensitive(true);
-        Ok(Self(value))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-/// `addr` as a URI: `host:port` gets `http://`; a given scheme is kept.
-pub(super) fn endpoint_uri(addr: &str) -> String {
-    let addr = addr.trim();
-    if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    }
-}
-
-/// Connects to the City at `addr`.
-pub(super) async fn connect(addr: &str, bearer: Bearer) -> Result<Client> {
-    let uri = endpoint_uri(addr);
-    let endpoint = Endpoint::from_shared(uri.clone())
-        .with_context(|| format!("invalid address `{addr}`"))?
-        .tcp_nodelay(true)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT);
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {uri}"))?;
-    Ok(AdminServiceClient::with_interceptor(channel, bearer))
-}
-
-/// Awaits one call; a failed status becomes [`status_error`].
-pub(super) async fn unary<T>(call: impl Future<Output = Result<Response<T>, Status>>) -> Result<T> {
-    call.await
-        .map(Response::into_inner)
-        .map_err(|status| anyhow!(status_line(&status)))
-}
-
-/// `<CODE>: <message> (reason: <ErrorInfo reason>)`, without the reason when
-/// the status carries no ErrorInfo.
-pub(super) fn status_line(status: &Status) -> String {
-    let code = code_name(status.code());
-    let message = status.message();
-    match status.get_error_details().error_info() {
-        Some(info) => format!("{code}: {message} (reason: {})", info.reason),
-        None => format!("{code}: {message}"),
-    }
-}
-
 /// How many items a list command prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
-pub(super) struct PageArgs {
+pub(crate) struct PageArgs {
     /// Most items to print, fetched in pages of at most this many.
     #[arg(
         long,
@@ -112,19 +21,19 @@ pub(super) struct PageArgs {
         default_value_t = 100,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
-    pub(super) page_size: u32,
+    pub(crate) page_size: u32,
     /// Print every item, following next_page_token to the last page.
     #[arg(long)]
-    pub(super) all: bool,
+    pub(crate) all: bool,
 }
 
 /// A request message with `page_size` and `page_token`.
-pub(super) trait PagedRequest: Clone {
+pub(crate) trait PagedRequest: Clone {
     fn set_page(&mut self, page_size: i32, page_token: String);
 }
 
 /// A response message with one repeated field and `next_page_token`.
-pub(super) trait PagedResponse {
+pub(crate) trait PagedResponse {
     type Item;
     /// The name of the repeated field, as in the proto.
     const FIELD: &'static str;
@@ -164,17 +73,17 @@ paged! {
 
 /// The items of one or more pages, and the token of the page after them.
 #[derive(Debug)]
-pub(super) struct Listing<T> {
+pub(crate) struct Listing<T> {
     /// The name of the repeated field, as in the proto.
-    pub(super) field: &'static str,
-    pub(super) items: Vec<T>,
+    pub(crate) field: &'static str,
+    pub(crate) items: Vec<T>,
     /// Empty when the last page was reached.
-    pub(super) next_page_token: String,
+    pub(crate) next_page_token: String,
 }
 
 /// Calls `rpc` with `request` page after page: up to `page.page_size` items,
 /// or every item with `page.all`.
-pub(super) async fn collect<Req, Resp>(
+pub(crate) async fn collect<Req, Resp>(
     page: PageArgs,
     mut request: Req,
     mut rpc: impl AsyncFnMut(Req) -> Result<Response<Resp>, Status>,
@@ -209,7 +118,7 @@ where
 
 /// Calls `rpc` with `request` for every page, in pages of the largest size
 /// the server accepts, and hands each page to `each` as it arrives.
-pub(super) async fn for_each_page<Req, Resp>(
+pub(crate) async fn for_each_page<Req, Resp>(
     mut request: Req,
     mut rpc: impl AsyncFnMut(Req) -> Result<Response<Resp>, Status>,
     mut each: impl FnMut(Vec<Resp::Item>) -> Result<()>,
@@ -235,55 +144,10 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use tonic::Code;
-    use tonic_types::ErrorDetails;
+    use anyhow::anyhow;
+    use downcity::proto::{ListStudiosRequest, ListStudiosResponse, Studio};
 
     use super::*;
-    use crate::proto::{ListStudiosRequest, ListStudiosResponse, Studio};
-
-    #[test]
-    fn addresses_get_http_unless_they_have_a_scheme() {
-        assert_eq!(endpoint_uri("127.0.0.1:50051"), "http://127.0.0.1:50051");
-        assert_eq!(endpoint_uri(" city:1 "), "http://city:1");
-        assert_eq!(endpoint_uri("http://city:1"), "http://city:1");
-        assert_eq!(endpoint_uri("https://city:1"), "https://city:1");
-    }
-
-    #[test]
-    fn a_missing_key_names_the_env_var() {
-        for key in [None, Some(""), Some("  ")] {
-            let err = Bearer::new(key)
-                .err()
-                .expect("no key must fail")
-                .to_string();
-            assert!(err.contains("DOWNCITY_ADMIN_KEY"), "{err}");
-        }
-        let bearer = Bearer::new(Some("dck_abc_secret")).expect("valid key");
-        assert_eq!(bearer.0.to_str().unwrap(), "Bearer dck_abc_secret");
-        assert!(Bearer::new(Some("bad\nkey")).is_err());
-    }
-
-    #[test]
-    fn the_interceptor_adds_the_bearer_header() {
-        let mut bearer = Bearer::new(Some("k")).unwrap();
-        let request = bearer.call(Request::new(())).unwrap();
-        assert_eq!(request.metadata().get("authorization").unwrap(), "Bearer k");
-    }
-
-    #[test]
-    fn status_lines_carry_code_message_and_reason() {
-        let details = ErrorDetails::with_error_info("STUDIO_NOT_FOUND", "downcity", HashMap::new());
-        let status =
-            Status::with_error_details(Code::NotFound, "studio `x` does not exist", details);
-        assert_eq!(
-            status_line(&status),
-            "NOT_FOUND: studio `x` does not exist (reason: STUDIO_NOT_FOUND)"
-        );
-        let plain = Status::unavailable("down");
-        assert_eq!(status_line(&plain), "UNAVAILABLE: down");
-    }
 
     /// A fake ListStudios over `total` studios that serves at most `cap` per page.
     fn fake_list(
