@@ -87,8 +87,9 @@ class AsyncAI:
 
     async def text(
         self,
-        prompt: Messages,
+        prompt: Optional[Messages] = None,
         *,
+        messages: Optional[Messages] = None,
         model: str = "",
         max_tokens: Optional[int] = None,
         temperature: Optional[float] = None,
@@ -98,13 +99,14 @@ class AsyncAI:
         timeout: Optional[float] = None,
     ) -> ai_pb2.TextResponse:
         request = ai_pb2.TextRequest(
-            **_common.text_fields(prompt, model, max_tokens, temperature, top_p, stop, metadata))
+            **_common.text_fields(prompt, messages, model, max_tokens, temperature, top_p, stop, metadata))
         return await _unary(self._stub.Text, request, self._metadata, timeout or self._timeout)
 
     def stream(
         self,
-        prompt: Messages,
+        prompt: Optional[Messages] = None,
         *,
+        messages: Optional[Messages] = None,
         model: str = "",
         max_tokens: Optional[int] = None,
         temperature: Optional[float] = None,
@@ -114,7 +116,7 @@ class AsyncAI:
         timeout: Optional[float] = None,
     ) -> AsyncTextStream:
         request = ai_pb2.StreamTextRequest(
-            **_common.text_fields(prompt, model, max_tokens, temperature, top_p, stop, metadata))
+            **_common.text_fields(prompt, messages, model, max_tokens, temperature, top_p, stop, metadata))
         call = self._stub.StreamText(request, metadata=self._metadata,
                                      timeout=timeout or self._stream_timeout)
         return AsyncTextStream(call)

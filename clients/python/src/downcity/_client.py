@@ -99,8 +99,9 @@ class AI:
 
     def text(
         self,
-        prompt: Messages,
+        prompt: Optional[Messages] = None,
         *,
+        messages: Optional[Messages] = None,
         model: str = "",
         max_tokens: Optional[int] = None,
         temperature: Optional[float] = None,
@@ -109,15 +110,21 @@ class AI:
         metadata: Optional[Mapping[str, str]] = None,
         timeout: Optional[float] = None,
     ) -> ai_pb2.TextResponse:
-        """One complete answer. ``model`` empty uses the text pathway's default."""
+        """One complete answer. ``model`` empty uses the text pathway's default.
+
+        The conversation is ``prompt`` (positional) or ``messages=``: a string, or a list of
+        OpenAI-style ``{"role": ..., "content": ...}`` dicts, ``(role, content)`` pairs or
+        ``Message``s. Another shape raises TypeError before anything is sent.
+        """
         request = ai_pb2.TextRequest(
-            **_common.text_fields(prompt, model, max_tokens, temperature, top_p, stop, metadata))
+            **_common.text_fields(prompt, messages, model, max_tokens, temperature, top_p, stop, metadata))
         return _unary(self._stub.Text, request, self._metadata, timeout or self._timeout)
 
     def stream(
         self,
-        prompt: Messages,
+        prompt: Optional[Messages] = None,
         *,
+        messages: Optional[Messages] = None,
         model: str = "",
         max_tokens: Optional[int] = None,
         temperature: Optional[float] = None,
@@ -128,7 +135,7 @@ class AI:
     ) -> TextStream:
         """The answer piece by piece; see TextStream."""
         request = ai_pb2.StreamTextRequest(
-            **_common.text_fields(prompt, model, max_tokens, temperature, top_p, stop, metadata))
+            **_common.text_fields(prompt, messages, model, max_tokens, temperature, top_p, stop, metadata))
         call = self._stub.StreamText(request, metadata=self._metadata,
                                      timeout=timeout or self._stream_timeout)
         return TextStream(call)
