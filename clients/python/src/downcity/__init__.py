@@ -11,6 +11,7 @@ The generated messages and stubs are in ``downcity.v1`` (``ai_pb2``, ``admin_pb2
 from ._aio import AsyncAI, AsyncTextStream, AsyncUserClient
 from ._client import AI, AdminClient, TextStream, UserClient
 from ._errors import DOMAIN, DowncityError
+from ._tls import TLS
 from .v1.admin_pb2 import (
     STUDIO_STATUS_ACTIVE,
     STUDIO_STATUS_SUSPENDED,
@@ -52,6 +53,7 @@ __all__ = [
     "STUDIO_STATUS_SUSPENDED",
     "StreamTextResponse",
     "Studio",
+    "TLS",
     "TextResponse",
     "TextStream",
     "UserClient",

@@ -10,6 +10,7 @@ import grpc.aio
 from . import _common
 from ._common import Messages
 from ._errors import DowncityError
+from ._tls import TLS, connection
 from .v1 import ai_pb2, ai_pb2_grpc, common_pb2
 
 
@@ -153,15 +154,16 @@ class AsyncUserClient:
         studio_id: str,
         user_token: str,
         *,
+        tls: Optional[TLS] = None,
         credentials: Optional[grpc.ChannelCredentials] = None,
         timeout: float = _common.DEFAULT_TIMEOUT,
         stream_timeout: float = _common.DEFAULT_STREAM_TIMEOUT,
     ) -> None:
-        options = list(_common.CHANNEL_OPTIONS)
-        if credentials is None:
-            self.channel = grpc.aio.insecure_channel(target, options=options)
+        address, creds, options = connection(target, tls, credentials, list(_common.CHANNEL_OPTIONS))
+        if creds is None:
+            self.channel = grpc.aio.insecure_channel(address, options=options)
         else:
-            self.channel = grpc.aio.secure_channel(target, credentials, options=options)
+            self.channel = grpc.aio.secure_channel(address, creds, options=options)
         self.metadata = _common.user_metadata(studio_id, user_token)
         self.stub = ai_pb2_grpc.AIServiceStub(self.channel)
         self.ai = AsyncAI(self.stub, self.metadata, timeout, stream_timeout)
