@@ -5,6 +5,8 @@ import io.grpc.ClientInterceptors;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.ManagedChannelRegistry;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
@@ -12,8 +14,34 @@ import java.util.concurrent.TimeUnit;
 final class Channels {
   private Channels() {}
 
+  /**
+   * A channel to {@code target}: "host:port" or "http://host:port" (plaintext), or
+   * "https://host:port" (TLS with the system roots); with {@code options.tls()} it is TLS as
+   * that says (and an http:// target is refused).
+   */
   static ManagedChannel open(String target, ClientOptions options) {
-    return Grpc.newChannelBuilder(target, InsecureChannelCredentials.create())
+    boolean https = target.startsWith("https://");
+    if (target.startsWith("http://") && options.tls().isPresent()) {
+      throw new IllegalArgumentException(target + " is plaintext (http://) but TLS options were given: "
+          + "use https:// or host:port");
+    }
+    String address = target.replaceFirst("^https?://", "").replaceFirst("/$", "");
+    Tls tls = options.tls().orElse(https ? Tls.systemRoots() : null);
+    ManagedChannelBuilder<?> builder;
+    try {
+      builder = Grpc.newChannelBuilder(
+          address, tls == null ? InsecureChannelCredentials.create() : tls.credentials());
+    } catch (ManagedChannelRegistry.ProviderNotFoundException | IllegalArgumentException e) {
+      if (tls == null) {
+        throw e;
+      }
+      // For example a client key the transport cannot read.
+      throw new IllegalArgumentException("TLS: unusable credentials: " + e.getMessage(), e);
+    }
+    if (tls != null) {
+      tls.serverName().ifPresent(builder::overrideAuthority);
+    }
+    return builder
         .keepAliveTime(30, TimeUnit.SECONDS)
         .keepAliveTimeout(10, TimeUnit.SECONDS)
         .keepAliveWithoutCalls(false)
