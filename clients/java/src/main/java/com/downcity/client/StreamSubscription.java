@@ -59,8 +59,10 @@ final class StreamSubscription
   @Override
   public void request(long n) {
     if (n <= 0) {
-      cancel();
-      subscriber.onError(new IllegalArgumentException("request(n) needs n > 0, not " + n + " (Reactive Streams §3.9)"));
+      if (done.compareAndSet(false, true)) { // after the end, a request is a no-op (§3.6)
+        cancelCall();
+        subscriber.onError(new IllegalArgumentException("request(n) needs n > 0, not " + n + " (Reactive Streams §3.9)"));
+      }
       return;
     }
     synchronized (this) {
@@ -84,11 +86,14 @@ final class StreamSubscription
   @Override
   public void cancel() {
     if (done.compareAndSet(false, true)) {
-      synchronized (this) {
-        if (started) {
-          call.cancel("cancelled by the subscriber", null);
-        }
-      }
+      cancelCall();
+    }
+  }
+
+  /** Cancels the call if it has started; started() cancels one that starts later. */
+  private synchronized void cancelCall() {
+    if (started) {
+      call.cancel("cancelled by the subscriber", null);
     }
   }
 

@@ -106,5 +106,7 @@ class StreamPublisherTest {
     client.ai().stream(request("hi"), recorder);
     recorder.subscription.request(0);
     assertInstanceOf(IllegalArgumentException.class, recorder.awaitError());
+    recorder.subscription.request(-1); // after the end: nothing more
+    assertEquals(List.of("subscribe", "error"), recorder.signals);
   }
 }
