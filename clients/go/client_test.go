@@ -117,6 +117,25 @@ func TestStreamCancelledEarly(t *testing.T) {
 		t.Fatalf("cancel took %v", elapsed)
 	}
 
+	// Close from another goroutine interrupts a Recv that is waiting for a piece
+	// (run with -race: Close and Recv share the stream's state).
+	stream, err = user(t).StreamText(ctx, &downcityv1.StreamTextRequest{
+		Model: slow, Messages: downcity.Prompt(strings.Join(words, " ")),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	go stream.Close() // before or during the Recv below: either way it ends with ErrStreamClosed
+	for err == nil {
+		_, err = stream.Recv()
+	}
+	if !errors.Is(err, downcity.ErrStreamClosed) || stream.Usage() != nil {
+		t.Fatalf("Recv interrupted by Close: %v (usage %v)", err, stream.Usage())
+	}
+
 	// Cancelling the context stops a stream too, with codes.Canceled.
 	cctx, cancel := context.WithCancel(ctx)
 	stream, err = user(t).StreamText(cctx, &downcityv1.StreamTextRequest{

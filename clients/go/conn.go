@@ -2,9 +2,13 @@ package downcity
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -16,19 +20,38 @@ const DefaultTimeout = 60 * time.Second
 // DefaultStreamTimeout is the deadline of a stream whose context has none.
 const DefaultStreamTimeout = 300 * time.Second
 
-// Dial connects to a City at target ("host:port") with keepalive pings. The
-// connection is plaintext unless opts carry transport credentials (for TLS,
-// grpc.WithTransportCredentials(credentials.NewTLS(...))); opts come after
-// the defaults, so they win.
+// Dial connects to a City at target with keepalive pings. target is
+// "host:port" or "http://host:port" (plaintext), or "https://host:port" (TLS
+// with the system roots). For a private CA or mTLS pass credentials from
+// TLS.Credentials: Dial(target, grpc.WithTransportCredentials(creds)). opts
+// come after the defaults, so they win.
 func Dial(target string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	address, useTLS := splitScheme(target)
+	transport := insecure.NewCredentials()
+	if useTLS {
+		transport = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	}
 	defaults := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(transport),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time:    30 * time.Second,
 			Timeout: 10 * time.Second,
 		}),
 	}
-	return grpc.NewClient(target, append(defaults, opts...)...)
+	return grpc.NewClient(address, append(defaults, opts...)...)
+}
+
+// DialTLS connects to a City over TLS as t says (CA, client certificate for
+// mTLS, server name); target is "host:port" or "https://host:port".
+func DialTLS(target string, t TLS, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	if strings.HasPrefix(target, "http://") {
+		return nil, errors.New("downcity: DialTLS to an http:// target: use https:// or host:port")
+	}
+	creds, err := t.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	return Dial(target, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
 }
 
 // authConn adds credentials metadata and default deadlines to every call.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 
@@ -67,44 +68,50 @@ func (c *UserClient) StreamText(ctx context.Context, req *downcityv1.StreamTextR
 	return &TextStream{stream: stream, cancel: cancel}, nil
 }
 
-// TextStream is a streamed answer; see UserClient.StreamText.
+// TextStream is a streamed answer; see UserClient.StreamText. One goroutine
+// reads it (Recv, ReadAll); Close, Usage and FinishReason are safe from any.
 type TextStream struct {
 	stream grpc.ServerStreamingClient[downcityv1.StreamTextResponse]
 	cancel context.CancelFunc
-	last   *downcityv1.StreamTextResponse
-	closed bool
+	last   atomic.Pointer[downcityv1.StreamTextResponse]
+	closed atomic.Bool
 }
 
-// ErrStreamClosed is returned by Recv after Close.
+// ErrStreamClosed is returned by Recv after Close, also by a Recv that Close
+// (from another goroutine) interrupted.
 var ErrStreamClosed = errors.New("downcity: stream closed")
 
 // Recv returns the next piece, io.EOF after the last one, or the call's error.
 func (s *TextStream) Recv() (*downcityv1.StreamTextResponse, error) {
-	if s.closed {
+	if s.closed.Load() {
 		return nil, ErrStreamClosed
 	}
 	piece, err := s.stream.Recv()
 	if err != nil {
 		s.cancel()
+		if s.closed.Load() {
+			return nil, ErrStreamClosed
+		}
 		return nil, err
 	}
 	if piece.GetUsage() != nil {
-		s.last = piece
+		s.last.Store(piece)
 	}
 	return piece, nil
 }
 
-// Close stops the stream; it is safe to call more than once and after the end.
+// Close stops the stream; it is safe to call more than once, after the end,
+// and while another goroutine is blocked in Recv.
 func (s *TextStream) Close() {
-	s.closed = true
+	s.closed.Store(true)
 	s.cancel()
 }
 
 // Usage is what the call consumed, once the last piece has been received.
-func (s *TextStream) Usage() *downcityv1.Usage { return s.last.GetUsage() }
+func (s *TextStream) Usage() *downcityv1.Usage { return s.last.Load().GetUsage() }
 
 // FinishReason is why the answer ended, once the last piece has been received.
-func (s *TextStream) FinishReason() downcityv1.FinishReason { return s.last.GetFinishReason() }
+func (s *TextStream) FinishReason() downcityv1.FinishReason { return s.last.Load().GetFinishReason() }
 
 // ReadAll reads the stream to its end and returns the whole text.
 func (s *TextStream) ReadAll() (string, error) {

@@ -35,8 +35,25 @@ export class DowncityError extends ConnectError {
   /** Converts anything a call threw (ConnectError, AbortError, …) into a DowncityError. */
   static from(err: unknown): DowncityError {
     if (err instanceof DowncityError) return err;
-    return new DowncityError(ConnectError.from(err, Code.Unknown));
+    const converted = ConnectError.from(err, Code.Unknown);
+    if (converted.code === Code.Internal && isTlsFailure(converted.cause)) {
+      // A failed TLS handshake is a connection that could not be made: UNAVAILABLE, as in
+      // gRPC's other clients (connect-node reports it INTERNAL).
+      return new DowncityError(
+        new ConnectError(converted.rawMessage, Code.Unavailable, converted.metadata, undefined, converted.cause),
+      );
+    }
+    return new DowncityError(converted);
   }
+}
+
+/** Node's errors of a TLS handshake: OpenSSL's (ERR_SSL_…) and certificate checks'. */
+function isTlsFailure(cause: unknown): boolean {
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  return (
+    typeof code === "string" &&
+    /^(ERR_SSL_|ERR_TLS_|ERR_OSSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT)/.test(code)
+  );
 }
 
 /** The ErrorInfo reason of any error a call threw; "" when there is none. */

@@ -7,6 +7,7 @@ export { AI, type ChatMessage, type ImageInput, type Messages, type TextInput, T
 export { AdminClient, type AdminClientOptions } from "./admin.js";
 export { DOMAIN, DowncityError, reasonOf } from "./errors.js";
 export { type ConnectionOptions, DEFAULT_STREAM_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from "./transport.js";
+export { type Pem, type TlsOptions } from "./tls.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 export * from "./gen/downcity/v1/common_pb.js";
 export * from "./gen/downcity/v1/ai_pb.js";

@@ -1,6 +1,7 @@
 import type { Interceptor, StreamResponse, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { DowncityError } from "./errors.js";
+import { type TlsOptions, tlsSessionOptions } from "./tls.js";
 
 /** The deadline of a unary call that sets none, in milliseconds. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -9,8 +10,13 @@ export const DEFAULT_STREAM_TIMEOUT_MS = 300_000;
 
 /** Options every client takes. */
 export interface ConnectionOptions {
-  /** City's address with scheme, such as "http://127.0.0.1:50051" (https for TLS). */
+  /**
+   * City's address: "http://host:port" (plaintext) or "https://host:port" (TLS, the system
+   * roots unless `tls.ca`); "host:port" is plaintext, or TLS when `tls` is given.
+   */
   baseUrl: string;
+  /** TLS with a private CA and/or a client certificate (mTLS); see TlsOptions. */
+  tls?: TlsOptions;
   /** Deadline of unary calls; default DEFAULT_TIMEOUT_MS. */
   timeoutMs?: number;
   /** Deadline of streams; default DEFAULT_STREAM_TIMEOUT_MS. */
@@ -29,14 +35,15 @@ export class Connection {
   constructor(options: ConnectionOptions, headers: Record<string, string>) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.streamTimeoutMs = options.streamTimeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS;
+    const { baseUrl, sessionOptions } = tlsSessionOptions(options.baseUrl, options.tls);
     // Keepalive: ping every 30 s while calls are open; a ping unanswered in 10 s drops the connection.
-    this.session = new Http2SessionManager(options.baseUrl, {
-      pingIntervalMs: 30_000,
-      pingTimeoutMs: 10_000,
-      idleConnectionTimeoutMs: 60_000,
-    });
+    this.session = new Http2SessionManager(
+      baseUrl,
+      { pingIntervalMs: 30_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 60_000 },
+      sessionOptions,
+    );
     this.transport = createGrpcTransport({
-      baseUrl: options.baseUrl,
+      baseUrl,
       sessionManager: this.session,
       defaultTimeoutMs: this.timeoutMs,
       interceptors: [credentials(headers), convertErrors, ...(options.interceptors ?? [])],

@@ -8,9 +8,13 @@ The generated messages and stubs are in ``downcity.v1`` (``ai_pb2``, ``admin_pb2
 ``common_pb2`` and their ``*_pb2_grpc``).
 """
 
+#: The one Downcity version of City and every client (Cargo.toml; scripts/check-version).
+__version__ = "0.1.0"
+
 from ._aio import AsyncAI, AsyncTextStream, AsyncUserClient
 from ._client import AI, AdminClient, TextStream, UserClient
 from ._errors import DOMAIN, DowncityError
+from ._tls import TLS
 from .v1.admin_pb2 import (
     STUDIO_STATUS_ACTIVE,
     STUDIO_STATUS_SUSPENDED,
@@ -52,6 +56,7 @@ __all__ = [
     "STUDIO_STATUS_SUSPENDED",
     "StreamTextResponse",
     "Studio",
+    "TLS",
     "TextResponse",
     "TextStream",
     "UserClient",

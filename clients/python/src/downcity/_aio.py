@@ -10,6 +10,7 @@ import grpc.aio
 from . import _common
 from ._common import Messages
 from ._errors import DowncityError
+from ._tls import TLS, connection
 from .v1 import ai_pb2, ai_pb2_grpc, common_pb2
 
 
@@ -87,8 +88,9 @@ class AsyncAI:
 
     async def text(
         self,
-        prompt: Messages,
+        prompt: Optional[Messages] = None,
         *,
+        messages: Optional[Messages] = None,
         model: str = "",
         max_tokens: Optional[int] = None,
         temperature: Optional[float] = None,
@@ -98,13 +100,14 @@ class AsyncAI:
         timeout: Optional[float] = None,
     ) -> ai_pb2.TextResponse:
         request = ai_pb2.TextRequest(
-            **_common.text_fields(prompt, model, max_tokens, temperature, top_p, stop, metadata))
+            **_common.text_fields(prompt, messages, model, max_tokens, temperature, top_p, stop, metadata))
         return await _unary(self._stub.Text, request, self._metadata, timeout or self._timeout)
 
     def stream(
         self,
-        prompt: Messages,
+        prompt: Optional[Messages] = None,
         *,
+        messages: Optional[Messages] = None,
         model: str = "",
         max_tokens: Optional[int] = None,
         temperature: Optional[float] = None,
@@ -114,7 +117,7 @@ class AsyncAI:
         timeout: Optional[float] = None,
     ) -> AsyncTextStream:
         request = ai_pb2.StreamTextRequest(
-            **_common.text_fields(prompt, model, max_tokens, temperature, top_p, stop, metadata))
+            **_common.text_fields(prompt, messages, model, max_tokens, temperature, top_p, stop, metadata))
         call = self._stub.StreamText(request, metadata=self._metadata,
                                      timeout=timeout or self._stream_timeout)
         return AsyncTextStream(call)
@@ -151,15 +154,16 @@ class AsyncUserClient:
         studio_id: str,
         user_token: str,
         *,
+        tls: Optional[TLS] = None,
         credentials: Optional[grpc.ChannelCredentials] = None,
         timeout: float = _common.DEFAULT_TIMEOUT,
         stream_timeout: float = _common.DEFAULT_STREAM_TIMEOUT,
     ) -> None:
-        options = list(_common.CHANNEL_OPTIONS)
-        if credentials is None:
-            self.channel = grpc.aio.insecure_channel(target, options=options)
+        address, creds, options = connection(target, tls, credentials, list(_common.CHANNEL_OPTIONS))
+        if creds is None:
+            self.channel = grpc.aio.insecure_channel(address, options=options)
         else:
-            self.channel = grpc.aio.secure_channel(target, credentials, options=options)
+            self.channel = grpc.aio.secure_channel(address, creds, options=options)
         self.metadata = _common.user_metadata(studio_id, user_token)
         self.stub = ai_pb2_grpc.AIServiceStub(self.channel)
         self.ai = AsyncAI(self.stub, self.metadata, timeout, stream_timeout)

@@ -9,16 +9,17 @@ import grpc
 from . import _common
 from ._common import Messages, Ttl
 from ._errors import DowncityError
+from ._tls import TLS, connection
 from .v1 import admin_pb2, admin_pb2_grpc, ai_pb2, ai_pb2_grpc, common_pb2
 
 T = TypeVar("T")
 
 
-def _channel(target: str, credentials: Optional[grpc.ChannelCredentials]) -> grpc.Channel:
-    options = list(_common.CHANNEL_OPTIONS)
+def _channel(target: str, tls: Optional[TLS], credentials: Optional[grpc.ChannelCredentials]) -> grpc.Channel:
+    address, credentials, options = connection(target, tls, credentials, list(_common.CHANNEL_OPTIONS))
     if credentials is None:
-        return grpc.insecure_channel(target, options=options)
-    return grpc.secure_channel(target, credentials, options=options)
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, credentials, options=options)
 
 
 def _unary(fn: Callable[..., T], request: Any, metadata: Any, timeout: Optional[float]) -> T:
@@ -99,8 +100,9 @@ class AI:
 
     def text(
         self,
-        prompt: Messages,
+        prompt: Optional[Messages] = None,
         *,
+        messages: Optional[Messages] = None,
         model: str = "",
         max_tokens: Optional[int] = None,
         temperature: Optional[float] = None,
@@ -109,15 +111,21 @@ class AI:
         metadata: Optional[Mapping[str, str]] = None,
         timeout: Optional[float] = None,
     ) -> ai_pb2.TextResponse:
-        """One complete answer. ``model`` empty uses the text pathway's default."""
+        """One complete answer. ``model`` empty uses the text pathway's default.
+
+        The conversation is ``prompt`` (positional) or ``messages=``: a string, or a list of
+        OpenAI-style ``{"role": ..., "content": ...}`` dicts, ``(role, content)`` pairs or
+        ``Message``s. Another shape raises TypeError before anything is sent.
+        """
         request = ai_pb2.TextRequest(
-            **_common.text_fields(prompt, model, max_tokens, temperature, top_p, stop, metadata))
+            **_common.text_fields(prompt, messages, model, max_tokens, temperature, top_p, stop, metadata))
         return _unary(self._stub.Text, request, self._metadata, timeout or self._timeout)
 
     def stream(
         self,
-        prompt: Messages,
+        prompt: Optional[Messages] = None,
         *,
+        messages: Optional[Messages] = None,
         model: str = "",
         max_tokens: Optional[int] = None,
         temperature: Optional[float] = None,
@@ -128,7 +136,7 @@ class AI:
     ) -> TextStream:
         """The answer piece by piece; see TextStream."""
         request = ai_pb2.StreamTextRequest(
-            **_common.text_fields(prompt, model, max_tokens, temperature, top_p, stop, metadata))
+            **_common.text_fields(prompt, messages, model, max_tokens, temperature, top_p, stop, metadata))
         call = self._stub.StreamText(request, metadata=self._metadata,
                                      timeout=timeout or self._stream_timeout)
         return TextStream(call)
@@ -157,8 +165,10 @@ class AI:
 class UserClient:
     """An end user's connection to City: ``UserClient(target, studio_id, user_token)``.
 
-    ``target`` is ``host:port``; the channel is plaintext unless ``credentials``
-    (``grpc.ssl_channel_credentials()``) are given. Calls get a default deadline
+    ``target`` is ``host:port`` or ``http://host:port`` (plaintext), or ``https://host:port``
+    (TLS with the system roots); ``tls=TLS(ca=..., cert=..., key=...)`` connects over TLS with a
+    private CA and/or a client certificate (mTLS), ``credentials=`` with any
+    ``grpc.ChannelCredentials``. Calls get a default deadline
     (``timeout`` seconds; ``stream_timeout`` for streams) and the connection
     keepalive pings. Failed calls raise DowncityError.
     """
@@ -169,12 +179,13 @@ class UserClient:
         studio_id: str,
         user_token: str,
         *,
+        tls: Optional[TLS] = None,
         credentials: Optional[grpc.ChannelCredentials] = None,
         timeout: float = _common.DEFAULT_TIMEOUT,
         stream_timeout: float = _common.DEFAULT_STREAM_TIMEOUT,
         channel: Optional[grpc.Channel] = None,
     ) -> None:
-        self.channel = channel or _channel(target, credentials)
+        self.channel = channel or _channel(target, tls, credentials)
         self._owns_channel = channel is None
         #: The call metadata City expects, for use with the raw ``stub``.
         self.metadata = _common.user_metadata(studio_id, user_token)
@@ -205,11 +216,12 @@ class AdminClient:
         target: str,
         key: str,
         *,
+        tls: Optional[TLS] = None,
         credentials: Optional[grpc.ChannelCredentials] = None,
         timeout: float = _common.DEFAULT_TIMEOUT,
         channel: Optional[grpc.Channel] = None,
     ) -> None:
-        self.channel = channel or _channel(target, credentials)
+        self.channel = channel or _channel(target, tls, credentials)
         self._owns_channel = channel is None
         self.metadata = _common.bearer_metadata(key)
         self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)

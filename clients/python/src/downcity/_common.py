@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from google.protobuf import duration_pb2
 
@@ -24,14 +24,22 @@ CHANNEL_OPTIONS: Tuple[Tuple[str, int], ...] = (
 
 _ROLES = {
     "system": common_pb2.ROLE_SYSTEM,
+    "developer": common_pb2.ROLE_SYSTEM,  # OpenAI's newer name for the system role
     "user": common_pb2.ROLE_USER,
     "assistant": common_pb2.ROLE_ASSISTANT,
 }
 
-#: A conversation: one user message as a string, or messages as ``ai_pb2.Message``
-#: or ``(role, content)`` pairs with role "system", "user" or "assistant".
-Messages = Union[str, Sequence[Union[ai_pb2.Message, Tuple[str, str]]]]
+#: One message: an ``ai_pb2.Message``, a ``(role, content)`` pair, or an OpenAI-style
+#: ``{"role": ..., "content": ...}`` dict. Roles: "system" (or "developer"), "user",
+#: "assistant", or a ``ROLE_*`` value; content: a string, or a list of
+#: ``{"type": "text", "text": ...}`` parts.
+Message = Union[ai_pb2.Message, Tuple[str, str], Mapping[str, Any]]
+#: A conversation: one user message as a string, or messages oldest first.
+Messages = Union[str, Sequence[Message]]
 Ttl = Union[datetime.timedelta, float, int, None]
+
+_EXPECTED = ('a string (one user message) or a list of messages, each an ai_pb2.Message, '
+             'a (role, content) pair or a {"role": ..., "content": ...} dict')
 
 
 def user_metadata(studio_id: str, user_token: str) -> Tuple[Tuple[str, str], ...]:
@@ -42,17 +50,65 @@ def bearer_metadata(key: str) -> Tuple[Tuple[str, str], ...]:
     return (("authorization", f"Bearer {key}"),)
 
 
-def messages(value: Messages) -> list[ai_pb2.Message]:
+def conversation(prompt: Optional[Messages], messages: Optional[Messages]) -> Messages:
+    """The one conversation given, positionally (``prompt``) or as ``messages=``."""
+    if prompt is not None and messages is not None:
+        raise TypeError("give the conversation once: positionally or as messages=, not both")
+    value = prompt if prompt is not None else messages
+    if value is None:
+        raise TypeError(f"missing the conversation: expected {_EXPECTED}")
+    return value
+
+
+def to_messages(value: Messages) -> List[ai_pb2.Message]:
+    """Every accepted form of a conversation as ``ai_pb2.Message``s; TypeError otherwise."""
     if isinstance(value, str):
         return [ai_pb2.Message(role=common_pb2.ROLE_USER, content=value)]
-    out = []
-    for m in value:
-        if isinstance(m, ai_pb2.Message):
-            out.append(m)
-        else:
-            role, content = m
-            out.append(ai_pb2.Message(role=_ROLES[role], content=content))
-    return out
+    if isinstance(value, (bytes, Mapping)) or not isinstance(value, Sequence):
+        raise TypeError(f"expected {_EXPECTED}; got {type(value).__name__}")
+    return [_message(m, i) for i, m in enumerate(value)]
+
+
+def _message(m: object, index: int) -> ai_pb2.Message:
+    if isinstance(m, ai_pb2.Message):
+        return m
+    if isinstance(m, Mapping):
+        if "role" not in m or "content" not in m:
+            raise TypeError(f'messages[{index}]: a dict needs "role" and "content"; got keys {sorted(m)}')
+        role, content = m["role"], m["content"]
+    elif isinstance(m, tuple) and len(m) == 2:
+        role, content = m
+    else:
+        raise TypeError(f"messages[{index}]: expected an ai_pb2.Message, a (role, content) pair "
+                        f'or a {{"role": ..., "content": ...}} dict; got {type(m).__name__}')
+    return ai_pb2.Message(role=_role(role, index), content=_content(content, index))
+
+
+def _role(role: object, index: int) -> common_pb2.Role.ValueType:
+    if isinstance(role, str):
+        if role not in _ROLES:
+            raise ValueError(f"messages[{index}]: unknown role {role!r}; expected one of {sorted(_ROLES)}")
+        return _ROLES[role]
+    if isinstance(role, int) and not isinstance(role, bool) and role in _ROLES.values():
+        return common_pb2.Role.ValueType(role)
+    raise TypeError(f'messages[{index}]: the role is "system", "user", "assistant" or a ROLE_* value; '
+                    f"got {role!r}")
+
+
+def _content(content: object, index: int) -> str:
+    """A string, or OpenAI's list of content parts when every part is text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence) and not isinstance(content, (bytes, Mapping)):
+        texts = []
+        for part in content:
+            if not (isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)):
+                raise TypeError(f'messages[{index}]: content parts must be {{"type": "text", "text": str}}; '
+                                f"got {part!r:.80}")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise TypeError(f'messages[{index}]: the content is a string or a list of {{"type": "text", "text": ...}} '
+                    f"parts; got {type(content).__name__}")
 
 
 def generation_config(
@@ -69,7 +125,8 @@ def generation_config(
 
 
 def text_fields(
-    prompt: Messages,
+    prompt: Optional[Messages],
+    messages: Optional[Messages],
     model: str,
     max_tokens: Optional[int],
     temperature: Optional[float],
@@ -77,7 +134,11 @@ def text_fields(
     stop: Optional[Sequence[str]],
     metadata: Optional[Mapping[str, str]],
 ) -> Dict[str, Any]:
-    fields: Dict[str, Any] = {"model": model, "messages": messages(prompt), "metadata": dict(metadata or {})}
+    fields: Dict[str, Any] = {
+        "model": model,
+        "messages": to_messages(conversation(prompt, messages)),
+        "metadata": dict(metadata or {}),
+    }
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens
     config = generation_config(temperature, top_p, stop)
