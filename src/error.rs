@@ -33,6 +33,8 @@ pub enum Error {
     StudioNotFound { studio_id: String },
     #[error("missing `x-studio-id` metadata")]
     StudioIdMissing,
+    #[error("City is shutting down; retry on another replica")]
+    ShuttingDown,
     #[error("`{header}` was sent more than once; send exactly one")]
     AmbiguousCredentials { header: &'static str },
     #[error("this credential may not call {method}")]
@@ -175,6 +177,7 @@ impl Error {
             | Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::StudioNotFound { .. } => Code::Unauthenticated,
             Error::StudioIdMissing | Error::AmbiguousCredentials { .. } => Code::Unauthenticated,
+            Error::ShuttingDown => Code::Unavailable,
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } | Error::NotFound { .. } => {
                 Code::NotFound
             }
@@ -211,6 +214,7 @@ impl Error {
             Error::StudioNotFound { .. } => "STUDIO_NOT_FOUND",
             Error::StudioIdMissing => "STUDIO_ID_MISSING",
             Error::AmbiguousCredentials { .. } => "AMBIGUOUS_CREDENTIALS",
+            Error::ShuttingDown => "SHUTTING_DOWN",
             Error::PermissionDenied { .. } => "PERMISSION_DENIED",
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } => "MODEL_NOT_FOUND",
             Error::NoDefaultModel { .. } => "NO_DEFAULT_MODEL",

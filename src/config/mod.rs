@@ -108,6 +108,10 @@ pub struct ServerConfig {
     pub max_concurrent_calls_per_connection: usize,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace_secs: u64,
+    /// On SIGTERM, how long City stays up reporting NOT_SERVING (refusing
+    /// new calls) before it closes its listeners: time for load balancers
+    /// to notice. The grace period for in-flight calls starts after it.
+    pub drain_delay_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +120,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 300,
             max_concurrent_calls_per_connection: 1024,
             shutdown_grace_secs: 30,
+            drain_delay_ms: 0,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -141,16 +142,22 @@ impl City {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
+        // Shutdown in two steps: `draining` refuses new calls at once,
+        // `stopping` stops the calls still running once the grace is over.
+        let draining = CancellationToken::new();
+        let stopping = CancellationToken::new();
         let gateway = Arc::new(Gateway::new(
             catalog.clone(),
             quotas.clone(),
             usage,
             hooks.clone(),
+            stopping.clone(),
         ));
         let ai = AiServiceServer::with_interceptor(
             AiApi::new(gateway),
             UserAuth {
                 directory: directory.clone(),
+                draining: draining.clone(),
             },
         );
         let admin = AdminServiceServer::with_interceptor(
@@ -161,45 +168,77 @@ impl City {
                 store.clone(),
                 hooks.clone(),
             ),
-            AdminAuth { directory },
+            AdminAuth {
+                directory,
+                draining: draining.clone(),
+            },
         );
 
         // Pending deliveries from before a restart are picked up at once.
         let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let drain_delay = Duration::from_millis(config.server.drain_delay_ms);
+        let reporter = health.clone();
         let signal = async move {
             shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight calls");
+            // Load balancers see NOT_SERVING before any listener closes.
+            set_not_serving(&reporter).await;
+            draining.cancel();
+            tracing::info!(
+                "shutting down: NOT_SERVING, new calls refused, finishing in-flight calls"
+            );
+            tokio::time::sleep(drain_delay).await;
             let _ = stopping_tx.send(true);
         };
-        let server = Server::builder()
-            .timeout(Duration::from_secs(config.server.request_timeout_secs))
-            .concurrency_limit_per_connection(config.server.max_concurrent_calls_per_connection)
-            .load_shed(true)
-            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .add_service(ai)
-            .add_service(admin)
-            .serve_with_incoming_shutdown(incoming, signal);
+        let mut server = tokio::spawn(
+            Server::builder()
+                .timeout(Duration::from_secs(config.server.request_timeout_secs))
+                .concurrency_limit_per_connection(config.server.max_concurrent_calls_per_connection)
+                .load_shed(true)
+                .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+                .add_service(health_service)
+                .add_service(reflection)
+                .add_service(reflection_alpha)
+                .add_service(ai)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(incoming, signal),
+        );
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
         tokio::select! {
-            result = server => result.context("serving gRPC")?,
+            result = &mut server => result.context("the gRPC server task")?.context("serving gRPC")?,
             () = grace_expired(stopping_rx, grace) => {
-                tracing::warn!(?grace, "grace period over; dropping the calls still in flight");
+                tracing::warn!(?grace, "grace period over; stopping the calls still in flight");
+                stopping.cancel();
+                // Stopped calls record their rows and end; then the connections close.
+                if tokio::time::timeout(AFTER_STOP, &mut server).await.is_err() {
+                    server.abort();
+                }
             }
         }
-        health.set_not_serving::<AiServiceServer<AiApi>>().await;
+        set_not_serving(&health).await;
         // The writer ends once every sender (held by handlers and relays) is
-        // gone, after committing everything queued.
-        usage_task.finish().await;
+        // gone, after committing everything queued; bounded all the same.
+        usage_task.finish(AFTER_STOP).await;
         dispatcher.stop().await;
         store.close().await;
         tracing::info!("usage flushed; City stopped");
         Ok(())
     }
+}
+
+/// How long stopped calls get to record their rows and close, and the
+/// writer to commit them: shutdown ends within the grace plus about 2 × this.
+const AFTER_STOP: Duration = Duration::from_millis(500);
+
+async fn set_not_serving(health: &tonic_health::server::HealthReporter) {
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    health.set_not_serving::<AiServiceServer<AiApi>>().await;
+    health
+        .set_not_serving::<AdminServiceServer<AdminApi>>()
+        .await;
 }
 
 /// Resolves once shutdown has begun and `grace` has passed.
