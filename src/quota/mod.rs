@@ -80,6 +80,9 @@ pub struct Standing {
 pub struct Quotas {
     store: Arc<dyn Store>,
     policies: RwLock<HashMap<String, StudioPolicy>>,
+    /// One admin write at a time (read, store write, cache update), so
+    /// racing writes leave the cache as the store ends up: never older.
+    writes: tokio::sync::Mutex<()>,
     ledger: Arc<dyn QuotaLedger>,
 }
 
@@ -105,6 +108,7 @@ impl Quotas {
         Ok(Quotas {
             store,
             policies: RwLock::new(policies),
+            writes: tokio::sync::Mutex::new(()),
             ledger: Arc::new(ledger),
         })
     }
@@ -161,6 +165,7 @@ impl Quotas {
         target: LimitTarget,
         values: LimitValues,
     ) -> Result<LimitValues> {
+        let _one_write = self.writes.lock().await;
         let record = LimitsRecord {
             studio_id: studio_id.to_string(),
             target,
@@ -187,6 +192,7 @@ impl Quotas {
 
     /// Replaces a studio's allow-list; empty allows every model.
     pub async fn set_allowed_models(&self, studio_id: &str, model_ids: Vec<String>) -> Result<()> {
+        let _one_write = self.writes.lock().await;
         self.store.set_allowed_models(studio_id, &model_ids).await?;
         let mut policies = self.policies.write().expect("quota lock");
         let policy = policies.entry(studio_id.to_string()).or_default();

@@ -7,6 +7,7 @@ mod common;
 mod fake_upstream;
 
 mod admin_api;
+mod admin_races;
 mod ai_calls;
 mod ai_errors;
 mod binary;
