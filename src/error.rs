@@ -37,6 +37,16 @@ pub enum Error {
     AmbiguousCredentials { header: &'static str },
     #[error("this credential may not call {method}")]
     PermissionDenied { method: &'static str },
+    /// A studio key asked for a studio-wide limit above the operator's.
+    #[error(
+        "{limit} {value} is above the operator's limit {ceiling} on this studio: \
+         a studio key may only tighten the operator's limits"
+    )]
+    LimitAboveCeiling {
+        limit: &'static str,
+        value: i64,
+        ceiling: i64,
+    },
     #[error("model `{model_id}` does not exist")]
     ModelNotFound { model_id: String },
     /// Reported like a missing model (studios see only callable models),
@@ -172,7 +182,8 @@ impl Error {
             | Error::TokenRevoked => Code::Unauthenticated,
             Error::StudioMismatch { .. }
             | Error::StudioSuspended { .. }
-            | Error::PermissionDenied { .. } => Code::PermissionDenied,
+            | Error::PermissionDenied { .. }
+            | Error::LimitAboveCeiling { .. } => Code::PermissionDenied,
             Error::StudioNotFound { .. } => Code::Unauthenticated,
             Error::StudioIdMissing | Error::AmbiguousCredentials { .. } => Code::Unauthenticated,
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } | Error::NotFound { .. } => {
@@ -212,6 +223,7 @@ impl Error {
             Error::StudioIdMissing => "STUDIO_ID_MISSING",
             Error::AmbiguousCredentials { .. } => "AMBIGUOUS_CREDENTIALS",
             Error::PermissionDenied { .. } => "PERMISSION_DENIED",
+            Error::LimitAboveCeiling { .. } => "LIMIT_ABOVE_CEILING",
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } => "MODEL_NOT_FOUND",
             Error::NoDefaultModel { .. } => "NO_DEFAULT_MODEL",
             Error::NotFound { .. } => "NOT_FOUND",
@@ -242,6 +254,15 @@ impl Error {
             | Error::StudioSuspended { studio_id }
             | Error::StudioNotFound { studio_id } => pair("studio_id", studio_id),
             Error::PermissionDenied { method } => pair("method", method),
+            Error::LimitAboveCeiling {
+                limit,
+                value,
+                ceiling,
+            } => HashMap::from([
+                ("limit".to_string(), limit.to_string()),
+                ("value".to_string(), value.to_string()),
+                ("ceiling".to_string(), ceiling.to_string()),
+            ]),
             Error::AmbiguousCredentials { header } => pair("header", header),
             Error::ModelNotFound { model_id } => pair("model", model_id),
             Error::ModelDisabled { model_id } => HashMap::from([

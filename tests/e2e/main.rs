@@ -9,6 +9,7 @@ mod fake_upstream;
 mod admin_api;
 mod ai_calls;
 mod ai_errors;
+mod authz;
 mod binary;
 mod cli_hooks;
 mod cli_quotas;

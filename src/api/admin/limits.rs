@@ -2,15 +2,27 @@
 
 use super::AdminApi;
 use crate::api::convert::limit_target;
-use crate::domain::LimitValues;
+use crate::auth::AdminCaller;
+use crate::domain::{LimitTarget, LimitValues};
 use crate::error::Result;
 use crate::proto;
+
+/// The limits a SetLimits / GetLimits of this caller acts on. Studio-wide,
+/// the operator's are a ceiling and a studio key's are its studio's own
+/// (the tighter of the two binds); user limits are the same for both.
+fn tier(target: LimitTarget, caller: &AdminCaller) -> LimitTarget {
+    match (target, caller) {
+        (LimitTarget::Studio, AdminCaller::Studio(_)) => LimitTarget::StudioOwn,
+        (target, _) => target,
+    }
+}
 
 pub(super) async fn set_limits(
     api: &AdminApi,
     r: proto::SetLimitsRequest,
+    caller: AdminCaller,
 ) -> Result<proto::SetLimitsResponse> {
-    let target = limit_target(r.target, r.user_id)?;
+    let target = tier(limit_target(r.target, r.user_id)?, &caller);
     let values = LimitValues::from(r.limits.unwrap_or_default());
     let stored = api.quotas.set_limits(&r.studio_id, target, values).await?;
     Ok(proto::SetLimitsResponse {
@@ -21,9 +33,10 @@ pub(super) async fn set_limits(
 pub(super) async fn get_limits(
     api: &AdminApi,
     r: proto::GetLimitsRequest,
+    caller: AdminCaller,
 ) -> Result<proto::GetLimitsResponse> {
     api.directory.get_studio(&r.studio_id).await?;
-    let target = limit_target(r.target, r.user_id)?;
+    let target = tier(limit_target(r.target, r.user_id)?, &caller);
     Ok(proto::GetLimitsResponse {
         limits: Some(proto::Limits::from(
             api.quotas.limits(&r.studio_id, &target),

@@ -90,11 +90,12 @@ impl AdminApi {
     }
 }
 
-/// Every handler's shape: resolve the caller, check its scope, run `body`,
-/// and map any error to a status tagged with the request id.
+/// Every handler's shape: resolve the caller, check its scope, run `body`
+/// (given the caller, for the few rules that depend on who asks), and map
+/// any error to a status tagged with the request id.
 async fn handle<Req, Res, Fut>(
     request: Request<Req>,
-    body: impl FnOnce(Req) -> Fut,
+    body: impl FnOnce(Req, AdminCaller) -> Fut,
 ) -> Result<Response<Res>, Status>
 where
     Req: AdminRequest,
@@ -109,7 +110,10 @@ where
         .map_err(status(&id))?;
     let mut message = request.into_inner();
     authorize(&caller, Req::METHOD, message.scope()).map_err(status(&id))?;
-    body(message).await.map(Response::new).map_err(status(&id))
+    body(message, caller)
+        .await
+        .map(Response::new)
+        .map_err(status(&id))
 }
 
 /// One page of an id-ordered list (AIP-158, keyset on the id): the query
@@ -143,16 +147,27 @@ impl IdPage {
     }
 }
 
-/// The service: each method runs its handler through `handle`.
+/// The service: each method runs its handler through `handle`; a row
+/// ending in `, caller` hands the handler the caller too.
 macro_rules! admin_service {
-    ($($method:ident($request:ident) -> $response:ident = $handler:path;)+) => {
+    (@call $api:expr, $handler:path, $r:ident, $caller:ident) => {{
+        drop($caller);
+        $handler($api, $r)
+    }};
+    (@call $api:expr, $handler:path, $r:ident, $caller:ident, caller) => {
+        $handler($api, $r, $caller)
+    };
+    ($($method:ident($request:ident) -> $response:ident = $handler:path $(, $by:ident)?;)+) => {
         #[tonic::async_trait]
         impl AdminService for AdminApi {
             $(async fn $method(
                 &self,
                 request: Request<proto::$request>,
             ) -> Result<Response<proto::$response>, Status> {
-                handle(request, |r| $handler(self, r)).await
+                handle(request, |r, caller| {
+                    admin_service!(@call self, $handler, r, caller $(, $by)?)
+                })
+                .await
             })+
         }
     };
@@ -181,8 +196,8 @@ admin_service! {
     list_usage_records(ListUsageRecordsRequest) -> ListUsageRecordsResponse
         = usage::list_usage_records;
     aggregate_usage(AggregateUsageRequest) -> AggregateUsageResponse = usage::aggregate_usage;
-    set_limits(SetLimitsRequest) -> SetLimitsResponse = limits::set_limits;
-    get_limits(GetLimitsRequest) -> GetLimitsResponse = limits::get_limits;
+    set_limits(SetLimitsRequest) -> SetLimitsResponse = limits::set_limits, caller;
+    get_limits(GetLimitsRequest) -> GetLimitsResponse = limits::get_limits, caller;
     get_quota_standing(GetQuotaStandingRequest) -> GetQuotaStandingResponse
         = limits::get_quota_standing;
     upsert_hook(UpsertHookRequest) -> UpsertHookResponse = hooks::upsert_hook;
