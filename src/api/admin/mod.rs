@@ -2,7 +2,10 @@
 //!
 //! Every handler has one shape (see `handle`): resolve the caller, check its
 //! scope, convert the request, call the directory / catalog / store, convert
-//! back. Which caller may do what is one table (`admin_requests!`).
+//! back; one handler file per resource. Which caller may do what is one
+//! table (`admin_requests!` in authorize.rs, README's "Who may call what");
+//! the studio limit ceiling is the one rule that also looks at the caller
+//! inside a handler (limits.rs).
 
 mod authorize;
 mod catalog;
