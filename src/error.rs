@@ -39,6 +39,16 @@ pub enum Error {
     AmbiguousCredentials { header: &'static str },
     #[error("this credential may not call {method}")]
     PermissionDenied { method: &'static str },
+    /// A studio key asked for a studio-wide limit above the operator's.
+    #[error(
+        "{limit} {value} is above the operator's limit {ceiling} on this studio: \
+         a studio key may only tighten the operator's limits"
+    )]
+    LimitAboveCeiling {
+        limit: &'static str,
+        value: i64,
+        ceiling: i64,
+    },
     #[error("model `{model_id}` does not exist")]
     ModelNotFound { model_id: String },
     /// Reported like a missing model (studios see only callable models),
@@ -174,7 +184,8 @@ impl Error {
             | Error::TokenRevoked => Code::Unauthenticated,
             Error::StudioMismatch { .. }
             | Error::StudioSuspended { .. }
-            | Error::PermissionDenied { .. } => Code::PermissionDenied,
+            | Error::PermissionDenied { .. }
+            | Error::LimitAboveCeiling { .. } => Code::PermissionDenied,
             Error::StudioNotFound { .. } => Code::Unauthenticated,
             Error::StudioIdMissing | Error::AmbiguousCredentials { .. } => Code::Unauthenticated,
             Error::ShuttingDown => Code::Unavailable,
@@ -216,6 +227,7 @@ impl Error {
             Error::AmbiguousCredentials { .. } => "AMBIGUOUS_CREDENTIALS",
             Error::ShuttingDown => "SHUTTING_DOWN",
             Error::PermissionDenied { .. } => "PERMISSION_DENIED",
+            Error::LimitAboveCeiling { .. } => "LIMIT_ABOVE_CEILING",
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } => "MODEL_NOT_FOUND",
             Error::NoDefaultModel { .. } => "NO_DEFAULT_MODEL",
             Error::NotFound { .. } => "NOT_FOUND",
@@ -246,6 +258,15 @@ impl Error {
             | Error::StudioSuspended { studio_id }
             | Error::StudioNotFound { studio_id } => pair("studio_id", studio_id),
             Error::PermissionDenied { method } => pair("method", method),
+            Error::LimitAboveCeiling {
+                limit,
+                value,
+                ceiling,
+            } => HashMap::from([
+                ("limit".to_string(), limit.to_string()),
+                ("value".to_string(), value.to_string()),
+                ("ceiling".to_string(), ceiling.to_string()),
+            ]),
             Error::AmbiguousCredentials { header } => pair("header", header),
             Error::ModelNotFound { model_id } => pair("model", model_id),
             Error::ModelDisabled { model_id } => HashMap::from([

@@ -1,10 +1,8 @@
 //! Thin gRPC handlers: convert the wire request, call the domain, convert back.
 
 pub mod admin;
-mod admin_convert;
 pub mod ai;
 mod convert;
-mod hook_convert;
 
 use tonic::{Request, Status};
 

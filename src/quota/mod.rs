@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 
 pub use ledger::{Counts, MemoryLedger, QuotaLedger};
 pub use limits::{Amount, LimitKind};
+use limits::{above_ceiling, tighter};
 pub use window::Window;
 
 use ledger::{Claim, Hold};
@@ -27,6 +28,12 @@ use crate::store::{Snapshot, Store};
 /// One studio's limits and allow-list.
 #[derive(Default)]
 struct StudioPolicy {
+    /// The operator's studio-wide limits: a ceiling.
+    ceiling: LimitValues,
+    /// The studio's own studio-wide limits (its key's, at most the ceiling).
+    own: LimitValues,
+    /// What binds studio-wide, the tighter of the two, kept ready so that
+    /// reserving reads one value.
     studio: LimitValues,
     user_default: LimitValues,
     users: HashMap<String, LimitValues>,
@@ -37,7 +44,8 @@ struct StudioPolicy {
 impl StudioPolicy {
     fn limits_of(&self, target: &LimitTarget) -> LimitValues {
         match target {
-            LimitTarget::Studio => self.studio,
+            LimitTarget::Studio => self.ceiling,
+            LimitTarget::StudioOwn => self.own,
             LimitTarget::UserDefault => self.user_default,
             LimitTarget::User(user) => self.users.get(user).copied().unwrap_or_default(),
         }
@@ -45,7 +53,14 @@ impl StudioPolicy {
 
     fn set(&mut self, target: &LimitTarget, values: LimitValues) {
         match target {
-            LimitTarget::Studio => self.studio = values,
+            LimitTarget::Studio => {
+                self.ceiling = values;
+                self.studio = tighter(&self.ceiling, &self.own);
+            }
+            LimitTarget::StudioOwn => {
+                self.own = values;
+                self.studio = tighter(&self.ceiling, &self.own);
+            }
             LimitTarget::UserDefault => self.user_default = values,
             LimitTarget::User(user) if values == LimitValues::default() => {
                 self.users.remove(user);
@@ -159,6 +174,8 @@ impl Quotas {
     }
 
     /// Replaces the limits of one target; they bind from the next call on.
+    /// A studio's own limits may not exceed the operator's (a ceiling that
+    /// binds anyway: this refusal says so rather than storing a no-op).
     pub async fn set_limits(
         &self,
         studio_id: &str,
@@ -173,6 +190,16 @@ impl Quotas {
             update_ms: now_ms(),
         };
         record.validate()?;
+        if record.target == LimitTarget::StudioOwn {
+            let ceiling = self.limits(studio_id, &LimitTarget::Studio);
+            if let Some((kind, value, ceiling)) = above_ceiling(&record.values, &ceiling) {
+                return Err(Error::LimitAboveCeiling {
+                    limit: kind.name(),
+                    value,
+                    ceiling,
+                });
+            }
+        }
         self.store.put_limits(&record).await?;
         let mut policies = self.policies.write().expect("quota lock");
         policies

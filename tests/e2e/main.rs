@@ -10,6 +10,7 @@ mod admin_api;
 mod admin_races;
 mod ai_calls;
 mod ai_errors;
+mod authz;
 mod binary;
 mod cancel;
 mod cli_hooks;
