@@ -81,6 +81,9 @@ impl Default for Config {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database`: the store several
+    /// replicas share (env `DOWNCITY_STORE__URL`). Unset: the SQLite file.
+    pub url: Option<crate::keys::SecretText>,
     /// SQLite file; defaults to `<data_dir>/downcity.db`.
     pub sqlite_path: Option<PathBuf>,
     /// `synchronous=FULL`: survives power loss, at about 10× the commit cost.
@@ -116,6 +119,9 @@ pub struct UsageConfig {
     pub queue_capacity: usize,
     /// Whether a call answers only once its usage row is committed.
     pub durability: Durability,
+    /// Usage kept: the current month and this many whole months before it;
+    /// older usage is removed in the background. Unset: kept forever.
+    pub retain_months: Option<u32>,
 }
 
 impl Default for UsageConfig {
@@ -123,6 +129,7 @@ impl Default for UsageConfig {
         UsageConfig {
             queue_capacity: 8192,
             durability: Durability::Durable,
+            retain_months: None,
         }
     }
 }

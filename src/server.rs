@@ -22,6 +22,8 @@ use crate::keys::{self, ApiKey, MasterKey};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::ai_service_server::AiServiceServer;
 use crate::quota::Quotas;
+use crate::store::maintenance::UsageMaintainer;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     HookEvent, HookRecord, LimitsRecord, ModelRecord, Pathway, ProviderKind, ProviderRecord,
@@ -54,12 +56,7 @@ impl City {
     /// Opens the store (running migrations), loads the caches, seeds the
     /// built-in catalog once and applies the config's catalog.
     pub async fn start(config: Config) -> anyhow::Result<City> {
-        let path = config.sqlite_path();
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&path, config.store.synchronous_full)
-                .await
-                .with_context(|| format!("opening the store at {}", path.display()))?,
-        );
+        let store = open_store(&config).await?;
         let (admin_key_hash, generated_admin_key) = admin_key(&config, store.as_ref()).await?;
         let master_key = master_key(&config, store.as_ref()).await?;
         seed_builtin_catalog(store.as_ref()).await?;
@@ -172,6 +169,7 @@ impl City {
 
         // Pending deliveries from before a restart are picked up at once.
         let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
+        let maintainer = UsageMaintainer::start(store.clone(), config.usage.retain_months);
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
@@ -202,10 +200,27 @@ impl City {
         // gone, after committing everything queued.
         usage_task.finish().await;
         dispatcher.stop().await;
+        maintainer.stop().await;
         store.close().await;
         tracing::info!("usage flushed; City stopped");
         Ok(())
     }
+}
+
+/// The store the config names: PostgreSQL when `[store] url` is set, else
+/// the SQLite file.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.store.url {
+        let store = PostgresStore::open(&url.0)
+            .await
+            .with_context(|| format!("opening the store at {}", PostgresStore::describe(&url.0)))?;
+        return Ok(Arc::new(store));
+    }
+    let path = config.sqlite_path();
+    let store = SqliteStore::open(&path, config.store.synchronous_full)
+        .await
+        .with_context(|| format!("opening the store at {}", path.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// Serves City on `listener` until `shutdown` resolves.

@@ -13,23 +13,25 @@ use async_trait::async_trait;
 use sqlx::error::ErrorKind;
 use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{
     AttemptOutcome, CatalogSnapshot, DeliveryFilter, DeliveryRecord, GroupBy, HookRecord,
     LimitValues, LimitsRecord, Millis, ModelRecord, PageQuery, Pathway, ProviderRecord, SealedKey,
-    Snapshot, Store, StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter, UsageRow,
-    UsageSink, UserTokenRecord,
+    Snapshot, Store, StudioKeyRecord, StudioRecord, UsageAggregateRow, UsageFilter,
+    UsageMaintenance, UsageRow, UsageSink, UserTokenRecord,
 };
 use crate::error::{Error, Result};
-use sql::{Conditions, paged, violates};
+use crate::store::sql::{
+    Conditions, already_exists, insert_error, missing_on_fk, not_found, paged, studio_missing,
+    violates,
+};
+use crate::store::{rows, sql};
 
 mod hooks;
-mod rows;
-mod sql;
 mod usage;
 mod usage_sink;
 
@@ -69,7 +71,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Takes effect in a new file only (before its first table): lets
+            // usage retention give deleted rows' pages back to the disk.
+            .auto_vacuum(SqliteAutoVacuum::Incremental);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -93,7 +98,7 @@ impl SqliteStore {
         convert: fn(&SqliteRow) -> Result<T>,
     ) -> Result<Option<T>> {
         let sql = format!("SELECT * FROM {table} WHERE id = ?");
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -102,7 +107,7 @@ impl SqliteStore {
 
     async fn fetch<T>(
         &self,
-        mut query: QueryBuilder<'_, Sqlite>,
+        mut query: QueryBuilder<Sqlite>,
         convert: fn(&SqliteRow) -> Result<T>,
     ) -> Result<Vec<T>> {
         let found = query.build().fetch_all(&self.pool).await?;
@@ -110,9 +115,9 @@ impl SqliteStore {
     }
 
     /// Runs the insert of a studio key or user token (errors as `insert_error`).
-    async fn insert_credential<'q>(
+    async fn insert_credential(
         &self,
-        insert: Query<'q, Sqlite, SqliteArguments<'q>>,
+        insert: Query<'static, Sqlite, SqliteArguments>,
         resource: &'static str,
         id: &str,
         studio_id: &str,
@@ -136,7 +141,7 @@ impl SqliteStore {
         let sql = format!(
             "UPDATE {table} SET revoke_ms = COALESCE(revoke_ms, ?) WHERE id = ? RETURNING *"
         );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(AssertSqlSafe(sql))
             .bind(at)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -151,7 +156,11 @@ impl SqliteStore {
     /// refused the delete, NOT_FOUND if there is no such row.
     async fn delete(&self, table: &str, resource: &'static str, id: &str) -> Result<bool> {
         let sql = format!("DELETE FROM {table} WHERE id = ?");
-        match sqlx::query(&sql).bind(id).execute(&self.pool).await {
+        match sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+        {
             Ok(done) if done.rows_affected() == 0 => Err(not_found(resource, id)),
             Ok(_) => Ok(true),
             Err(e) if violates(&e, ErrorKind::ForeignKeyViolation) => Ok(false),
@@ -166,13 +175,7 @@ impl SqliteStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let model = model.unwrap_or_default();
-        Ok(Error::FailedPrecondition {
-            reason: "PROVIDER_IN_USE",
-            message: format!(
-                "provider `{id}` is still used by model `{model}`; delete or move its models first"
-            ),
-        })
+        Ok(sql::provider_in_use(id, model))
     }
 
     /// Names the pathway the model is default of, for the MODEL_IS_DEFAULT message.
@@ -182,38 +185,7 @@ impl SqliteStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let pathway = pathway.unwrap_or_default();
-        Ok(Error::FailedPrecondition {
-            reason: "MODEL_IS_DEFAULT",
-            message: format!(
-                "model `{id}` is the default of the {pathway} pathway; set another default first"
-            ),
-        })
-    }
-}
-
-fn not_found(resource: &'static str, id: &str) -> Error {
-    Error::NotFound {
-        resource,
-        id: id.to_string(),
-    }
-}
-
-fn already_exists(resource: &'static str, id: &str) -> Error {
-    Error::AlreadyExists {
-        resource,
-        id: id.to_string(),
-    }
-}
-
-/// Maps a failed insert of a key or token: a duplicate id, or no such studio.
-fn insert_error(err: sqlx::Error, resource: &'static str, id: &str, studio_id: &str) -> Error {
-    if violates(&err, ErrorKind::UniqueViolation) {
-        already_exists(resource, id)
-    } else if violates(&err, ErrorKind::ForeignKeyViolation) {
-        not_found("studio", studio_id)
-    } else {
-        err.into()
+        Ok(sql::model_is_default(id, pathway))
     }
 }
 
@@ -224,7 +196,7 @@ async fn all<T>(
     convert: fn(&SqliteRow) -> Result<T>,
 ) -> Result<Vec<T>> {
     let sql = format!("SELECT * FROM {table} ORDER BY 1");
-    let found = sqlx::query(&sql).fetch_all(conn).await?;
+    let found = sqlx::query(AssertSqlSafe(sql)).fetch_all(conn).await?;
     found.iter().map(convert).collect()
 }
 
@@ -240,20 +212,6 @@ async fn allowed_models(conn: &mut SqliteConnection) -> Result<HashMap<String, V
         allowed.entry(studio_id).or_default().push(model_id);
     }
     Ok(allowed)
-}
-
-/// A foreign-key failure means the row the foreign key names does not exist.
-fn missing_on_fk(err: sqlx::Error, resource: &'static str, id: &str) -> Error {
-    if violates(&err, ErrorKind::ForeignKeyViolation) {
-        not_found(resource, id)
-    } else {
-        err.into()
-    }
-}
-
-/// A foreign-key failure on `studio_id` means the studio does not exist.
-fn studio_missing(err: sqlx::Error, studio_id: &str) -> Error {
-    missing_on_fk(err, "studio", studio_id)
 }
 
 fn default_entry(row: &SqliteRow) -> Result<(Pathway, String)> {
@@ -673,6 +631,14 @@ impl Store for SqliteStore {
                     Error::Internal(format!("store: opening the usage connection: {e}"))
                 })??;
         Ok(Box::new(sink))
+    }
+
+    async fn maintain_usage(
+        &self,
+        now: Millis,
+        retain_months: Option<u32>,
+    ) -> Result<UsageMaintenance> {
+        usage::maintain(&self.pool, now, retain_months).await
     }
 
     async fn all_hooks(&self) -> Result<Vec<HookRecord>> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
-use super::rows::to_json;
 use crate::error::Result;
+use crate::store::rows::to_json;
 use crate::store::{DeliveryRecord, UsageRow, UsageSink};
 
 /// Rows per INSERT statement, largest first: a batch goes out in as few
