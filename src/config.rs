@@ -402,6 +402,23 @@ mod tests {
     }
 
     #[test]
+    fn the_postgresql_url_and_retention_come_from_file_or_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("city.toml", "[usage]\nretain_months = 6\n")?;
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            assert_eq!(config.usage.retain_months, Some(6));
+            assert!(config.store.url.is_none());
+            let url = "postgres://city:s3cret@db.internal:5432/downcity";
+            jail.set_env("DOWNCITY_STORE__URL", url);
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            assert_eq!(config.store.url.as_ref().map(|u| u.0.as_str()), Some(url));
+            // The password never shows in a printed config.
+            assert!(!format!("{config:?}").contains("s3cret"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn usage_durability_is_durable_unless_set() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("city.toml", "[usage]\ndurability = \"async\"\n")?;
