@@ -130,3 +130,38 @@ async fn usage_goes_to_monthly_partitions() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_usage_writer_reconnects_after_losing_its_connection() {
+    let Some((database, store)) = open().await else {
+        return;
+    };
+    let mut sink = store.usage_sink().await.unwrap();
+    let rows = usage_rows(3);
+    let mut conn = PgConnection::connect(&database.url).await.unwrap();
+    // What a server restart or failover does to the writer's connection.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (first, second, sink) = tokio::task::spawn_blocking(move || {
+        let first = sink.insert(&rows[..1], &[]);
+        let second = sink.insert(&rows[1..], &[]);
+        (first, second, sink)
+    })
+    .await
+    .unwrap();
+    drop(sink);
+    // The batch on the lost connection fails (its callers are told); the
+    // next one reconnects.
+    assert!(first.is_err());
+    second.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM usage")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+}
