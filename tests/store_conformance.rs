@@ -110,3 +110,33 @@ async fn sqlite_keeps_data_across_reopen() {
         .unwrap();
     assert_eq!(newest[0].0, 51);
 }
+
+/// Retention on SQLite gives the deleted rows' pages back to the disk.
+#[tokio::test]
+async fn sqlite_retention_shrinks_the_file() {
+    use sqlx::{Connection, SqliteConnection};
+
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("city.db");
+    let store = SqliteStore::open(&path, false).await.unwrap();
+    // 20,000 hourly rows from 2024-01-01 (to April 2026), then a pass in June 2026.
+    conformance::insert_usage(&store, &conformance::usage_rows(20_000)).await;
+    let pages = |path: std::path::PathBuf| async move {
+        let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let pages: (i64, i64) =
+            sqlx::query_as("SELECT * FROM pragma_page_count(), pragma_freelist_count()")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        pages
+    };
+    let (before, _) = pages(path.clone()).await;
+    let june_2026 = conformance::START_MS + 900 * conformance::DAY_MS;
+    let done = store.maintain_usage(june_2026, Some(0)).await.unwrap();
+    assert_eq!(done.rows_deleted, 20_000);
+    let (after, free) = pages(path.clone()).await;
+    assert_eq!(free, 0);
+    assert!(after * 4 < before, "{before} pages before, {after} after");
+}
