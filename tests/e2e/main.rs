@@ -26,3 +26,5 @@ mod quotas;
 mod rust_client;
 mod secrets;
 mod store_conformance;
+mod store_postgres;
+mod usage_retention;
