@@ -567,7 +567,7 @@ mod tests {
             downcity::config::Durability::Async
         );
         let provider = &config.providers[0];
-        assert_eq!(provider.kind, "openai_compatible");
+        assert_eq!(provider.kind.as_str(), "openai_compatible");
         assert_eq!(provider.base_url, "http://127.0.0.1:1/v1");
         assert!(config.models.iter().any(|m| m.id == CITY_HTTP_MODEL));
         assert!(config.models.iter().any(|m| m.id == HOLD_MODEL));
