@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{EventDecoder, Upstream, decode_stream};
+use super::event_stream::{EventDecoder, decode_stream};
+use super::http::Upstream;
 use super::sse::SseEvent;
 use super::{
     ChatMessage, Finish, ImageCall, ImageOutput, Provider, Role, StreamEvent, TextCall, TextOutput,

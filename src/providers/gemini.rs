@@ -17,7 +17,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{EventDecoder, Upstream, decode_stream};
+use super::event_stream::{EventDecoder, decode_stream};
+use super::http::Upstream;
 use super::sse::SseEvent;
 use super::{
     Finish, Image, ImageCall, ImageOutput, Provider, Role, StreamEvent, TextCall, TextOutput,

@@ -12,8 +12,9 @@ use crate::error::{Error, ProviderFailure, Result};
 use crate::keys::ApiKey;
 
 pub mod anthropic;
+mod event_stream;
 pub mod gemini;
-pub mod http;
+mod http;
 pub mod mock;
 pub mod openai;
 pub mod sse;
