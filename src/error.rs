@@ -61,11 +61,31 @@ pub enum Error {
     NotFound { resource: &'static str, id: String },
     #[error("{resource} `{id}` already exists")]
     AlreadyExists { resource: &'static str, id: String },
-    #[error("{message}")]
-    FailedPrecondition {
-        reason: &'static str,
-        message: String,
+    /// A provider API key or hook secret to seal, and no master key.
+    #[error(
+        "City has no master key to encrypt {what} with: set DOWNCITY_MASTER_KEY or master_key_file"
+    )]
+    MasterKeyMissing { what: &'static str },
+    #[error(
+        "provider `{provider_id}` is still used by model `{model_id}`; delete or move its models first"
+    )]
+    ProviderInUse {
+        provider_id: String,
+        model_id: String,
     },
+    #[error(
+        "model `{model_id}` is the default of the {pathway} pathway; set another default first"
+    )]
+    ModelIsDefault { model_id: String, pathway: String },
+    #[error("delivery `{delivery_id}` cannot be sent again: its hook `{hook_id}` was deleted")]
+    HookDeleted {
+        delivery_id: String,
+        hook_id: String,
+    },
+    /// The store failed; the source is kept for the log, the caller sees an
+    /// opaque INTERNAL.
+    #[error("store: {0}")]
+    Store(#[source] StoreError),
     #[error("invalid request: {}", describe_violations(.0))]
     InvalidArgument(Vec<Violation>),
     #[error("provider `{provider_id}` failed: {message}")]
@@ -192,9 +212,11 @@ impl Error {
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } | Error::NotFound { .. } => {
                 Code::NotFound
             }
-            Error::NoDefaultModel { .. } | Error::FailedPrecondition { .. } => {
-                Code::FailedPrecondition
-            }
+            Error::NoDefaultModel { .. }
+            | Error::MasterKeyMissing { .. }
+            | Error::ProviderInUse { .. }
+            | Error::ModelIsDefault { .. }
+            | Error::HookDeleted { .. } => Code::FailedPrecondition,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Provider { kind, .. } => match kind {
@@ -209,7 +231,7 @@ impl Error {
             Error::HookDenied { .. } => Code::PermissionDenied,
             Error::HookUnavailable { .. } => Code::Unavailable,
             Error::Cancelled => Code::Cancelled,
-            Error::Internal(_) => Code::Internal,
+            Error::Internal(_) | Error::Store(_) => Code::Internal,
         }
     }
 
@@ -232,7 +254,10 @@ impl Error {
             Error::NoDefaultModel { .. } => "NO_DEFAULT_MODEL",
             Error::NotFound { .. } => "NOT_FOUND",
             Error::AlreadyExists { .. } => "ALREADY_EXISTS",
-            Error::FailedPrecondition { reason, .. } => reason,
+            Error::MasterKeyMissing { .. } => "MASTER_KEY_MISSING",
+            Error::ProviderInUse { .. } => "PROVIDER_IN_USE",
+            Error::ModelIsDefault { .. } => "MODEL_IS_DEFAULT",
+            Error::HookDeleted { .. } => "HOOK_DELETED",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::Provider { kind, .. } => match kind {
                 ProviderFailure::Unavailable => "PROVIDER_UNAVAILABLE",
@@ -247,7 +272,7 @@ impl Error {
             Error::HookDenied { .. } => "HOOK_DENIED",
             Error::HookUnavailable { .. } => "HOOK_UNAVAILABLE",
             Error::Cancelled => "CANCELLED",
-            Error::Internal(_) => "INTERNAL",
+            Error::Internal(_) | Error::Store(_) => "INTERNAL",
         }
     }
 
@@ -310,6 +335,14 @@ impl Error {
                 tracing::error!(request_id, detail, "internal error");
                 format!("internal error (request id {request_id})")
             }
+            Error::Store(source) => {
+                tracing::error!(
+                    request_id,
+                    error = source as &dyn std::error::Error,
+                    "store error"
+                );
+                format!("internal error (request id {request_id})")
+            }
             // City's own words, with nothing of the upstream in them.
             Error::Provider {
                 kind: ProviderFailure::Unsupported,
@@ -365,15 +398,24 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// What a store driver reported, kept whole as the error's source.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
-        Error::Internal(format!("store: {err}"))
+        Error::Store(err.into())
     }
 }
 
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
-        Error::Internal(format!("store: {err}"))
+        Error::Store(err.into())
     }
 }
 

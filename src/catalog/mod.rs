@@ -208,11 +208,8 @@ impl CatalogCache {
         provider.validate()?;
         let sealed = match &key {
             KeyChange::Set(key) => {
-                let master_key = self.master_key.as_ref().ok_or(Error::FailedPrecondition {
-                    reason: "MASTER_KEY_MISSING",
-                    message: "City has no master key to encrypt provider API keys with: set \
-                              DOWNCITY_MASTER_KEY or master_key_file"
-                        .into(),
+                let master_key = self.master_key.as_ref().ok_or(Error::MasterKeyMissing {
+                    what: "provider API keys",
                 })?;
                 Some(master_key.seal(&provider.id, key))
             }

@@ -100,11 +100,8 @@ impl Hooks {
     }
 
     fn master_key(&self) -> Result<&MasterKey> {
-        self.master_key.as_ref().ok_or(Error::FailedPrecondition {
-            reason: "MASTER_KEY_MISSING",
-            message: "City has no master key to encrypt hook secrets with: set \
-                      DOWNCITY_MASTER_KEY or master_key_file"
-                .into(),
+        self.master_key.as_ref().ok_or(Error::MasterKeyMissing {
+            what: "hook secrets",
         })
     }
 

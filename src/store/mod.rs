@@ -128,14 +128,14 @@ pub trait Store: Send + Sync + 'static {
         hook_secrets: &[(String, Vec<u8>)],
         settings: &[(String, String)],
     ) -> Result<()>;
-    /// Fails with `FailedPrecondition` (reason PROVIDER_IN_USE) while a model uses it.
+    /// Fails with `Error::ProviderInUse` while a model uses it.
     async fn delete_provider(&self, id: &str) -> Result<()>;
     /// Ordered by id.
     async fn list_providers(&self, page: &PageQuery) -> Result<Vec<ProviderRecord>>;
 
     /// Fails with `NotFound` when the provider does not exist.
     async fn upsert_model(&self, model: &ModelRecord) -> Result<()>;
-    /// Fails with `FailedPrecondition` (reason MODEL_IS_DEFAULT) while it is a default.
+    /// Fails with `Error::ModelIsDefault` while it is a default.
     async fn delete_model(&self, id: &str) -> Result<()>;
     /// Ordered by id.
     async fn list_models(&self, page: &PageQuery) -> Result<Vec<ModelRecord>>;

@@ -110,21 +110,17 @@ pub(crate) fn studio_missing(err: sqlx::Error, studio_id: &str) -> Error {
 /// The FAILED_PRECONDITION of deleting a provider that a model still uses.
 pub(crate) fn provider_in_use(id: &str, model: Option<String>) -> Error {
     let model = model.unwrap_or_default();
-    Error::FailedPrecondition {
-        reason: "PROVIDER_IN_USE",
-        message: format!(
-            "provider `{id}` is still used by model `{model}`; delete or move its models first"
-        ),
+    Error::ProviderInUse {
+        provider_id: id.to_string(),
+        model_id: model,
     }
 }
 
 /// The FAILED_PRECONDITION of deleting a model that is a pathway's default.
 pub(crate) fn model_is_default(id: &str, pathway: Option<String>) -> Error {
     let pathway = pathway.unwrap_or_default();
-    Error::FailedPrecondition {
-        reason: "MODEL_IS_DEFAULT",
-        message: format!(
-            "model `{id}` is the default of the {pathway} pathway; set another default first"
-        ),
+    Error::ModelIsDefault {
+        model_id: id.to_string(),
+        pathway,
     }
 }

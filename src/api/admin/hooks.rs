@@ -89,12 +89,9 @@ pub(super) async fn redeliver_hook(
         .ok_or_else(not_found)?;
     // Queued again, it could only go dead: its hook is gone.
     if api.hooks.get(&delivery.hook_id).is_none() {
-        return Err(Error::FailedPrecondition {
-            reason: "HOOK_DELETED",
-            message: format!(
-                "delivery `{}` cannot be sent again: its hook `{}` was deleted",
-                delivery.id, delivery.hook_id
-            ),
+        return Err(Error::HookDeleted {
+            delivery_id: delivery.id,
+            hook_id: delivery.hook_id,
         });
     }
     let delivery = api.store.redeliver(&delivery.id, now_ms()).await?;

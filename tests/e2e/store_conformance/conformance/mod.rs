@@ -158,7 +158,11 @@ pub fn assert_already_exists(result: Result<()>, resource: &str, id: &str) {
 
 pub fn assert_precondition(result: Result<()>, reason: &str) {
     match result {
-        Err(Error::FailedPrecondition { reason: r, .. }) => assert_eq!(r, reason),
+        Err(err) => assert_eq!(
+            (err.code(), err.reason()),
+            (tonic::Code::FailedPrecondition, reason),
+            "{err:?}"
+        ),
         other => panic!("expected FailedPrecondition {reason}, got {other:?}"),
     }
 }
