@@ -14,13 +14,24 @@ use crate::error::Error;
 use crate::gateway::{CallContext, Gateway, StreamChunk};
 use crate::proto::{self, ai_service_server::AiService};
 
+pub use super::caps::CallCaps;
+
 pub struct AiApi {
     gateway: Arc<Gateway>,
+    caps: CallCaps,
 }
 
 impl AiApi {
     pub fn new(gateway: Arc<Gateway>) -> Self {
-        AiApi { gateway }
+        AiApi {
+            gateway,
+            caps: CallCaps::default(),
+        }
+    }
+
+    /// The operator's caps on messages and prompt bytes per call.
+    pub fn with_caps(self, caps: CallCaps) -> Self {
+        AiApi { caps, ..self }
     }
 }
 
@@ -49,6 +60,7 @@ impl AiService for AiApi {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let r = request.into_inner();
+        self.caps.check_text(&r.messages).map_err(status(&id))?;
         let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata)
             .map_err(status(&id))?;
         // A client that hangs up drops this future: the call's guard then
@@ -72,6 +84,7 @@ impl AiService for AiApi {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let r = request.into_inner();
+        self.caps.check_text(&r.messages).map_err(status(&id))?;
         let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata)
             .map_err(status(&id))?;
         let started = self
@@ -114,7 +127,9 @@ impl AiService for AiApi {
     ) -> Result<Response<proto::ImageResponse>, Status> {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
-        let input = image_input(request.into_inner()).map_err(status(&id))?;
+        let r = request.into_inner();
+        self.caps.check_image(&r.prompt).map_err(status(&id))?;
+        let input = image_input(r).map_err(status(&id))?;
         let answer = self.gateway.image(ctx, input).await.map_err(status(&id))?;
         Ok(Response::new(proto::ImageResponse {
             images: answer

@@ -3,6 +3,7 @@
 pub mod admin;
 mod admin_convert;
 pub mod ai;
+mod caps;
 mod convert;
 mod hook_convert;
 

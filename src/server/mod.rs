@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::api::admin::AdminApi;
-use crate::api::ai::AiApi;
+use crate::api::ai::{AiApi, CallCaps};
 use crate::auth::{AdminAuth, Directory, UserAuth, secret};
 use crate::catalog::CatalogCache;
 use crate::config::Config;
@@ -25,7 +24,12 @@ use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::usage::{UsageWriter, WriterHandle};
 
+mod routes;
 mod seed;
+pub mod transport;
+
+use routes::Offer;
+use transport::{AcceptPolicy, Tls};
 
 use seed::ADMIN_KEY_SETTING;
 pub use seed::{MOCK_IMAGE_MODEL, MOCK_PROVIDER, MOCK_TEXT_MODEL};
@@ -118,6 +122,17 @@ impl City {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        self.serve_on(listener, None, shutdown).await
+    }
+
+    /// Like `serve`, with AdminService on `admin_listener` alone when given
+    /// (AIService and health then on `listener`).
+    pub async fn serve_on(
+        self,
+        listener: TcpListener,
+        admin_listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let City {
             config,
             store,
@@ -129,17 +144,13 @@ impl City {
             hooks,
             ..
         } = self;
+        let tls = Tls::from_config(&config.tls)?;
+        let watcher = tls.clone().map(|tls| {
+            AbortOnDrop(tls.watch(Duration::from_millis(config.tls.reload_interval_ms.max(10))))
+        });
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AiServiceServer<AiApi>>().await;
         health.set_serving::<AdminServiceServer<AdminApi>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
 
         let gateway = Arc::new(Gateway::new(
             catalog.clone(),
@@ -147,50 +158,86 @@ impl City {
             usage,
             hooks.clone(),
         ));
-        let ai = AiServiceServer::with_interceptor(
-            AiApi::new(gateway),
+        let max_request = config.server.max_request_bytes;
+        let ai = InterceptedService::new(
+            AiServiceServer::new(AiApi::new(gateway).with_caps(CallCaps {
+                max_messages: config.server.max_messages_per_call,
+                max_prompt_bytes: config.server.max_prompt_bytes_per_call,
+            }))
+            .max_decoding_message_size(max_request),
             UserAuth {
                 directory: directory.clone(),
             },
         );
-        let admin = AdminServiceServer::with_interceptor(
-            AdminApi::new(
+        let admin = InterceptedService::new(
+            AdminServiceServer::new(AdminApi::new(
                 directory.clone(),
                 catalog,
                 quotas,
                 store.clone(),
                 hooks.clone(),
-            ),
+            ))
+            .max_decoding_message_size(max_request),
             AdminAuth { directory },
         );
 
         // Pending deliveries from before a restart are picked up at once.
         let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight calls");
             let _ = stopping_tx.send(true);
         };
-        let server = Server::builder()
-            .timeout(Duration::from_secs(config.server.request_timeout_secs))
-            .concurrency_limit_per_connection(config.server.max_concurrent_calls_per_connection)
-            .load_shed(true)
-            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .add_service(ai)
-            .add_service(admin)
-            .serve_with_incoming_shutdown(incoming, signal);
+        tokio::spawn(signal);
+        let policy = AcceptPolicy {
+            tls,
+            max_connections: config.server.max_connections,
+            header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+        };
+        let offer = if admin_listener.is_some() {
+            Offer::Ai
+        } else {
+            Offer::Everything
+        };
+        let mut main = routes::server(&config.server);
+        let mut main = main
+            .add_routes(routes::reflection(offer)?)
+            .add_service(health_service.clone())
+            .add_service(ai);
+        if offer == Offer::Everything {
+            main = main.add_service(admin.clone());
+        }
+        let main = main.serve_with_incoming_shutdown(
+            transport::incoming(listener, policy.clone()),
+            stopped(stopping_rx.clone()),
+        );
+        let admin_stopped = stopped(stopping_rx.clone());
+        let admin_server = async {
+            let Some(admin_listener) = admin_listener else {
+                return Ok(());
+            };
+            routes::server(&config.server)
+                .add_routes(routes::reflection(Offer::Admin)?)
+                .add_service(health_service)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(
+                    transport::incoming(admin_listener, policy),
+                    admin_stopped,
+                )
+                .await
+                .context("serving the admin listener")
+        };
+        let servers =
+            async { tokio::try_join!(async { main.await.context("serving gRPC") }, admin_server) };
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
         tokio::select! {
-            result = server => result.context("serving gRPC")?,
+            result = servers => { result?; }
             () = grace_expired(stopping_rx, grace) => {
                 tracing::warn!(?grace, "grace period over; dropping the calls still in flight");
             }
         }
+        drop(watcher);
         health.set_not_serving::<AiServiceServer<AiApi>>().await;
         // The writer ends once every sender (held by handlers and relays) is
         // gone, after committing everything queued.
@@ -199,6 +246,22 @@ impl City {
         store.close().await;
         tracing::info!("usage flushed; City stopped");
         Ok(())
+    }
+}
+
+/// Resolves once shutdown has begun.
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Stops a background task when its owner goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
