@@ -22,3 +22,4 @@ mod quotas;
 mod rust_client;
 mod secrets;
 mod store_conformance;
+mod transport;
