@@ -184,3 +184,144 @@ fn client_verifier(
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, KeyPair};
+
+    fn pair(name: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// The leaf certificate a handshake with `tls` presents.
+    async fn presented(tls: &Tls) -> Vec<u8> {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let acceptor = tls.acceptor();
+        let serve = tokio::spawn(async move { acceptor.accept(server).await.map(|_| ()) });
+        let verifier = Arc::new(AnyServer(rustls::crypto::ring::default_provider()));
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let name = rustls::pki_types::ServerName::try_from("city.test").unwrap();
+        let stream = connector.connect(name, client).await.unwrap();
+        serve.await.unwrap().unwrap();
+        stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_new_pair_is_taken_and_a_bad_one_keeps_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TlsConfig {
+            cert_file: Some(dir.path().join("tls.crt")),
+            key_file: Some(dir.path().join("tls.key")),
+            ..TlsConfig::default()
+        };
+        let write = |(cert, key): &(String, String)| {
+            std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
+            std::fs::write(dir.path().join("tls.key"), key).unwrap();
+        };
+        let first = pair("one.test");
+        write(&first);
+        let tls = Tls::from_config(&config).unwrap().unwrap();
+        assert_eq!(presented(&tls).await, der(&first.0));
+
+        let second = pair("two.test");
+        write(&second);
+        tls.reload_if_changed();
+        assert_eq!(presented(&tls).await, der(&second.0));
+
+        // A certificate with another pair's key, then garbage: both refused.
+        let third = pair("three.test");
+        write(&(third.0.clone(), second.1.clone()));
+        tls.reload_if_changed();
+        assert_eq!(presented(&tls).await, der(&second.0));
+        write(&("not PEM".into(), "not PEM".into()));
+        tls.reload_if_changed();
+        assert_eq!(presented(&tls).await, der(&second.0));
+        write(&third);
+        tls.reload_if_changed();
+        assert_eq!(presented(&tls).await, der(&third.0));
+    }
+
+    #[test]
+    fn half_a_pair_or_a_ca_without_a_pair_is_a_config_error() {
+        let only_cert = TlsConfig {
+            cert_file: Some("tls.crt".into()),
+            ..TlsConfig::default()
+        };
+        assert!(Tls::from_config(&only_cert).is_err());
+        let only_ca = TlsConfig {
+            client_ca_file: Some("ca.pem".into()),
+            ..TlsConfig::default()
+        };
+        assert!(Tls::from_config(&only_ca).is_err());
+        assert!(Tls::from_config(&TlsConfig::default()).unwrap().is_none());
+    }
+
+    /// Accepts any server certificate: these tests look at which one is sent.
+    #[derive(Debug)]
+    struct AnyServer(CryptoProvider);
+
+    impl rustls::client::danger::ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
