@@ -3,6 +3,7 @@
 //! Certificates are made by each test (rcgen), never read from the repo.
 
 mod admin_listener;
+mod dev_binary;
 mod limits;
 mod tls;
 
