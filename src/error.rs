@@ -33,10 +33,22 @@ pub enum Error {
     StudioNotFound { studio_id: String },
     #[error("missing `x-studio-id` metadata")]
     StudioIdMissing,
+    #[error("City is shutting down; retry on another replica")]
+    ShuttingDown,
     #[error("`{header}` was sent more than once; send exactly one")]
     AmbiguousCredentials { header: &'static str },
     #[error("this credential may not call {method}")]
     PermissionDenied { method: &'static str },
+    /// A studio key asked for a studio-wide limit above the operator's.
+    #[error(
+        "{limit} {value} is above the operator's limit {ceiling} on this studio: \
+         a studio key may only tighten the operator's limits"
+    )]
+    LimitAboveCeiling {
+        limit: &'static str,
+        value: i64,
+        ceiling: i64,
+    },
     #[error("model `{model_id}` does not exist")]
     ModelNotFound { model_id: String },
     /// Reported like a missing model (studios see only callable models),
@@ -172,9 +184,11 @@ impl Error {
             | Error::TokenRevoked => Code::Unauthenticated,
             Error::StudioMismatch { .. }
             | Error::StudioSuspended { .. }
-            | Error::PermissionDenied { .. } => Code::PermissionDenied,
+            | Error::PermissionDenied { .. }
+            | Error::LimitAboveCeiling { .. } => Code::PermissionDenied,
             Error::StudioNotFound { .. } => Code::Unauthenticated,
             Error::StudioIdMissing | Error::AmbiguousCredentials { .. } => Code::Unauthenticated,
+            Error::ShuttingDown => Code::Unavailable,
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } | Error::NotFound { .. } => {
                 Code::NotFound
             }
@@ -211,7 +225,9 @@ impl Error {
             Error::StudioNotFound { .. } => "STUDIO_NOT_FOUND",
             Error::StudioIdMissing => "STUDIO_ID_MISSING",
             Error::AmbiguousCredentials { .. } => "AMBIGUOUS_CREDENTIALS",
+            Error::ShuttingDown => "SHUTTING_DOWN",
             Error::PermissionDenied { .. } => "PERMISSION_DENIED",
+            Error::LimitAboveCeiling { .. } => "LIMIT_ABOVE_CEILING",
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } => "MODEL_NOT_FOUND",
             Error::NoDefaultModel { .. } => "NO_DEFAULT_MODEL",
             Error::NotFound { .. } => "NOT_FOUND",
@@ -242,6 +258,15 @@ impl Error {
             | Error::StudioSuspended { studio_id }
             | Error::StudioNotFound { studio_id } => pair("studio_id", studio_id),
             Error::PermissionDenied { method } => pair("method", method),
+            Error::LimitAboveCeiling {
+                limit,
+                value,
+                ceiling,
+            } => HashMap::from([
+                ("limit".to_string(), limit.to_string()),
+                ("value".to_string(), value.to_string()),
+                ("ceiling".to_string(), ceiling.to_string()),
+            ]),
             Error::AmbiguousCredentials { header } => pair("header", header),
             Error::ModelNotFound { model_id } => pair("model", model_id),
             Error::ModelDisabled { model_id } => HashMap::from([

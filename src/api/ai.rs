@@ -7,11 +7,11 @@ use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{finish_reason, image_input, pathway_filter, text_input, usage};
+use super::convert::{finish_reason, pathway_filter, pathway_to_proto};
 use super::{request_id, status};
 use crate::auth::UserCaller;
 use crate::error::Error;
-use crate::gateway::{CallContext, Gateway, StreamChunk};
+use crate::gateway::{CallContext, Gateway, ImageInput, StreamChunk, TextInput};
 use crate::proto::{self, ai_service_server::AiService};
 
 pub use super::caps::CallCaps;
@@ -61,8 +61,7 @@ impl AiService for AiApi {
         let id = ctx.request_id.clone();
         let r = request.into_inner();
         self.caps.check_text(&r.messages).map_err(status(&id))?;
-        let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata)
-            .map_err(status(&id))?;
+        let input = TextInput::try_from(r).map_err(status(&id))?;
         // A client that hangs up drops this future: the call's guard then
         // settles it and records its row as CANCELLED.
         let answer = self.gateway.text(ctx, input).await.map_err(status(&id))?;
@@ -70,7 +69,7 @@ impl AiService for AiApi {
             text: answer.text,
             model: answer.model_id,
             finish_reason: finish_reason(answer.finish) as i32,
-            usage: Some(usage(answer.usage)),
+            usage: Some(answer.usage.into()),
             request_id: id.0.to_string(),
         }))
     }
@@ -85,8 +84,7 @@ impl AiService for AiApi {
         let id = ctx.request_id.clone();
         let r = request.into_inner();
         self.caps.check_text(&r.messages).map_err(status(&id))?;
-        let input = text_input(r.model, r.messages, r.max_tokens, r.config, r.metadata)
-            .map_err(status(&id))?;
+        let input = TextInput::try_from(r).map_err(status(&id))?;
         let started = self
             .gateway
             .stream_text(ctx, input)
@@ -106,7 +104,7 @@ impl AiService for AiApi {
                     usage: used,
                 } => proto::StreamTextResponse {
                     finish_reason: finish_reason(finish) as i32,
-                    usage: Some(usage(used)),
+                    usage: Some(used.into()),
                     model: model.clone(),
                     request_id: request_id.clone(),
                     ..Default::default()
@@ -129,7 +127,7 @@ impl AiService for AiApi {
         let id = ctx.request_id.clone();
         let r = request.into_inner();
         self.caps.check_image(&r.prompt).map_err(status(&id))?;
-        let input = image_input(r).map_err(status(&id))?;
+        let input = ImageInput::try_from(r).map_err(status(&id))?;
         let answer = self.gateway.image(ctx, input).await.map_err(status(&id))?;
         Ok(Response::new(proto::ImageResponse {
             images: answer
@@ -141,7 +139,7 @@ impl AiService for AiApi {
                 })
                 .collect(),
             model: answer.model_id,
-            usage: Some(usage(answer.usage)),
+            usage: Some(answer.usage.into()),
             request_id: id.0.to_string(),
         }))
     }
@@ -159,7 +157,7 @@ impl AiService for AiApi {
             .map(|m| proto::ModelInfo {
                 id: m.record.id.clone(),
                 display_name: m.record.display_name.clone(),
-                pathway: super::convert::pathway_to_proto(m.record.pathway) as i32,
+                pathway: pathway_to_proto(m.record.pathway) as i32,
                 is_default: m.is_default,
             })
             .collect();

@@ -1,11 +1,9 @@
 //! Thin gRPC handlers: convert the wire request, call the domain, convert back.
 
 pub mod admin;
-mod admin_convert;
 pub mod ai;
 mod caps;
 mod convert;
-mod hook_convert;
 
 use tonic::{Request, Status};
 

@@ -42,6 +42,9 @@ pub struct Directory {
     store: Arc<dyn Store>,
     admin_key_hash: RwLock<[u8; 32]>,
     maps: RwLock<Maps>,
+    /// One admin write at a time (read, store write, cache update), so
+    /// racing writes leave the cache as the store ends up: never older.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Directory {
@@ -51,6 +54,7 @@ impl Directory {
             store,
             admin_key_hash: RwLock::new(admin_key_hash),
             maps: RwLock::default(),
+            writes: tokio::sync::Mutex::new(()),
         };
         directory.load(snapshot);
         directory
@@ -153,6 +157,7 @@ impl Directory {
         id: Option<String>,
         display_name: String,
     ) -> Result<StudioRecord> {
+        let _one_write = self.writes.lock().await;
         let id = match id.filter(|id| !id.is_empty()) {
             Some(id) => {
                 validate_studio_id(&id)?;
@@ -195,6 +200,7 @@ impl Directory {
         display_name: Option<String>,
         status: Option<StudioStatus>,
     ) -> Result<StudioRecord> {
+        let _one_write = self.writes.lock().await;
         let mut studio = self.get_studio(id).await?;
         if let Some(name) = display_name {
             studio.display_name = name;
@@ -215,6 +221,7 @@ impl Directory {
         studio_id: &str,
         display_name: String,
     ) -> Result<(StudioKeyRecord, String)> {
+        let _one_write = self.writes.lock().await;
         self.get_studio(studio_id).await?;
         let Minted { id, bearer, hash } = secret::mint(secret::STUDIO_KEY_PREFIX);
         let key = StudioKeyRecord {
@@ -243,6 +250,7 @@ impl Directory {
         studio_id: &str,
         key_id: &str,
     ) -> Result<StudioKeyRecord> {
+        let _one_write = self.writes.lock().await;
         let not_found = || Error::NotFound {
             resource: "studio key",
             id: key_id.to_string(),
@@ -266,6 +274,7 @@ impl Directory {
         user_id: String,
         ttl: Option<Duration>,
     ) -> Result<(UserTokenRecord, String)> {
+        let _one_write = self.writes.lock().await;
         validate_user_id(&user_id)?;
         self.get_studio(studio_id).await?;
         let Minted { id, bearer, hash } = secret::mint(secret::USER_TOKEN_PREFIX);
@@ -300,6 +309,7 @@ impl Directory {
         studio_id: &str,
         token_id: &str,
     ) -> Result<UserTokenRecord> {
+        let _one_write = self.writes.lock().await;
         let not_found = || Error::NotFound {
             resource: "user token",
             id: token_id.to_string(),

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -67,16 +68,28 @@ fn bearer(metadata: &MetadataMap) -> Result<&str, Error> {
     Ok(token.trim())
 }
 
+/// A City that is shutting down takes no new calls (UNAVAILABLE), so
+/// clients and load balancers move on to another replica.
+fn refuse_while_draining(draining: &CancellationToken) -> Result<(), Error> {
+    if draining.is_cancelled() {
+        return Err(Error::ShuttingDown);
+    }
+    Ok(())
+}
+
 /// Authenticates `AIService` calls: `x-studio-id` plus a user token.
 #[derive(Clone)]
 pub struct UserAuth {
     pub directory: Arc<Directory>,
+    /// Set once City begins to shut down: new calls are refused.
+    pub draining: CancellationToken,
 }
 
 impl Interceptor for UserAuth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let request_id = RequestId::from_metadata(request.metadata());
         let caller = (|| {
+            refuse_while_draining(&self.draining)?;
             let metadata = request.metadata();
             let token = bearer(metadata)?;
             let studio_id = single(metadata, "x-studio-id")?
@@ -96,12 +109,15 @@ impl Interceptor for UserAuth {
 #[derive(Clone)]
 pub struct AdminAuth {
     pub directory: Arc<Directory>,
+    /// Set once City begins to shut down: new calls are refused.
+    pub draining: CancellationToken,
 }
 
 impl Interceptor for AdminAuth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let request_id = RequestId::from_metadata(request.metadata());
-        let caller = bearer(request.metadata())
+        let caller = refuse_while_draining(&self.draining)
+            .and_then(|()| bearer(request.metadata()))
             .and_then(|token| self.directory.authenticate_admin(token))
             .map_err(|err| err.to_status(&request_id.0))?;
         request.extensions_mut().insert(caller);

@@ -324,7 +324,10 @@ fn limits_name(record: &LimitsRecord) -> String {
             "[[limits]] default user limits of studio `{}`",
             record.studio_id
         ),
-        LimitTarget::Studio => format!("[[limits]] of studio `{}`", record.studio_id),
+        // The config file speaks for the operator: it never sets a studio's own tier.
+        LimitTarget::Studio | LimitTarget::StudioOwn => {
+            format!("[[limits]] of studio `{}`", record.studio_id)
+        }
     }
 }
 

@@ -135,6 +135,10 @@ pub struct ServerConfig {
     pub max_concurrent_streams_per_connection: u32,
     /// Open connections per listener; beyond it new ones are closed at once.
     pub max_connections: usize,
+    /// On SIGTERM, how long City stays up reporting NOT_SERVING (refusing
+    /// new calls) before it closes its listeners: time for load balancers
+    /// to notice. The grace period for in-flight calls starts after it.
+    pub drain_delay_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -152,6 +156,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             max_concurrent_streams_per_connection: 1024,
             max_connections: 10_000,
+            drain_delay_ms: 0,
         }
     }
 }

@@ -16,8 +16,12 @@ pub struct LimitValues {
 /// What a set of limits applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LimitTarget {
-    /// The studio as a whole.
+    /// The studio as a whole, as the operator caps it: a ceiling the
+    /// studio's own key can neither raise nor remove.
     Studio,
+    /// The studio as a whole, as its own key tightens it: the studio-wide
+    /// limit that binds is the lower of this and `Studio`.
+    StudioOwn,
     /// Each user of the studio without limits of their own.
     UserDefault,
     /// One user.

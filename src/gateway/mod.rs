@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 pub use call::{
     CallContext, Consumption, ImageAnswer, ImageInput, StartedStream, StreamChunk, TextAnswer,
@@ -40,6 +41,9 @@ pub struct Gateway {
     quotas: Arc<Quotas>,
     usage: UsageWriter,
     hooks: Arc<Hooks>,
+    /// Cancelled when the shutdown grace is over: calls still running stop,
+    /// and their guards record them.
+    stopping: CancellationToken,
 }
 
 impl Gateway {
@@ -48,12 +52,23 @@ impl Gateway {
         quotas: Arc<Quotas>,
         usage: UsageWriter,
         hooks: Arc<Hooks>,
+        stopping: CancellationToken,
     ) -> Self {
         Gateway {
             catalog,
             quotas,
             usage,
             hooks,
+            stopping,
+        }
+    }
+
+    /// Runs a call until it ends or City stops it. Stopped, the call's future
+    /// is dropped, so its guard settles it and records its row.
+    async fn until_stopped<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            result = call => result,
+            () = self.stopping.cancelled() => Err(Error::ShuttingDown),
         }
     }
 
@@ -69,6 +84,21 @@ impl Gateway {
     }
 
     pub async fn text(&self, ctx: CallContext, input: TextInput) -> Result<TextAnswer> {
+        self.until_stopped(self.run_text(ctx, input)).await
+    }
+
+    pub async fn image(&self, ctx: CallContext, input: ImageInput) -> Result<ImageAnswer> {
+        self.until_stopped(self.run_image(ctx, input)).await
+    }
+
+    /// Starts a stream: errors before the first chunk come back as an error
+    /// here (with their usage row written); afterwards a relay task owns the
+    /// call's guard and writes its row when it ends, however it ends.
+    pub async fn stream_text(&self, ctx: CallContext, input: TextInput) -> Result<StartedStream> {
+        self.until_stopped(self.start_stream(ctx, input)).await
+    }
+
+    async fn run_text(&self, ctx: CallContext, input: TextInput) -> Result<TextAnswer> {
         let ask = Ask::Text {
             input: &input,
             stream: false,
@@ -96,7 +126,7 @@ impl Gateway {
         settle(guard, result, |answer| answer.usage).await
     }
 
-    pub async fn image(&self, ctx: CallContext, input: ImageInput) -> Result<ImageAnswer> {
+    async fn run_image(&self, ctx: CallContext, input: ImageInput) -> Result<ImageAnswer> {
         let Admitted {
             mut guard, chain, ..
         } = self.admit(ctx, Ask::Image(&input)).await?;
@@ -120,10 +150,7 @@ impl Gateway {
         settle(guard, result, |answer| answer.usage).await
     }
 
-    /// Starts a stream: errors before the first chunk come back as an error
-    /// here (with their usage row written); afterwards a relay task owns the
-    /// call's guard and writes its row when it ends, however it ends.
-    pub async fn stream_text(&self, ctx: CallContext, input: TextInput) -> Result<StartedStream> {
+    async fn start_stream(&self, ctx: CallContext, input: TextInput) -> Result<StartedStream> {
         let ask = Ask::Text {
             input: &input,
             stream: true,
@@ -155,7 +182,12 @@ impl Gateway {
             }
         };
         let (chunks, receiver) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(Relay { guard, chunks }.run(upstream));
+        let relay = Relay {
+            guard,
+            chunks,
+            stopping: self.stopping.clone(),
+        };
+        tokio::spawn(relay.run(upstream));
         Ok(StartedStream {
             model_id: model.record.id.clone(),
             chunks: receiver,

@@ -3,6 +3,7 @@
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::call::{Consumption, StreamChunk};
 use super::guard::{CallEnd, CallGuard, USAGE_SOURCE_RELAYED};
@@ -13,6 +14,8 @@ use crate::providers::{Finish, StreamEvent, TextStream};
 pub(super) struct Relay {
     pub guard: CallGuard,
     pub chunks: mpsc::Sender<Result<StreamChunk>>,
+    /// City's shutdown, once the grace period is over.
+    pub stopping: CancellationToken,
 }
 
 /// How a relayed stream ended.
@@ -27,6 +30,7 @@ impl Relay {
             let event = tokio::select! {
                 biased;
                 _ = self.chunks.closed() => break RelayEnd::Failed(Error::Cancelled),
+                () = self.stopping.cancelled() => break RelayEnd::Failed(Error::ShuttingDown),
                 event = upstream.next() => event,
             };
             match event {
@@ -69,7 +73,7 @@ impl Relay {
     /// Writes the row first, then tells the client: a client that saw the
     /// final usage can rely on the row being durable.
     async fn finish(self, end: RelayEnd) {
-        let Relay { guard, chunks } = self;
+        let Relay { guard, chunks, .. } = self;
         let (last, recorded) = match end {
             RelayEnd::Finished(finish, usage) => {
                 let end = CallEnd {

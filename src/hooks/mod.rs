@@ -68,6 +68,9 @@ pub struct Hooks {
     master_key: Option<MasterKey>,
     client: reqwest::Client,
     state: RwLock<State>,
+    /// One admin write at a time (read, store write, cache update), so
+    /// racing writes leave the cache as the store ends up: never older.
+    writes: tokio::sync::Mutex<()>,
     wake: Notify,
 }
 
@@ -83,6 +86,7 @@ impl Hooks {
             master_key,
             client,
             state: RwLock::default(),
+            writes: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         };
         let records = hooks.store.all_hooks().await?;
@@ -208,6 +212,7 @@ impl Hooks {
         given_secret: Option<&str>,
         create_missing: bool,
     ) -> Result<(HookRecord, Option<String>)> {
+        let _one_write = self.writes.lock().await;
         record.validate()?;
         let master_key = self.master_key()?;
         let now = now_ms();
@@ -266,6 +271,7 @@ impl Hooks {
 
     /// Deletes a hook of this studio (empty: City-wide).
     pub async fn delete(&self, studio_id: &str, id: &str) -> Result<()> {
+        let _one_write = self.writes.lock().await;
         let not_found = || Error::NotFound {
             resource: "hook",
             id: id.to_string(),

@@ -69,6 +69,37 @@ impl LimitKind {
     }
 }
 
+/// Per limit, the lower of two sets; an unset limit binds nothing.
+pub fn tighter(a: &LimitValues, b: &LimitValues) -> LimitValues {
+    let lower = |x: Option<i64>, y: Option<i64>| match (x, y) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) | (None, x) => x,
+    };
+    let LimitValues {
+        requests_per_minute,
+        tokens_per_minute,
+        tokens_per_day,
+        cost_micros_per_day,
+        cost_micros_per_month,
+    } = *a;
+    LimitValues {
+        requests_per_minute: lower(requests_per_minute, b.requests_per_minute),
+        tokens_per_minute: lower(tokens_per_minute, b.tokens_per_minute),
+        tokens_per_day: lower(tokens_per_day, b.tokens_per_day),
+        cost_micros_per_day: lower(cost_micros_per_day, b.cost_micros_per_day),
+        cost_micros_per_month: lower(cost_micros_per_month, b.cost_micros_per_month),
+    }
+}
+
+/// The first limit of `own` above the same limit of `ceiling`, with both
+/// values. A limit `own` leaves unset falls back to the ceiling: never above.
+pub fn above_ceiling(own: &LimitValues, ceiling: &LimitValues) -> Option<(LimitKind, i64, i64)> {
+    LimitKind::ALL.into_iter().find_map(|kind| {
+        let (value, ceiling) = (kind.of(own)?, kind.of(ceiling)?);
+        (value > ceiling).then_some((kind, value, ceiling))
+    })
+}
+
 /// What a call reserves or uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Amount {
@@ -101,5 +132,43 @@ impl Amount {
             tokens: (self.tokens - other.tokens).max(0),
             cost_micros: (self.cost_micros - other.cost_micros).max(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(rpm: Option<i64>, tpd: Option<i64>) -> LimitValues {
+        LimitValues {
+            requests_per_minute: rpm,
+            tokens_per_day: tpd,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_tighter_of_two_takes_the_lower_value_of_each_limit() {
+        let ceiling = values(Some(10), None);
+        assert_eq!(
+            tighter(&ceiling, &values(Some(3), None)),
+            values(Some(3), None)
+        );
+        assert_eq!(
+            tighter(&ceiling, &values(Some(30), Some(7))),
+            values(Some(10), Some(7))
+        );
+        assert_eq!(tighter(&ceiling, &LimitValues::default()), ceiling);
+    }
+
+    #[test]
+    fn only_a_value_above_the_ceiling_is_above_it() {
+        let ceiling = values(Some(10), None);
+        assert_eq!(above_ceiling(&values(Some(10), Some(99)), &ceiling), None);
+        assert_eq!(above_ceiling(&LimitValues::default(), &ceiling), None);
+        assert_eq!(
+            above_ceiling(&values(Some(11), None), &ceiling),
+            Some((LimitKind::RequestsPerMinute, 11, 10))
+        );
     }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 
 pub use ledger::{Counts, MemoryLedger, QuotaLedger};
 pub use limits::{Amount, LimitKind};
+use limits::{above_ceiling, tighter};
 pub use window::Window;
 
 use ledger::{Claim, Hold};
@@ -27,6 +28,12 @@ use crate::store::{Snapshot, Store};
 /// One studio's limits and allow-list.
 #[derive(Default)]
 struct StudioPolicy {
+    /// The operator's studio-wide limits: a ceiling.
+    ceiling: LimitValues,
+    /// The studio's own studio-wide limits (its key's, at most the ceiling).
+    own: LimitValues,
+    /// What binds studio-wide, the tighter of the two, kept ready so that
+    /// reserving reads one value.
     studio: LimitValues,
     user_default: LimitValues,
     users: HashMap<String, LimitValues>,
@@ -37,7 +44,8 @@ struct StudioPolicy {
 impl StudioPolicy {
     fn limits_of(&self, target: &LimitTarget) -> LimitValues {
         match target {
-            LimitTarget::Studio => self.studio,
+            LimitTarget::Studio => self.ceiling,
+            LimitTarget::StudioOwn => self.own,
             LimitTarget::UserDefault => self.user_default,
             LimitTarget::User(user) => self.users.get(user).copied().unwrap_or_default(),
         }
@@ -45,7 +53,14 @@ impl StudioPolicy {
 
     fn set(&mut self, target: &LimitTarget, values: LimitValues) {
         match target {
-            LimitTarget::Studio => self.studio = values,
+            LimitTarget::Studio => {
+                self.ceiling = values;
+                self.studio = tighter(&self.ceiling, &self.own);
+            }
+            LimitTarget::StudioOwn => {
+                self.own = values;
+                self.studio = tighter(&self.ceiling, &self.own);
+            }
             LimitTarget::UserDefault => self.user_default = values,
             LimitTarget::User(user) if values == LimitValues::default() => {
                 self.users.remove(user);
@@ -80,6 +95,9 @@ pub struct Standing {
 pub struct Quotas {
     store: Arc<dyn Store>,
     policies: RwLock<HashMap<String, StudioPolicy>>,
+    /// One admin write at a time (read, store write, cache update), so
+    /// racing writes leave the cache as the store ends up: never older.
+    writes: tokio::sync::Mutex<()>,
     ledger: Arc<dyn QuotaLedger>,
 }
 
@@ -105,6 +123,7 @@ impl Quotas {
         Ok(Quotas {
             store,
             policies: RwLock::new(policies),
+            writes: tokio::sync::Mutex::new(()),
             ledger: Arc::new(ledger),
         })
     }
@@ -155,12 +174,15 @@ impl Quotas {
     }
 
     /// Replaces the limits of one target; they bind from the next call on.
+    /// A studio's own limits may not exceed the operator's (a ceiling that
+    /// binds anyway: this refusal says so rather than storing a no-op).
     pub async fn set_limits(
         &self,
         studio_id: &str,
         target: LimitTarget,
         values: LimitValues,
     ) -> Result<LimitValues> {
+        let _one_write = self.writes.lock().await;
         let record = LimitsRecord {
             studio_id: studio_id.to_string(),
             target,
@@ -168,6 +190,16 @@ impl Quotas {
             update_ms: now_ms(),
         };
         record.validate()?;
+        if record.target == LimitTarget::StudioOwn {
+            let ceiling = self.limits(studio_id, &LimitTarget::Studio);
+            if let Some((kind, value, ceiling)) = above_ceiling(&record.values, &ceiling) {
+                return Err(Error::LimitAboveCeiling {
+                    limit: kind.name(),
+                    value,
+                    ceiling,
+                });
+            }
+        }
         self.store.put_limits(&record).await?;
         let mut policies = self.policies.write().expect("quota lock");
         policies
@@ -187,6 +219,7 @@ impl Quotas {
 
     /// Replaces a studio's allow-list; empty allows every model.
     pub async fn set_allowed_models(&self, studio_id: &str, model_ids: Vec<String>) -> Result<()> {
+        let _one_write = self.writes.lock().await;
         self.store.set_allowed_models(studio_id, &model_ids).await?;
         let mut policies = self.policies.write().expect("quota lock");
         let policy = policies.entry(studio_id.to_string()).or_default();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::api::admin::AdminApi;
@@ -146,17 +147,23 @@ impl City {
         } = self;
         let tls = Tls::from_config(&config.tls)?;
         let watcher = tls.clone().map(|tls| {
-            AbortOnDrop(tls.watch(Duration::from_millis(config.tls.reload_interval_ms.max(10))))
+            let every = Duration::from_millis(config.tls.reload_interval_ms.max(10));
+            AbortOnDrop(tls.watch(every))
         });
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AiServiceServer<AiApi>>().await;
         health.set_serving::<AdminServiceServer<AdminApi>>().await;
 
+        // Shutdown in two steps: `draining` refuses new calls at once,
+        // `stopping` stops the calls still running once the grace is over.
+        let draining = CancellationToken::new();
+        let stopping = CancellationToken::new();
         let gateway = Arc::new(Gateway::new(
             catalog.clone(),
             quotas.clone(),
             usage,
             hooks.clone(),
+            stopping.clone(),
         ));
         let max_request = config.server.max_request_bytes;
         let ai = InterceptedService::new(
@@ -167,6 +174,7 @@ impl City {
             .max_decoding_message_size(max_request),
             UserAuth {
                 directory: directory.clone(),
+                draining: draining.clone(),
             },
         );
         let admin = InterceptedService::new(
@@ -178,18 +186,28 @@ impl City {
                 hooks.clone(),
             ))
             .max_decoding_message_size(max_request),
-            AdminAuth { directory },
+            AdminAuth {
+                directory,
+                draining: draining.clone(),
+            },
         );
 
         // Pending deliveries from before a restart are picked up at once.
         let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-        let signal = async move {
+        let drain_delay = Duration::from_millis(config.server.drain_delay_ms);
+        let reporter = health.clone();
+        tokio::spawn(async move {
             shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight calls");
+            // Load balancers see NOT_SERVING before any listener closes.
+            set_not_serving(&reporter).await;
+            draining.cancel();
+            tracing::info!(
+                "shutting down: NOT_SERVING, new calls refused, finishing in-flight calls"
+            );
+            tokio::time::sleep(drain_delay).await;
             let _ = stopping_tx.send(true);
-        };
-        tokio::spawn(signal);
+        });
         let policy = AcceptPolicy {
             tls,
             max_connections: config.server.max_connections,
@@ -212,36 +230,45 @@ impl City {
             transport::incoming(listener, policy.clone()),
             stopped(stopping_rx.clone()),
         );
-        let admin_stopped = stopped(stopping_rx.clone());
-        let admin_server = async {
-            let Some(admin_listener) = admin_listener else {
-                return Ok(());
-            };
-            routes::server(&config.server)
-                .add_routes(routes::reflection(Offer::Admin)?)
-                .add_service(health_service)
-                .add_service(admin)
-                .serve_with_incoming_shutdown(
-                    transport::incoming(admin_listener, policy),
-                    admin_stopped,
-                )
-                .await
-                .context("serving the admin listener")
+        let admin_server = match admin_listener {
+            None => None,
+            Some(admin_listener) => Some(
+                routes::server(&config.server)
+                    .add_routes(routes::reflection(Offer::Admin)?)
+                    .add_service(health_service)
+                    .add_service(admin)
+                    .serve_with_incoming_shutdown(
+                        transport::incoming(admin_listener, policy),
+                        stopped(stopping_rx.clone()),
+                    ),
+            ),
         };
-        let servers =
-            async { tokio::try_join!(async { main.await.context("serving gRPC") }, admin_server) };
+        let mut server = tokio::spawn(async move {
+            let admin_server = async {
+                match admin_server {
+                    Some(admin_server) => admin_server.await.context("serving the admin listener"),
+                    None => Ok(()),
+                }
+            };
+            tokio::try_join!(async { main.await.context("serving gRPC") }, admin_server).map(|_| ())
+        });
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
         tokio::select! {
-            result = servers => { result?; }
+            result = &mut server => result.context("the gRPC server task")??,
             () = grace_expired(stopping_rx, grace) => {
-                tracing::warn!(?grace, "grace period over; dropping the calls still in flight");
+                tracing::warn!(?grace, "grace period over; stopping the calls still in flight");
+                stopping.cancel();
+                // Stopped calls record their rows and end; then the connections close.
+                if tokio::time::timeout(AFTER_STOP, &mut server).await.is_err() {
+                    server.abort();
+                }
             }
         }
         drop(watcher);
-        health.set_not_serving::<AiServiceServer<AiApi>>().await;
+        set_not_serving(&health).await;
         // The writer ends once every sender (held by handlers and relays) is
-        // gone, after committing everything queued.
-        usage_task.finish().await;
+        // gone, after committing everything queued; bounded all the same.
+        usage_task.finish(AFTER_STOP).await;
         dispatcher.stop().await;
         store.close().await;
         tracing::info!("usage flushed; City stopped");
@@ -249,7 +276,7 @@ impl City {
     }
 }
 
-/// Resolves once shutdown has begun.
+/// Resolves once shutdown has begun (after the drain delay).
 async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
     if stopping.wait_for(|stopping| *stopping).await.is_err() {
         std::future::pending::<()>().await;
@@ -263,6 +290,20 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// How long stopped calls get to record their rows and close, and the
+/// writer to commit them: shutdown ends within the grace plus about 2 × this.
+const AFTER_STOP: Duration = Duration::from_millis(500);
+
+async fn set_not_serving(health: &tonic_health::server::HealthReporter) {
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    health.set_not_serving::<AiServiceServer<AiApi>>().await;
+    health
+        .set_not_serving::<AdminServiceServer<AdminApi>>()
+        .await;
 }
 
 /// Resolves once shutdown has begun and `grace` has passed.

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,19 +45,47 @@ struct Job {
 /// The sending side; cheap to clone. The writer stops once every clone is gone.
 #[derive(Clone)]
 pub struct UsageWriter {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Message>,
     hooks: Option<Arc<Hooks>>,
     durability: Durability,
 }
 
-/// The writer thread; await `finish` after the last sender is dropped.
-pub struct WriterHandle(JoinHandle<()>);
+/// What the writer's queue carries.
+// Every message but the last is a row: boxing it would allocate per call.
+#[allow(clippy::large_enum_variant)]
+enum Message {
+    Row(Job),
+    /// Commit what is queued, then stop (see `WriterHandle::finish`).
+    Stop,
+}
+
+/// The writer thread; `finish` ends it once the calls are done.
+pub struct WriterHandle {
+    thread: JoinHandle<()>,
+    /// Does not keep the queue open: only to ask for a stop.
+    jobs: mpsc::WeakSender<Message>,
+}
 
 impl WriterHandle {
-    /// Waits until every queued row is committed.
-    pub async fn finish(self) {
-        let thread = self.0;
-        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+    /// Waits until every queued row is committed. The thread ends by itself
+    /// once the last sender is gone; if one is still held after `patience`
+    /// (a call that ignored the shutdown), the rows queued so far are
+    /// committed and the writer stops anyway, so shutdown stays bounded.
+    pub async fn finish(self, patience: Duration) {
+        let thread = self.thread;
+        let mut joined = tokio::task::spawn_blocking(move || thread.join());
+        let joined = match tokio::time::timeout(patience, &mut joined).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                if let Some(jobs) = self.jobs.upgrade() {
+                    tracing::warn!(
+                        "a call still holds the usage writer; stopping it after the queued rows"
+                    );
+                    let _ = jobs.send(Message::Stop).await;
+                }
+                joined.await
+            }
+        };
         if !matches!(joined, Ok(Ok(()))) {
             tracing::error!("usage writer thread failed");
         }
@@ -77,12 +106,16 @@ impl UsageWriter {
         let thread = std::thread::Builder::new()
             .name("usage-writer".into())
             .spawn(move || run(sink, queue, run_hooks))?;
+        let handle = WriterHandle {
+            thread,
+            jobs: jobs.downgrade(),
+        };
         let writer = UsageWriter {
             jobs,
             hooks,
             durability,
         };
-        Ok((writer, WriterHandle(thread)))
+        Ok((writer, handle))
     }
 
     /// Queues a row and, when durable, waits until it is committed.
@@ -110,7 +143,7 @@ impl UsageWriter {
 
 /// Room for one row in the writer's queue.
 pub struct Slot {
-    permit: mpsc::OwnedPermit<Job>,
+    permit: mpsc::OwnedPermit<Message>,
     hooks: Option<Arc<Hooks>>,
     durability: Durability,
 }
@@ -130,11 +163,11 @@ impl Slot {
             .as_ref()
             .map(|hooks| hooks.outbox_for(&row))
             .unwrap_or_default();
-        self.permit.send(Job {
+        self.permit.send(Message::Row(Job {
             row,
             outbox,
             committed,
-        });
+        }));
         Committed(done)
     }
 }
@@ -155,15 +188,31 @@ impl Committed {
     }
 }
 
-fn run(mut sink: Box<dyn UsageSink>, mut queue: mpsc::Receiver<Job>, hooks: Option<Arc<Hooks>>) {
+fn run(
+    mut sink: Box<dyn UsageSink>,
+    mut queue: mpsc::Receiver<Message>,
+    hooks: Option<Arc<Hooks>>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows: Vec<UsageRow> = Vec::with_capacity(MAX_BATCH);
     let mut outbox: Vec<DeliveryRecord> = Vec::new();
-    while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            let Ok(job) = queue.try_recv() else { break };
-            batch.push(job);
+    let mut stop = false;
+    while !stop {
+        let Some(first) = queue.blocking_recv() else {
+            break;
+        };
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Row(job) => batch.push(job),
+                Message::Stop => stop = true,
+            }
+            if batch.len() < MAX_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         for job in batch.iter_mut() {
             rows.push(std::mem::take(&mut job.row));

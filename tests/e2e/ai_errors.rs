@@ -155,6 +155,72 @@ async fn no_authorization_is_token_missing() {
     assert_rejected(&city, result, Code::Unauthenticated, "TOKEN_MISSING").await;
 }
 
+/// A Text request carrying each (key, value) as metadata, appended: a key
+/// given twice travels twice.
+fn text_with_metadata(pairs: &[(&'static str, &str)]) -> tonic::Request<proto::TextRequest> {
+    let mut request = tonic::Request::new(text_request("hello"));
+    for (key, value) in pairs {
+        request.metadata_mut().append(*key, value.parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn two_studio_ids_are_refused_not_resolved() {
+    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
+    city.studio_with_user("other", USER).await;
+    let bearer = format!("Bearer {token}");
+    for studios in [[STUDIO, "other"], ["other", STUDIO], [STUDIO, STUDIO]] {
+        let request = text_with_metadata(&[
+            ("authorization", &bearer),
+            ("x-studio-id", studios[0]),
+            ("x-studio-id", studios[1]),
+        ]);
+        let result = city.ai_with(None, None).text(request).await;
+        let status = assert_rejected(
+            &city,
+            result,
+            Code::Unauthenticated,
+            "AMBIGUOUS_CREDENTIALS",
+        )
+        .await;
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.metadata["header"], "x-studio-id");
+    }
+}
+
+#[tokio::test]
+async fn two_bearers_are_refused_on_both_services() {
+    let (city, token) = TestCity::start_with_user(STUDIO, USER).await;
+    let bearer = format!("Bearer {token}");
+    let request = text_with_metadata(&[
+        ("x-studio-id", STUDIO),
+        ("authorization", &bearer),
+        ("authorization", &bearer),
+    ]);
+    let result = city.ai_with(None, None).text(request).await;
+    assert_rejected(
+        &city,
+        result,
+        Code::Unauthenticated,
+        "AMBIGUOUS_CREDENTIALS",
+    )
+    .await;
+
+    let admin_bearer = format!("Bearer {ADMIN_KEY}");
+    let mut request = tonic::Request::new(proto::ListStudiosRequest::default());
+    for _ in 0..2 {
+        let value = admin_bearer.parse().unwrap();
+        request.metadata_mut().append("authorization", value);
+    }
+    let status = city
+        .admin_with(None)
+        .list_studios(request)
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unauthenticated, "AMBIGUOUS_CREDENTIALS");
+}
+
 #[tokio::test]
 async fn malformed_bearer_is_token_invalid() {
     let (city, _token) = TestCity::start_with_user(STUDIO, USER).await;

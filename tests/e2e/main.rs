@@ -7,12 +7,16 @@ mod common;
 mod fake_upstream;
 
 mod admin_api;
+mod admin_races;
 mod ai_calls;
 mod ai_errors;
+mod authz;
 mod binary;
+mod cancel;
 mod cli_hooks;
 mod cli_quotas;
 mod config_limits;
+mod drain;
 mod hooks;
 mod provider_keys;
 mod providers_anthropic;

@@ -180,6 +180,7 @@ pub(super) fn limits(row: &SqliteRow) -> Result<LimitsRecord> {
     let user_id: String = row.try_get("user_id")?;
     let target = match target.as_str() {
         "studio" => LimitTarget::Studio,
+        "studio_own" => LimitTarget::StudioOwn,
         "user_default" => LimitTarget::UserDefault,
         "user" => LimitTarget::User(user_id),
         other => {
@@ -206,6 +207,7 @@ pub(super) fn limits(row: &SqliteRow) -> Result<LimitsRecord> {
 pub(super) fn limit_target_columns(target: &LimitTarget) -> (&'static str, &str) {
     match target {
         LimitTarget::Studio => ("studio", ""),
+        LimitTarget::StudioOwn => ("studio_own", ""),
         LimitTarget::UserDefault => ("user_default", ""),
         LimitTarget::User(user_id) => ("user", user_id),
     }

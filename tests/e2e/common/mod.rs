@@ -214,7 +214,17 @@ impl TestCity {
 
     /// Graceful shutdown; returns the data directory for a restart.
     pub async fn stop(mut self) -> tempfile::TempDir {
-        let _ = self.shutdown.take().unwrap().send(());
+        self.signal_stop();
+        self.stopped().await
+    }
+
+    /// Starts the shutdown (as SIGTERM does) without waiting for it.
+    pub fn signal_stop(&mut self) {
+        let _ = self.shutdown.take().expect("not stopped yet").send(());
+    }
+
+    /// Waits for a shutdown begun with `signal_stop`; returns the data directory.
+    pub async fn stopped(mut self) -> tempfile::TempDir {
         self.task
             .take()
             .unwrap()
