@@ -54,6 +54,9 @@ impl City {
     /// applies the config's entries. An invalid config writes nothing.
     pub async fn start(config: Config) -> anyhow::Result<City> {
         let entries = config.entries()?;
+        // Transport settings and TLS files are checked before the store is touched.
+        routes::check(&config.server)?;
+        Tls::from_config(&config.tls)?;
         let configured_master_key = config.master_key()?;
         let path = config.sqlite_path();
         let store: Arc<dyn Store> = Arc::new(
@@ -145,6 +148,7 @@ impl City {
             hooks,
             ..
         } = self;
+        routes::check(&config.server)?;
         let tls = Tls::from_config(&config.tls)?;
         let watcher = tls.clone().map(|tls| {
             let every = Duration::from_millis(config.tls.reload_interval_ms.max(10));

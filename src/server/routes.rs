@@ -22,6 +22,39 @@ pub enum Offer {
     Admin,
 }
 
+/// Refuses transport settings that would refuse every call or hang hyper.
+pub fn check(config: &ServerConfig) -> anyhow::Result<()> {
+    let zero = [
+        ("max_request_bytes", config.max_request_bytes == 0),
+        ("max_messages_per_call", config.max_messages_per_call == 0),
+        (
+            "max_prompt_bytes_per_call",
+            config.max_prompt_bytes_per_call == 0,
+        ),
+        (
+            "http2_keepalive_interval_secs",
+            config.http2_keepalive_interval_secs == 0,
+        ),
+        (
+            "http2_keepalive_timeout_secs",
+            config.http2_keepalive_timeout_secs == 0,
+        ),
+        (
+            "header_read_timeout_secs",
+            config.header_read_timeout_secs == 0,
+        ),
+        (
+            "max_concurrent_streams_per_connection",
+            config.max_concurrent_streams_per_connection == 0,
+        ),
+        ("max_connections", config.max_connections == 0),
+    ];
+    match zero.iter().find(|(_, is_zero)| *is_zero) {
+        Some((name, _)) => Err(anyhow::anyhow!("[server] {name} must be above 0")),
+        None => Ok(()),
+    }
+}
+
 /// A server with City's transport settings.
 pub fn server(config: &ServerConfig) -> Server<Stack<RequestSizeLimit, Identity>> {
     Server::builder()
@@ -80,6 +113,17 @@ mod tests {
             .iter()
             .flat_map(|f| f.service.iter().filter_map(|s| s.name.clone()))
             .collect()
+    }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        assert!(check(&ServerConfig::default()).is_ok());
+        let config = ServerConfig {
+            max_connections: 0,
+            ..ServerConfig::default()
+        };
+        let err = check(&config).unwrap_err().to_string();
+        assert!(err.contains("max_connections"), "{err}");
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub fn incoming(listener: TcpListener, policy: AcceptPolicy) -> Incoming {
 type Sender = mpsc::Sender<Result<Conn, std::io::Error>>;
 
 async fn accept_loop(listener: TcpListener, policy: AcceptPolicy, tx: Sender) {
-    let slots = Arc::new(Semaphore::new(policy.max_connections));
+    let slots = Arc::new(Semaphore::new(
+        policy.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     loop {
         let accepted = tokio::select! {
             () = tx.closed() => return,

@@ -179,3 +179,34 @@ async fn the_rust_client_connects_over_tls() {
     ));
     city.stop().await;
 }
+
+#[tokio::test]
+async fn a_missing_or_mismatched_pair_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("city ca");
+    let (one, two) = (ca.server(1), ca.server(2));
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    let mut config = downcity::config::Config {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    config.tls.cert_file = Some(cert.clone());
+    config.tls.key_file = Some(key.clone());
+    let err = City::start(config.clone())
+        .await
+        .err()
+        .expect("no files: no start");
+    assert!(format!("{err:#}").contains("tls.crt"), "{err:#}");
+    std::fs::write(&cert, &one.cert_pem).unwrap();
+    std::fs::write(&key, &two.key_pem).unwrap();
+    let err = City::start(config)
+        .await
+        .err()
+        .expect("a key of another pair: no start");
+    assert!(format!("{err:#}").contains("does not fit"), "{err:#}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing written before the check"
+    );
+}
