@@ -8,8 +8,6 @@ use clap::{Parser, Subcommand};
 use downcity::config::Config;
 use downcity::keys::{self, MasterKey};
 use downcity::server::City;
-use downcity::store::Store;
-use downcity::store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 use crate::cli::admin::AdminArgs;
@@ -225,11 +223,8 @@ async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
     } else {
         MasterKey::read_file(&args.new_master_key_file)?
     };
-    let path = config.sqlite_path();
-    let store = SqliteStore::open(&path, config.store.synchronous_full)
-        .await
-        .with_context(|| format!("opening the store at {}", path.display()))?;
-    let count = keys::rekey(&store, old.as_ref(), &new).await?;
+    let store = downcity::server::open_store(&config).await?;
+    let count = keys::rekey(store.as_ref(), old.as_ref(), &new).await?;
     store.close().await;
     println!(
         "Re-encrypted {count} provider key(s) under the key in {}; start City with it \

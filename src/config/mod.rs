@@ -96,6 +96,9 @@ impl Default for Config {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database`: the store several
+    /// replicas share (env `DOWNCITY_STORE__URL`). Unset: the SQLite file.
+    pub url: Option<SecretText>,
     /// SQLite file; defaults to `<data_dir>/downcity.db`.
     pub sqlite_path: Option<PathBuf>,
     /// `synchronous=FULL`: survives power loss, at about 10× the commit cost.
@@ -194,6 +197,9 @@ pub struct UsageConfig {
     pub queue_capacity: usize,
     /// Whether a call answers only once its usage row is committed.
     pub durability: Durability,
+    /// Usage kept: the current month and this many whole months before it;
+    /// older usage is removed in the background. Unset: kept forever.
+    pub retain_months: Option<u32>,
 }
 
 impl Default for UsageConfig {
@@ -201,6 +207,7 @@ impl Default for UsageConfig {
         UsageConfig {
             queue_capacity: 8192,
             durability: Durability::Durable,
+            retain_months: None,
         }
     }
 }
@@ -309,6 +316,23 @@ mod tests {
             assert_eq!(config.models[0].max_output_tokens, 4096);
             assert_eq!(config.tls.cert_file, Some(PathBuf::from("/certs/tls.crt")));
             assert_eq!(config.tls.key_file, Some(PathBuf::from("/certs/tls.key")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_postgresql_url_and_retention_come_from_file_or_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("city.toml", "[usage]\nretain_months = 6\n")?;
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            assert_eq!(config.usage.retain_months, Some(6));
+            assert!(config.store.url.is_none());
+            let url = "postgres://city:s3cret@db.internal:5432/downcity";
+            jail.set_env("DOWNCITY_STORE__URL", url);
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            assert_eq!(config.store.url.as_ref().map(|u| u.0.as_str()), Some(url));
+            // The password never shows in a printed config.
+            assert!(!format!("{config:?}").contains("s3cret"));
             Ok(())
         });
     }

@@ -22,6 +22,8 @@ use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::ai_service_server::AiServiceServer;
 use crate::quota::Quotas;
 use crate::store::Store;
+use crate::store::maintenance::UsageMaintainer;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::usage::{UsageWriter, WriterHandle};
 
@@ -58,12 +60,7 @@ impl City {
         routes::check(&config.server)?;
         Tls::from_config(&config.tls)?;
         let configured_master_key = config.master_key()?;
-        let path = config.sqlite_path();
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&path, config.store.synchronous_full)
-                .await
-                .with_context(|| format!("opening the store at {}", path.display()))?,
-        );
+        let store = open_store(&config).await?;
         seed::check_studios(&entries, store.as_ref()).await?;
         let (admin_key_hash, generated_admin_key) =
             seed::admin_key(&config, store.as_ref()).await?;
@@ -198,6 +195,7 @@ impl City {
 
         // Pending deliveries from before a restart are picked up at once.
         let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
+        let maintainer = UsageMaintainer::start(store.clone(), config.usage.retain_months);
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let drain_delay = Duration::from_millis(config.server.drain_delay_ms);
         let reporter = health.clone();
@@ -274,6 +272,7 @@ impl City {
         // gone, after committing everything queued; bounded all the same.
         usage_task.finish(AFTER_STOP).await;
         dispatcher.stop().await;
+        maintainer.stop().await;
         store.close().await;
         tracing::info!("usage flushed; City stopped");
         Ok(())
@@ -294,6 +293,22 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The store the config names: PostgreSQL when `[store] url` is set, else
+/// the SQLite file.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.store.url {
+        let store = PostgresStore::open(&url.0)
+            .await
+            .with_context(|| format!("opening the store at {}", PostgresStore::describe(&url.0)))?;
+        return Ok(Arc::new(store));
+    }
+    let path = config.sqlite_path();
+    let store = SqliteStore::open(&path, config.store.synchronous_full)
+        .await
+        .with_context(|| format!("opening the store at {}", path.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// How long stopped calls get to record their rows and close, and the

@@ -16,7 +16,23 @@ use crate::domain::{
 };
 use crate::error::Result;
 
+pub mod maintenance;
+pub mod months;
+pub mod postgres;
+mod rows;
+mod sql;
 pub mod sqlite;
+
+/// What one pass of usage maintenance did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageMaintenance {
+    /// Rows deleted (SQLite).
+    pub rows_deleted: u64,
+    /// Monthly partitions dropped (PostgreSQL).
+    pub partitions_dropped: u64,
+    /// Monthly partitions created ahead (PostgreSQL).
+    pub partitions_created: u64,
+}
 
 /// Everything the caches hold, read once at start (and on refresh).
 #[derive(Debug, Clone, Default)]
@@ -128,6 +144,14 @@ pub trait Store: Send + Sync + 'static {
     /// A connection of its own for the usage writer, the store's one
     /// steady writer: it never waits for a pool, and its cache stays warm.
     async fn usage_sink(&self) -> Result<Box<dyn UsageSink>>;
+    /// Keeps the usage table ready and bounded, off the hot path: prepares
+    /// storage for the coming months and, with `retain_months`, removes the
+    /// rows before `months::retention_cutoff_ms` (whole months).
+    async fn maintain_usage(
+        &self,
+        now: Millis,
+        retain_months: Option<u32>,
+    ) -> Result<UsageMaintenance>;
 
     /// Every hook, ordered by id.
     async fn all_hooks(&self) -> Result<Vec<HookRecord>>;

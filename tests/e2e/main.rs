@@ -26,4 +26,6 @@ mod quotas;
 mod rust_client;
 mod secrets;
 mod store_conformance;
+mod store_postgres;
 mod transport;
+mod usage_retention;

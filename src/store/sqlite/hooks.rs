@@ -1,58 +1,11 @@
 //! The hooks table and the after_call outbox.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
-use super::rows::to_json;
-use super::sql::Conditions;
-use crate::domain::{
-    AttemptOutcome, DeliveryFilter, DeliveryRecord, DeliveryState, HookEvent, HookRecord, Millis,
-};
+use crate::domain::{AttemptOutcome, DeliveryFilter, DeliveryRecord, HookRecord, Millis};
 use crate::error::{Error, Result};
-
-fn hook(row: &SqliteRow) -> Result<HookRecord> {
-    let events: String = row.try_get("events")?;
-    let names: Vec<String> = serde_json::from_str(&events)
-        .map_err(|e| Error::Internal(format!("store: events: {e}")))?;
-    let events = names
-        .iter()
-        .map(|name| {
-            HookEvent::parse(name)
-                .ok_or_else(|| Error::Internal(format!("store: unknown hook event `{name}`")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(HookRecord {
-        id: row.try_get("id")?,
-        studio_id: row.try_get("studio_id")?,
-        url: row.try_get("url")?,
-        events,
-        timeout_ms: row.try_get("timeout_ms")?,
-        fail_closed: row.try_get("fail_closed")?,
-        include_prompt: row.try_get("include_prompt")?,
-        secret: row.try_get("secret")?,
-        create_ms: row.try_get("create_ms")?,
-        update_ms: row.try_get("update_ms")?,
-    })
-}
-
-fn delivery(row: &SqliteRow) -> Result<(i64, DeliveryRecord)> {
-    let state: String = row.try_get("state")?;
-    let record = DeliveryRecord {
-        id: row.try_get("id")?,
-        hook_id: row.try_get("hook_id")?,
-        studio_id: row.try_get("studio_id")?,
-        request_id: row.try_get("request_id")?,
-        payload: row.try_get("payload")?,
-        state: DeliveryState::parse(&state)
-            .ok_or_else(|| Error::Internal(format!("store: unknown delivery state `{state}`")))?,
-        attempts: row.try_get("attempts")?,
-        last_error: row.try_get("last_error")?,
-        next_attempt_ms: row.try_get("next_attempt_ms")?,
-        create_ms: row.try_get("create_ms")?,
-        deliver_ms: row.try_get("deliver_ms")?,
-    };
-    Ok((row.try_get("seq")?, record))
-}
+use crate::store::rows::{delivery, delivery_record, hook, to_json};
+use crate::store::sql::Conditions;
 
 pub(super) async fn all(pool: &SqlitePool) -> Result<Vec<HookRecord>> {
     let found = sqlx::query("SELECT * FROM hooks ORDER BY id")
@@ -119,7 +72,7 @@ pub(super) async fn due(pool: &SqlitePool, now: Millis, limit: u32) -> Result<Ve
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    found.iter().map(|r| delivery(r).map(|(_, d)| d)).collect()
+    found.iter().map(delivery_record).collect()
 }
 
 pub(super) async fn next_due(pool: &SqlitePool) -> Result<Option<Millis>> {
@@ -164,9 +117,7 @@ pub(super) async fn get_delivery(pool: &SqlitePool, id: &str) -> Result<Option<D
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    row.as_ref()
-        .map(|r| delivery(r).map(|(_, d)| d))
-        .transpose()
+    row.as_ref().map(delivery_record).transpose()
 }
 
 pub(super) async fn list(
@@ -204,7 +155,7 @@ pub(super) async fn redeliver(pool: &SqlitePool, id: &str, at: Millis) -> Result
     .fetch_optional(pool)
     .await?;
     match row {
-        Some(row) => delivery(&row).map(|(_, d)| d),
+        Some(row) => delivery_record(&row),
         None => Err(Error::NotFound {
             resource: "hook delivery",
             id: id.to_string(),

@@ -13,23 +13,25 @@ use async_trait::async_trait;
 use sqlx::error::ErrorKind;
 use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use super::{CatalogSnapshot, PageQuery, Snapshot, Store, UsageSink};
+use super::{CatalogSnapshot, PageQuery, Snapshot, Store, UsageMaintenance, UsageSink};
 use crate::domain::{
     AttemptOutcome, DeliveryFilter, DeliveryRecord, GroupBy, HookRecord, LimitValues, LimitsRecord,
     Millis, ModelRecord, Pathway, ProviderRecord, SealedKey, StudioKeyRecord, StudioRecord,
     UsageAggregateRow, UsageFilter, UsageRow, UserTokenRecord,
 };
 use crate::error::{Error, Result};
-use sql::{Conditions, paged, violates};
+use crate::store::sql::{
+    Conditions, already_exists, insert_error, not_found, paged, studio_missing, violates,
+};
+use crate::store::{rows, sql};
 
+mod catalog;
 mod hooks;
-mod rows;
-mod sql;
 mod usage;
 mod usage_sink;
 
@@ -69,7 +71,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Takes effect in a new file only (before its first table): lets
+            // usage retention give deleted rows' pages back to the disk.
+            .auto_vacuum(SqliteAutoVacuum::Incremental);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -93,7 +98,7 @@ impl SqliteStore {
         convert: fn(&SqliteRow) -> Result<T>,
     ) -> Result<Option<T>> {
         let sql = format!("SELECT * FROM {table} WHERE id = ?");
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -102,7 +107,7 @@ impl SqliteStore {
 
     async fn fetch<T>(
         &self,
-        mut query: QueryBuilder<'_, Sqlite>,
+        mut query: QueryBuilder<Sqlite>,
         convert: fn(&SqliteRow) -> Result<T>,
     ) -> Result<Vec<T>> {
         let found = query.build().fetch_all(&self.pool).await?;
@@ -110,9 +115,9 @@ impl SqliteStore {
     }
 
     /// Runs the insert of a studio key or user token (errors as `insert_error`).
-    async fn insert_credential<'q>(
+    async fn insert_credential(
         &self,
-        insert: Query<'q, Sqlite, SqliteArguments<'q>>,
+        insert: Query<'static, Sqlite, SqliteArguments>,
         resource: &'static str,
         id: &str,
         studio_id: &str,
@@ -136,7 +141,7 @@ impl SqliteStore {
         let sql = format!(
             "UPDATE {table} SET revoke_ms = COALESCE(revoke_ms, ?) WHERE id = ? RETURNING *"
         );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(AssertSqlSafe(sql))
             .bind(at)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -151,7 +156,11 @@ impl SqliteStore {
     /// refused the delete, NOT_FOUND if there is no such row.
     async fn delete(&self, table: &str, resource: &'static str, id: &str) -> Result<bool> {
         let sql = format!("DELETE FROM {table} WHERE id = ?");
-        match sqlx::query(&sql).bind(id).execute(&self.pool).await {
+        match sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+        {
             Ok(done) if done.rows_affected() == 0 => Err(not_found(resource, id)),
             Ok(_) => Ok(true),
             Err(e) if violates(&e, ErrorKind::ForeignKeyViolation) => Ok(false),
@@ -166,13 +175,7 @@ impl SqliteStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let model = model.unwrap_or_default();
-        Ok(Error::FailedPrecondition {
-            reason: "PROVIDER_IN_USE",
-            message: format!(
-                "provider `{id}` is still used by model `{model}`; delete or move its models first"
-            ),
-        })
+        Ok(sql::provider_in_use(id, model))
     }
 
     /// Names the pathway the model is default of, for the MODEL_IS_DEFAULT message.
@@ -182,38 +185,7 @@ impl SqliteStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let pathway = pathway.unwrap_or_default();
-        Ok(Error::FailedPrecondition {
-            reason: "MODEL_IS_DEFAULT",
-            message: format!(
-                "model `{id}` is the default of the {pathway} pathway; set another default first"
-            ),
-        })
-    }
-}
-
-fn not_found(resource: &'static str, id: &str) -> Error {
-    Error::NotFound {
-        resource,
-        id: id.to_string(),
-    }
-}
-
-fn already_exists(resource: &'static str, id: &str) -> Error {
-    Error::AlreadyExists {
-        resource,
-        id: id.to_string(),
-    }
-}
-
-/// Maps a failed insert of a key or token: a duplicate id, or no such studio.
-fn insert_error(err: sqlx::Error, resource: &'static str, id: &str, studio_id: &str) -> Error {
-    if violates(&err, ErrorKind::UniqueViolation) {
-        already_exists(resource, id)
-    } else if violates(&err, ErrorKind::ForeignKeyViolation) {
-        not_found("studio", studio_id)
-    } else {
-        err.into()
+        Ok(sql::model_is_default(id, pathway))
     }
 }
 
@@ -224,7 +196,7 @@ async fn all<T>(
     convert: fn(&SqliteRow) -> Result<T>,
 ) -> Result<Vec<T>> {
     let sql = format!("SELECT * FROM {table} ORDER BY 1");
-    let found = sqlx::query(&sql).fetch_all(conn).await?;
+    let found = sqlx::query(AssertSqlSafe(sql)).fetch_all(conn).await?;
     found.iter().map(convert).collect()
 }
 
@@ -240,20 +212,6 @@ async fn allowed_models(conn: &mut SqliteConnection) -> Result<HashMap<String, V
         allowed.entry(studio_id).or_default().push(model_id);
     }
     Ok(allowed)
-}
-
-/// A foreign-key failure means the row the foreign key names does not exist.
-fn missing_on_fk(err: sqlx::Error, resource: &'static str, id: &str) -> Error {
-    if violates(&err, ErrorKind::ForeignKeyViolation) {
-        not_found(resource, id)
-    } else {
-        err.into()
-    }
-}
-
-/// A foreign-key failure on `studio_id` means the studio does not exist.
-fn studio_missing(err: sqlx::Error, studio_id: &str) -> Error {
-    missing_on_fk(err, "studio", studio_id)
 }
 
 fn default_entry(row: &SqliteRow) -> Result<(Pathway, String)> {
@@ -501,28 +459,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_provider(&self, provider: &ProviderRecord) -> Result<()> {
-        // The API key columns are left alone: set_provider_api_key owns them.
-        sqlx::query(
-            "INSERT INTO providers (id, kind, base_url, update_ms, headers, \
-             connect_timeout_ms, first_byte_timeout_ms, total_timeout_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, \
-             base_url = excluded.base_url, update_ms = excluded.update_ms, \
-             headers = excluded.headers, connect_timeout_ms = excluded.connect_timeout_ms, \
-             first_byte_timeout_ms = excluded.first_byte_timeout_ms, \
-             total_timeout_ms = excluded.total_timeout_ms",
-        )
-        .bind(&provider.id)
-        .bind(provider.kind.as_str())
-        .bind(&provider.base_url)
-        .bind(provider.update_ms)
-        .bind(rows::to_json(&provider.headers)?)
-        .bind(provider.timeouts.connect_ms)
-        .bind(provider.timeouts.first_byte_ms)
-        .bind(provider.timeouts.total_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        catalog::upsert_provider(self, provider).await
     }
 
     async fn set_provider_api_key(
@@ -531,20 +468,7 @@ impl Store for SqliteStore {
         key: Option<&SealedKey>,
         at: Millis,
     ) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE providers SET api_key = ?, api_key_hint = ?, api_key_update_ms = ? \
-             WHERE id = ?",
-        )
-        .bind(key.map(|k| k.ciphertext.as_slice()))
-        .bind(key.map_or("", |k| k.hint.as_str()))
-        .bind(at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found("provider", id));
-        }
-        Ok(())
+        catalog::set_provider_api_key(self, id, key, at).await
     }
 
     async fn reseal(
@@ -553,115 +477,31 @@ impl Store for SqliteStore {
         hook_secrets: &[(String, Vec<u8>)],
         settings: &[(String, String)],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for (id, secret) in hook_secrets {
-            sqlx::query("UPDATE hooks SET secret = ? WHERE id = ?")
-                .bind(secret.as_slice())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (id, key) in keys {
-            sqlx::query("UPDATE providers SET api_key = ?, api_key_hint = ? WHERE id = ?")
-                .bind(key.ciphertext.as_slice())
-                .bind(&key.hint)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (key, value) in settings {
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES (?, ?) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        catalog::reseal(self, keys, hook_secrets, settings).await
     }
 
     async fn delete_provider(&self, id: &str) -> Result<()> {
-        // The foreign key from models refuses the delete atomically.
-        if self.delete("providers", "provider", id).await? {
-            Ok(())
-        } else {
-            Err(self.provider_in_use(id).await?)
-        }
+        catalog::delete_provider(self, id).await
     }
 
     async fn list_providers(&self, page: &PageQuery) -> Result<Vec<ProviderRecord>> {
-        let query = paged(Conditions::new("SELECT * FROM providers"), page);
-        self.fetch(query, rows::provider).await
+        catalog::list_providers(self, page).await
     }
 
     async fn upsert_model(&self, model: &ModelRecord) -> Result<()> {
-        // ON CONFLICT updates in place: a REPLACE would delete the row first
-        // and trip the foreign key of a default that names it.
-        sqlx::query(
-            "INSERT INTO models (id, display_name, provider_id, upstream_model, pathway, \
-             enabled, max_output_tokens, max_input_tokens, input_micros_per_mtok, \
-             output_micros_per_mtok, micros_per_image, fallback_model_ids, options, update_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, \
-             provider_id = excluded.provider_id, upstream_model = excluded.upstream_model, \
-             pathway = excluded.pathway, enabled = excluded.enabled, \
-             max_output_tokens = excluded.max_output_tokens, \
-             max_input_tokens = excluded.max_input_tokens, \
-             input_micros_per_mtok = excluded.input_micros_per_mtok, \
-             output_micros_per_mtok = excluded.output_micros_per_mtok, \
-             micros_per_image = excluded.micros_per_image, \
-             fallback_model_ids = excluded.fallback_model_ids, \
-             options = excluded.options, update_ms = excluded.update_ms",
-        )
-        .bind(&model.id)
-        .bind(&model.display_name)
-        .bind(&model.provider_id)
-        .bind(&model.upstream_model)
-        .bind(model.pathway.as_str())
-        .bind(model.enabled)
-        .bind(model.max_output_tokens)
-        .bind(model.max_input_tokens)
-        .bind(model.input_micros_per_mtok)
-        .bind(model.output_micros_per_mtok)
-        .bind(model.micros_per_image)
-        .bind(rows::to_json(&model.fallback_model_ids)?)
-        .bind(rows::to_json(&model.options)?)
-        .bind(model.update_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| missing_on_fk(e, "provider", &model.provider_id))?;
-        Ok(())
+        catalog::upsert_model(self, model).await
     }
 
     async fn delete_model(&self, id: &str) -> Result<()> {
-        // The foreign key from defaults refuses the delete atomically.
-        // Fallback lists may still name the model; routing skips unknown ids.
-        if self.delete("models", "model", id).await? {
-            Ok(())
-        } else {
-            Err(self.model_is_default(id).await?)
-        }
+        catalog::delete_model(self, id).await
     }
 
     async fn list_models(&self, page: &PageQuery) -> Result<Vec<ModelRecord>> {
-        let query = paged(Conditions::new("SELECT * FROM models"), page);
-        self.fetch(query, rows::model).await
+        catalog::list_models(self, page).await
     }
 
     async fn set_default_model(&self, pathway: Pathway, model_id: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO defaults (pathway, model_id) VALUES (?, ?) \
-             ON CONFLICT (pathway) DO UPDATE SET model_id = excluded.model_id",
-        )
-        .bind(pathway.as_str())
-        .bind(model_id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| missing_on_fk(e, "model", model_id))?;
-        Ok(())
+        catalog::set_default_model(self, pathway, model_id).await
     }
 
     async fn usage_sink(&self) -> Result<Box<dyn UsageSink>> {
@@ -673,6 +513,14 @@ impl Store for SqliteStore {
                     Error::Internal(format!("store: opening the usage connection: {e}"))
                 })??;
         Ok(Box::new(sink))
+    }
+
+    async fn maintain_usage(
+        &self,
+        now: Millis,
+        retain_months: Option<u32>,
+    ) -> Result<UsageMaintenance> {
+        usage::maintain(&self.pool, now, retain_months).await
     }
 
     async fn all_hooks(&self) -> Result<Vec<HookRecord>> {

@@ -1,11 +1,20 @@
-//! The usage table: newest-first pages and aggregates (inserts: `usage_sink`).
+//! The usage table: newest-first pages, aggregates and retention (inserts:
+//! `usage_sink`).
+//!
+//! Which index serves what: ListUsageRecords of one studio,
+//! `usage_studio_seq (studio_id)` (it ends in the rowid, seq: no sort); of
+//! everything, the rowid itself. AggregateUsage of a studio over a time range,
+//! `usage_studio_time (studio_id, create_ms)`; without a studio,
+//! `usage_time (create_ms)`, which retention uses too.
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::rows;
-use super::sql::Conditions;
-use crate::domain::{GroupBy, UsageAggregateRow, UsageFilter, UsageRow};
+use crate::domain::{GroupBy, Millis, UsageAggregateRow, UsageFilter, UsageRow};
 use crate::error::Result;
+use crate::store::UsageMaintenance;
+use crate::store::months::retention_cutoff_ms;
+use crate::store::rows;
+use crate::store::sql::Conditions;
 
 /// The calendar day (UTC) of a row.
 const DAY: &str = "strftime('%Y-%m-%d', create_ms / 1000, 'unixepoch')";
@@ -78,7 +87,7 @@ pub(super) async fn aggregate(
     found.iter().map(rows::aggregate).collect()
 }
 
-fn push_filter<'a>(where_: &mut Conditions<'a>, filter: &'a UsageFilter) {
+fn push_filter(where_: &mut Conditions<Sqlite>, filter: &UsageFilter) {
     if let Some(studio_id) = &filter.studio_id {
         where_.and("studio_id = ", studio_id.as_str());
     }
@@ -96,11 +105,78 @@ fn push_filter<'a>(where_: &mut Conditions<'a>, filter: &'a UsageFilter) {
     }
 }
 
-fn push_limit(query: &mut QueryBuilder<'_, Sqlite>, offset: u64, limit: u32) {
+fn push_limit(query: &mut QueryBuilder<Sqlite>, offset: u64, limit: u32) {
     let offset = i64::try_from(offset).unwrap_or(i64::MAX);
     query
         .push(" LIMIT ")
         .push_bind(i64::from(limit))
         .push(" OFFSET ")
         .push_bind(offset);
+}
+
+/// Rows deleted per statement: each holds SQLite's one write lock briefly,
+/// so the usage writer's commits slip in between.
+const DELETE_BATCH: i64 = 1000;
+
+/// Removes the rows before the retention cutoff in small batches, then gives
+/// the freed pages back to the file system.
+pub(super) async fn maintain(
+    pool: &SqlitePool,
+    now: Millis,
+    retain_months: Option<u32>,
+) -> Result<UsageMaintenance> {
+    let Some(retain) = retain_months else {
+        return Ok(UsageMaintenance::default());
+    };
+    let cutoff = retention_cutoff_ms(now, retain);
+    let mut rows_deleted = 0;
+    loop {
+        // usage_time (create_ms) finds the oldest rows without a scan.
+        let done = sqlx::query(
+            "DELETE FROM usage WHERE seq IN \
+             (SELECT seq FROM usage WHERE create_ms < ? ORDER BY create_ms LIMIT ?)",
+        )
+        .bind(cutoff)
+        .bind(DELETE_BATCH)
+        .execute(pool)
+        .await?;
+        rows_deleted += done.rows_affected();
+        if done.rows_affected() < DELETE_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    if rows_deleted > 0 {
+        reclaim_space(pool).await?;
+    }
+    Ok(UsageMaintenance {
+        rows_deleted,
+        ..Default::default()
+    })
+}
+
+/// Returns free pages to the file system, a step at a time. Only a file made
+/// with auto_vacuum = INCREMENTAL (every file since retention exists) can; an
+/// older one reuses the freed pages for new rows, so it stops growing too.
+async fn reclaim_space(pool: &SqlitePool) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(&mut *conn)
+        .await?;
+    const INCREMENTAL: i64 = 2;
+    if mode != INCREMENTAL {
+        return Ok(());
+    }
+    loop {
+        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+            .fetch_one(&mut *conn)
+            .await?;
+        if free == 0 {
+            return Ok(());
+        }
+        sqlx::query("PRAGMA incremental_vacuum(1000)")
+            .execute(&mut *conn)
+            .await?;
+        tokio::task::yield_now().await;
+    }
 }

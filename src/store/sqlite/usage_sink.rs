@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
-use super::rows::to_json;
 use crate::domain::{DeliveryRecord, UsageRow};
 use crate::error::Result;
 use crate::store::UsageSink;
+use crate::store::rows::to_json;
 
 /// Rows per INSERT statement, largest first: a batch goes out in as few
 /// statements as these sizes allow, each kept prepared by the connection.
