@@ -66,6 +66,18 @@ struct ServeArgs {
     /// Create a demo studio and user token (once) and write DATA_DIR/dev.env.
     #[arg(long)]
     dev: bool,
+    /// Serve AdminService only on this second address (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    admin_listen: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key, City serves TLS only.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Accept only clients with a certificate from this CA (PEM): mTLS.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// The studio and user `--dev` creates.
@@ -104,12 +116,13 @@ fn init_tracing() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
     let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
+    if let Some(listen) = &args.listen {
+        config.listen = listen.clone();
     }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
     }
+    apply_transport_flags(&mut config, &args);
     let previous_dev_env = if args.dev {
         read_dev_env(&config.data_dir)
     } else {
@@ -124,6 +137,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let configured_admin_key = config.admin_key.clone();
     let listen = config.listen.clone();
+    let admin_listen = config.server.admin_listen.clone();
+    let tls = config.tls.cert_file.is_some();
     let data_dir = config.data_dir.clone();
 
     let mut city = City::start(config).await?;
@@ -145,19 +160,54 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "City listening");
+    tracing::info!(%addr, tls, "City listening");
+    let admin_listener = match &admin_listen {
+        Some(admin_listen) => {
+            let admin_listener = TcpListener::bind(admin_listen)
+                .await
+                .with_context(|| format!("binding the admin listener {admin_listen}"))?;
+            tracing::info!(addr = %admin_listener.local_addr()?, tls, "AdminService listening");
+            Some(admin_listener)
+        }
+        None => None,
+    };
     if args.dev {
         let admin_key = admin_key.context("no admin key in --dev mode")?;
-        dev_bootstrap(
-            &city,
-            &data_dir,
-            &addr.to_string(),
-            &admin_key,
-            &previous_dev_env,
-        )
-        .await?;
+        let scheme = if tls { "https://" } else { "" };
+        let addrs = DevAddrs {
+            main: format!("{scheme}{addr}"),
+            admin: match &admin_listener {
+                Some(l) => Some(format!("{scheme}{}", l.local_addr()?)),
+                None => None,
+            },
+        };
+        dev_bootstrap(&city, &data_dir, &addrs, &admin_key, &previous_dev_env).await?;
     }
-    city.serve(listener, shutdown_signal()).await
+    city.serve_on(listener, admin_listener, shutdown_signal())
+        .await
+}
+
+/// The flags that override `[server] admin_listen` and `[tls]`.
+fn apply_transport_flags(config: &mut Config, args: &ServeArgs) {
+    if let Some(admin_listen) = &args.admin_listen {
+        config.server.admin_listen = Some(admin_listen.clone());
+    }
+    if let Some(cert) = &args.tls_cert {
+        config.tls.cert_file = Some(cert.clone());
+    }
+    if let Some(key) = &args.tls_key {
+        config.tls.key_file = Some(key.clone());
+    }
+    if let Some(ca) = &args.tls_client_ca {
+        config.tls.client_ca_file = Some(ca.clone());
+    }
+}
+
+/// The addresses dev.env names: `DOWNCITY_ADDR` and, with a separate admin
+/// listener, `DOWNCITY_ADMIN_ADDR` (`https://…` under TLS).
+struct DevAddrs {
+    main: String,
+    admin: Option<String>,
 }
 
 /// Re-seals every provider key under the new master key, in one transaction.
@@ -188,10 +238,11 @@ async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
 async fn dev_bootstrap(
     city: &City,
     data_dir: &Path,
-    addr: &str,
+    addrs: &DevAddrs,
     admin_key: &str,
     previous: &[(String, String)],
 ) -> anyhow::Result<()> {
+    let addr = &addrs.main;
     let directory = city.directory();
     if directory.get_studio(DEV_STUDIO).await.is_err() {
         directory
@@ -207,12 +258,19 @@ async fn dev_bootstrap(
                 .1
         }
     };
-    let env = format!(
+    let mut env = format!(
         "DOWNCITY_ADDR={addr}\nDOWNCITY_ADMIN_KEY={admin_key}\nDOWNCITY_STUDIO_ID={DEV_STUDIO}\nDOWNCITY_USER_TOKEN={token}\n"
     );
+    if let Some(admin_addr) = &addrs.admin {
+        env.push_str(&format!("DOWNCITY_ADMIN_ADDR={admin_addr}\n"));
+    }
     let path = data_dir.join("dev.env");
     write_private(&path, &env).with_context(|| format!("writing {}", path.display()))?;
     println!("Dev credentials written to {}", path.display());
+    if addr.starts_with("https://") {
+        println!("City serves TLS: see README, \"TLS and mTLS\", for grpcurl and the clients.");
+        return Ok(());
+    }
     println!("Try it:");
     println!(
         "  grpcurl -plaintext -H 'x-studio-id: {DEV_STUDIO}' -H 'authorization: Bearer {token}' \\\n    -d '{{\"messages\":[{{\"role\":\"ROLE_USER\",\"content\":\"Hello, City\"}}]}}' \\\n    {addr} downcity.v1.AIService/Text"

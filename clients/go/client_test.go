@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	downcity "github.com/downcity/downcity/clients/go"
 	downcityv1 "github.com/downcity/downcity/clients/go/gen/downcity/v1"
@@ -84,7 +85,7 @@ func TestStreamCancelledEarly(t *testing.T) {
 	slow := unique("slow")
 	_, err := admin(t).UpsertModel(ctx, &downcityv1.UpsertModelRequest{Model: &downcityv1.Model{
 		Id: slow, DisplayName: "Slow", ProviderId: "mock", UpstreamModel: "echo",
-		Pathway: downcityv1.Pathway_PATHWAY_TEXT, Enabled: true, MaxOutputTokens: 1000,
+		Pathway: downcityv1.Pathway_PATHWAY_TEXT, Enabled: proto.Bool(true), MaxOutputTokens: 1000,
 		MaxInputTokens: 100000, Options: map[string]string{"chunk_delay_ms": "100"},
 	}})
 	if err != nil {

@@ -1,8 +1,7 @@
 package downcity_test
 
 // TLS and mTLS against a real TLS gRPC server on 127.0.0.1 (grpc-go's health
-// service): City does not serve TLS yet. TODO once it has --tls-cert/--tls-key/
-// --tls-client-ca: the same cases against City (see clients/README.md, "TLS").
+// service); the same cases against a real City are in city_tls_test.go.
 
 import (
 	"context"

@@ -14,13 +14,24 @@ use crate::error::Error;
 use crate::gateway::{CallContext, Gateway, ImageInput, StreamChunk, TextInput};
 use crate::proto::{self, ai_service_server::AiService};
 
+pub use super::caps::CallCaps;
+
 pub struct AiApi {
     gateway: Arc<Gateway>,
+    caps: CallCaps,
 }
 
 impl AiApi {
     pub fn new(gateway: Arc<Gateway>) -> Self {
-        AiApi { gateway }
+        AiApi {
+            gateway,
+            caps: CallCaps::default(),
+        }
+    }
+
+    /// The operator's caps on messages and prompt bytes per call.
+    pub fn with_caps(self, caps: CallCaps) -> Self {
+        AiApi { caps, ..self }
     }
 }
 
@@ -48,7 +59,9 @@ impl AiService for AiApi {
     ) -> Result<Response<proto::TextResponse>, Status> {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
-        let input = TextInput::try_from(request.into_inner()).map_err(status(&id))?;
+        let r = request.into_inner();
+        self.caps.check_text(&r.messages).map_err(status(&id))?;
+        let input = TextInput::try_from(r).map_err(status(&id))?;
         // A client that hangs up drops this future: the call's guard then
         // settles it and records its row as CANCELLED.
         let answer = self.gateway.text(ctx, input).await.map_err(status(&id))?;
@@ -69,7 +82,9 @@ impl AiService for AiApi {
     ) -> Result<Response<Self::StreamTextStream>, Status> {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
-        let input = TextInput::try_from(request.into_inner()).map_err(status(&id))?;
+        let r = request.into_inner();
+        self.caps.check_text(&r.messages).map_err(status(&id))?;
+        let input = TextInput::try_from(r).map_err(status(&id))?;
         let started = self
             .gateway
             .stream_text(ctx, input)
@@ -110,7 +125,9 @@ impl AiService for AiApi {
     ) -> Result<Response<proto::ImageResponse>, Status> {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
-        let input = ImageInput::try_from(request.into_inner()).map_err(status(&id))?;
+        let r = request.into_inner();
+        self.caps.check_image(&r.prompt).map_err(status(&id))?;
+        let input = ImageInput::try_from(r).map_err(status(&id))?;
         let answer = self.gateway.image(ctx, input).await.map_err(status(&id))?;
         Ok(Response::new(proto::ImageResponse {
             images: answer

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod ai;
+mod caps;
 mod convert;
 
 use tonic::{Request, Status};

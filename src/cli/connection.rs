@@ -64,11 +64,25 @@ pub(crate) fn endpoint_uri(addr: &str) -> String {
     }
 }
 
-/// Connects to the City at `addr`.
-pub(crate) async fn connect(addr: &str, bearer: Bearer) -> Result<Client> {
+/// Connects to the City at `addr` (TLS for `https://…`, with `tls` or the
+/// bundled roots).
+pub(crate) async fn connect(
+    addr: &str,
+    bearer: Bearer,
+    tls: Option<&downcity::client::ClientTls>,
+) -> Result<Client> {
     let uri = endpoint_uri(addr);
-    let endpoint = Endpoint::from_shared(uri.clone())
-        .with_context(|| format!("invalid address `{addr}`"))?
+    let mut endpoint =
+        Endpoint::from_shared(uri.clone()).with_context(|| format!("invalid address `{addr}`"))?;
+    if uri.starts_with("https://") {
+        let config = tls.cloned().unwrap_or_default().config();
+        endpoint = endpoint.tls_config(config).context("TLS settings")?;
+    } else if tls.is_some() {
+        return Err(anyhow!(
+            "TLS options need an https:// address, not `{addr}`"
+        ));
+    }
+    let endpoint = endpoint
         .tcp_nodelay(true)
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT);

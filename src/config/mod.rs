@@ -30,6 +30,7 @@ const ENV_KEYS: &[&str] = &[
     "server",
     "usage",
     "hook_delivery",
+    "tls",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +50,8 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     pub store: StoreConfig,
     pub server: ServerConfig,
+    /// TLS (and mTLS) on every listener; plaintext when unset.
+    pub tls: TlsConfig,
     pub usage: UsageConfig,
     /// How after_call deliveries are retried.
     pub hook_delivery: HookDeliveryConfig,
@@ -77,6 +80,7 @@ impl Default for Config {
             master_key_file: None,
             store: StoreConfig::default(),
             server: ServerConfig::default(),
+            tls: TlsConfig::default(),
             usage: UsageConfig::default(),
             hook_delivery: HookDeliveryConfig::default(),
             providers: Vec::new(),
@@ -111,6 +115,29 @@ pub struct ServerConfig {
     pub max_concurrent_calls_per_connection: usize,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace_secs: u64,
+    /// A second address serving AdminService (and its reflection) only; when
+    /// set, the main listener serves AIService and health only.
+    pub admin_listen: Option<String>,
+    /// Largest request message; a larger one is RESOURCE_EXHAUSTED
+    /// (REQUEST_TOO_LARGE) before it is read whole.
+    pub max_request_bytes: usize,
+    /// Most messages in one Text or StreamText call (INVALID_ARGUMENT beyond).
+    pub max_messages_per_call: usize,
+    /// Most bytes of prompt (all message contents, or the image prompt) in
+    /// one call (INVALID_ARGUMENT beyond).
+    pub max_prompt_bytes_per_call: usize,
+    /// HTTP/2 PING interval on every connection, and how long the answer may
+    /// take before the connection is closed (dead or stuck peers).
+    pub http2_keepalive_interval_secs: u64,
+    pub http2_keepalive_timeout_secs: u64,
+    /// Time from accepting a connection to its TLS handshake and HTTP/2
+    /// preface; slower clients are disconnected.
+    pub header_read_timeout_secs: u64,
+    /// HTTP/2 streams a client may open at once on one connection
+    /// (advertised in SETTINGS; clients queue beyond it).
+    pub max_concurrent_streams_per_connection: u32,
+    /// Open connections per listener; beyond it new ones are closed at once.
+    pub max_connections: usize,
     /// On SIGTERM, how long City stays up reporting NOT_SERVING (refusing
     /// new calls) before it closes its listeners: time for load balancers
     /// to notice. The grace period for in-flight calls starts after it.
@@ -123,7 +150,42 @@ impl Default for ServerConfig {
             request_timeout_secs: 300,
             max_concurrent_calls_per_connection: 1024,
             shutdown_grace_secs: 30,
+            admin_listen: None,
+            max_request_bytes: 4 * 1024 * 1024,
+            max_messages_per_call: 1024,
+            max_prompt_bytes_per_call: 2 * 1024 * 1024,
+            http2_keepalive_interval_secs: 60,
+            http2_keepalive_timeout_secs: 20,
+            header_read_timeout_secs: 10,
+            max_concurrent_streams_per_connection: 1024,
+            max_connections: 10_000,
             drain_delay_ms: 0,
+        }
+    }
+}
+
+/// TLS for City's listeners. Both files are PEM; they are read again every
+/// `reload_interval_ms` and a changed, valid pair serves new handshakes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// When set, only clients with a certificate from this CA connect (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for a new pair.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            reload_interval_ms: 5_000,
         }
     }
 }
@@ -245,11 +307,15 @@ mod tests {
             jail.set_env("DOWNCITY_LISTEN", "127.0.0.1:2");
             jail.set_env("DOWNCITY_SERVER__SHUTDOWN_GRACE_SECS", "7");
             jail.set_env("DOWNCITY_USER_TOKEN", "ignored: a client-side variable");
+            jail.set_env("DOWNCITY_TLS__CERT_FILE", "/certs/tls.crt");
+            jail.set_env("DOWNCITY_TLS__KEY_FILE", "/certs/tls.key");
             let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
             assert_eq!(config.listen, "127.0.0.1:2");
             assert_eq!(config.server.request_timeout_secs, 5);
             assert_eq!(config.server.shutdown_grace_secs, 7);
             assert_eq!(config.models[0].max_output_tokens, 4096);
+            assert_eq!(config.tls.cert_file, Some(PathBuf::from("/certs/tls.crt")));
+            assert_eq!(config.tls.key_file, Some(PathBuf::from("/certs/tls.key")));
             Ok(())
         });
     }

@@ -8,11 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::api::admin::AdminApi;
-use crate::api::ai::AiApi;
+use crate::api::ai::{AiApi, CallCaps};
 use crate::auth::{AdminAuth, Directory, UserAuth, secret};
 use crate::catalog::CatalogCache;
 use crate::config::Config;
@@ -28,7 +27,12 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::usage::{UsageWriter, WriterHandle};
 
+mod routes;
 mod seed;
+pub mod transport;
+
+use routes::Offer;
+use transport::{AcceptPolicy, Tls};
 
 use seed::ADMIN_KEY_SETTING;
 pub use seed::{MOCK_IMAGE_MODEL, MOCK_PROVIDER, MOCK_TEXT_MODEL};
@@ -52,6 +56,9 @@ impl City {
     /// applies the config's entries. An invalid config writes nothing.
     pub async fn start(config: Config) -> anyhow::Result<City> {
         let entries = config.entries()?;
+        // Transport settings and TLS files are checked before the store is touched.
+        routes::check(&config.server)?;
+        Tls::from_config(&config.tls)?;
         let configured_master_key = config.master_key()?;
         let store = open_store(&config).await?;
         seed::check_studios(&entries, store.as_ref()).await?;
@@ -116,6 +123,17 @@ impl City {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        self.serve_on(listener, None, shutdown).await
+    }
+
+    /// Like `serve`, with AdminService on `admin_listener` alone when given
+    /// (AIService and health then on `listener`).
+    pub async fn serve_on(
+        self,
+        listener: TcpListener,
+        admin_listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let City {
             config,
             store,
@@ -127,17 +145,15 @@ impl City {
             hooks,
             ..
         } = self;
+        routes::check(&config.server)?;
+        let tls = Tls::from_config(&config.tls)?;
+        let watcher = tls.clone().map(|tls| {
+            let every = Duration::from_millis(config.tls.reload_interval_ms.max(10));
+            AbortOnDrop(tls.watch(every))
+        });
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AiServiceServer<AiApi>>().await;
         health.set_serving::<AdminServiceServer<AdminApi>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
 
         // Shutdown in two steps: `draining` refuses new calls at once,
         // `stopping` stops the calls still running once the grace is over.
@@ -150,21 +166,27 @@ impl City {
             hooks.clone(),
             stopping.clone(),
         ));
-        let ai = AiServiceServer::with_interceptor(
-            AiApi::new(gateway),
+        let max_request = config.server.max_request_bytes;
+        let ai = InterceptedService::new(
+            AiServiceServer::new(AiApi::new(gateway).with_caps(CallCaps {
+                max_messages: config.server.max_messages_per_call,
+                max_prompt_bytes: config.server.max_prompt_bytes_per_call,
+            }))
+            .max_decoding_message_size(max_request),
             UserAuth {
                 directory: directory.clone(),
                 draining: draining.clone(),
             },
         );
-        let admin = AdminServiceServer::with_interceptor(
-            AdminApi::new(
+        let admin = InterceptedService::new(
+            AdminServiceServer::new(AdminApi::new(
                 directory.clone(),
                 catalog,
                 quotas,
                 store.clone(),
                 hooks.clone(),
-            ),
+            ))
+            .max_decoding_message_size(max_request),
             AdminAuth {
                 directory,
                 draining: draining.clone(),
@@ -174,11 +196,10 @@ impl City {
         // Pending deliveries from before a restart are picked up at once.
         let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
         let maintainer = UsageMaintainer::start(store.clone(), config.usage.retain_months);
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let drain_delay = Duration::from_millis(config.server.drain_delay_ms);
         let reporter = health.clone();
-        let signal = async move {
+        tokio::spawn(async move {
             shutdown.await;
             // Load balancers see NOT_SERVING before any listener closes.
             set_not_serving(&reporter).await;
@@ -188,23 +209,54 @@ impl City {
             );
             tokio::time::sleep(drain_delay).await;
             let _ = stopping_tx.send(true);
+        });
+        let policy = AcceptPolicy {
+            tls,
+            max_connections: config.server.max_connections,
+            header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
         };
-        let mut server = tokio::spawn(
-            Server::builder()
-                .timeout(Duration::from_secs(config.server.request_timeout_secs))
-                .concurrency_limit_per_connection(config.server.max_concurrent_calls_per_connection)
-                .load_shed(true)
-                .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
-                .add_service(health_service)
-                .add_service(reflection)
-                .add_service(reflection_alpha)
-                .add_service(ai)
-                .add_service(admin)
-                .serve_with_incoming_shutdown(incoming, signal),
+        let offer = if admin_listener.is_some() {
+            Offer::Ai
+        } else {
+            Offer::Everything
+        };
+        let mut main = routes::server(&config.server);
+        let mut main = main
+            .add_routes(routes::reflection(offer)?)
+            .add_service(health_service.clone())
+            .add_service(ai);
+        if offer == Offer::Everything {
+            main = main.add_service(admin.clone());
+        }
+        let main = main.serve_with_incoming_shutdown(
+            transport::incoming(listener, policy.clone()),
+            stopped(stopping_rx.clone()),
         );
+        let admin_server = match admin_listener {
+            None => None,
+            Some(admin_listener) => Some(
+                routes::server(&config.server)
+                    .add_routes(routes::reflection(Offer::Admin)?)
+                    .add_service(health_service)
+                    .add_service(admin)
+                    .serve_with_incoming_shutdown(
+                        transport::incoming(admin_listener, policy),
+                        stopped(stopping_rx.clone()),
+                    ),
+            ),
+        };
+        let mut server = tokio::spawn(async move {
+            let admin_server = async {
+                match admin_server {
+                    Some(admin_server) => admin_server.await.context("serving the admin listener"),
+                    None => Ok(()),
+                }
+            };
+            tokio::try_join!(async { main.await.context("serving gRPC") }, admin_server).map(|_| ())
+        });
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
         tokio::select! {
-            result = &mut server => result.context("the gRPC server task")?.context("serving gRPC")?,
+            result = &mut server => result.context("the gRPC server task")??,
             () = grace_expired(stopping_rx, grace) => {
                 tracing::warn!(?grace, "grace period over; stopping the calls still in flight");
                 stopping.cancel();
@@ -214,6 +266,7 @@ impl City {
                 }
             }
         }
+        drop(watcher);
         set_not_serving(&health).await;
         // The writer ends once every sender (held by handlers and relays) is
         // gone, after committing everything queued; bounded all the same.
@@ -223,6 +276,22 @@ impl City {
         store.close().await;
         tracing::info!("usage flushed; City stopped");
         Ok(())
+    }
+}
+
+/// Resolves once shutdown has begun (after the drain delay).
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Stops a background task when its owner goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -27,4 +27,5 @@ mod rust_client;
 mod secrets;
 mod store_conformance;
 mod store_postgres;
+mod transport;
 mod usage_retention;

@@ -1,9 +1,8 @@
 """TLS and mTLS: option handling, and real handshakes with a TLS gRPC server of the test's own.
 
-City does not serve TLS yet, so the handshakes go to a grpc server on 127.0.0.1 with no
-services: a call that reaches it fails UNIMPLEMENTED (the handshake passed), one that
-cannot fails UNAVAILABLE. TODO once City has --tls-cert/--tls-key/--tls-client-ca: the
-same cases against City (see clients/README.md, "TLS").
+The handshakes go to a grpc server on 127.0.0.1 with no services: a call that reaches it
+fails UNIMPLEMENTED (the handshake passed), one that cannot fails UNAVAILABLE. The same
+cases against a real City serving TLS are in test_city_tls.py.
 """
 
 from __future__ import annotations

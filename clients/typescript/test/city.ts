@@ -39,13 +39,17 @@ function readDevEnv(path: string): Record<string, string> {
   return env;
 }
 
-export async function startCity(): Promise<City> {
+/** Starts City; `prepare` may put files into the data dir and return extra flags. */
+export async function startCity(
+  prepare: (dataDir: string) => string[] = () => [],
+  env: Record<string, string> = {},
+): Promise<City & { dataDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), "downcity-ts-"));
   const log = openSync(join(dataDir, "city.log"), "w");
   const child: ChildProcess = spawn(
     cityBinary(),
-    ["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir],
-    { stdio: ["ignore", log, log] },
+    ["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir, ...prepare(dataDir)],
+    { stdio: ["ignore", log, log], env: { ...process.env, ...env } },
   );
   let exited = false;
   const done = new Promise<void>((ok) => child.once("exit", () => ((exited = true), ok())));
@@ -64,11 +68,12 @@ export async function startCity(): Promise<City> {
     if (KEYS.every((k) => env[k])) {
       return {
         env,
-        baseUrl: `http://${env.DOWNCITY_ADDR}`,
+        baseUrl: env.DOWNCITY_ADDR.includes("://") ? env.DOWNCITY_ADDR : `http://${env.DOWNCITY_ADDR}`,
         adminKey: env.DOWNCITY_ADMIN_KEY,
         studioId: env.DOWNCITY_STUDIO_ID,
         userToken: env.DOWNCITY_USER_TOKEN,
         stop,
+        dataDir,
       };
     }
     if (exited || Date.now() > deadline) {

@@ -1,8 +1,7 @@
 // TLS and mTLS: option handling, and real handshakes with an HTTP/2 TLS server of the test's own.
-// City does not serve TLS yet, so the handshakes go to a server on 127.0.0.1 that answers every
-// gRPC call UNIMPLEMENTED (so a call that gets that answer went through TLS; one that cannot
-// connect fails UNAVAILABLE). TODO once City has --tls-cert/--tls-key/--tls-client-ca: the same
-// cases against City (see clients/README.md, "TLS").
+// The handshakes go to a server on 127.0.0.1 that answers every gRPC call UNIMPLEMENTED (so a
+// call that gets that answer went through TLS; one that cannot connect fails UNAVAILABLE). The
+// same cases against a real City serving TLS are in city-tls.test.ts.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";

@@ -5,7 +5,7 @@
 //! key, or with a studio key (`dck_...`) for the studio-scoped calls.
 //! Responses print as tables, or with `--json` as JSON.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
 
 use super::connection::{Bearer, connect};
@@ -39,6 +39,19 @@ pub(crate) struct AdminArgs {
         help_heading = GLOBAL
     )]
     addr: String,
+    /// The City's admin listener, when it has one (`[server] admin_listen`);
+    /// wins over --addr.
+    #[arg(long, env = "DOWNCITY_ADMIN_ADDR", global = true, help_heading = GLOBAL)]
+    admin_addr: Option<String>,
+    /// TLS: trust this CA (PEM) for an `https://` address.
+    #[arg(long, env = "DOWNCITY_CA_CERT", value_name = "FILE", global = true, help_heading = GLOBAL)]
+    ca_cert: Option<std::path::PathBuf>,
+    /// mTLS: this client certificate (PEM), with --client-key.
+    #[arg(long, env = "DOWNCITY_CLIENT_CERT", value_name = "FILE", global = true, help_heading = GLOBAL, requires = "client_key")]
+    client_cert: Option<std::path::PathBuf>,
+    /// mTLS: the client certificate's key (PEM).
+    #[arg(long, env = "DOWNCITY_CLIENT_KEY", value_name = "FILE", global = true, help_heading = GLOBAL, requires = "client_cert")]
+    client_key: Option<std::path::PathBuf>,
     /// The operator's admin key, or a studio key (`dck_...`) for the
     /// studio-scoped calls.
     #[arg(
@@ -100,7 +113,13 @@ pub(crate) async fn run(args: AdminArgs) -> Result<()> {
 
 async fn execute(args: AdminArgs) -> Result<()> {
     let bearer = Bearer::new(args.admin_key.as_deref())?;
-    let client = &mut connect(&args.addr, bearer).await?;
+    let addr = args.admin_addr.as_deref().unwrap_or(&args.addr);
+    let identity = args.client_cert.as_deref().zip(args.client_key.as_deref());
+    let tls = (args.ca_cert.is_some() || identity.is_some())
+        .then(|| downcity::client::ClientTls::from_files(args.ca_cert.as_deref(), identity))
+        .transpose()
+        .context("reading the TLS files")?;
+    let client = &mut connect(addr, bearer, tls.as_ref()).await?;
     let out = Output { json: args.json };
     match args.command {
         AdminCommand::Studios(command) => studios::run(client, out, command).await,

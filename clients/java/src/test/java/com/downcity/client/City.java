@@ -106,7 +106,7 @@ public final class City implements BeforeAllCallback {
     }
   }
 
-  private static Map<String, String> readDevEnv(Path path) throws IOException {
+  static Map<String, String> readDevEnv(Path path) throws IOException {
     Map<String, String> read = new HashMap<>();
     for (String line : Files.readAllLines(path)) {
       int eq = line.indexOf('=');
@@ -117,7 +117,7 @@ public final class City implements BeforeAllCallback {
     return read;
   }
 
-  private static String binary() {
+  static String binary() {
     String bin = System.getenv("DOWNCITY_BIN");
     if (bin != null && !bin.isEmpty()) {
       return bin;

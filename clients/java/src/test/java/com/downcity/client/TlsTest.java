@@ -26,8 +26,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * TLS and mTLS against a TLS gRPC server of the test's own on 127.0.0.1 (no services: a call
  * that reaches it fails UNIMPLEMENTED, one that cannot connect UNAVAILABLE), with certificates
- * from clients/testdata/make-test-pki. City does not serve TLS yet. TODO once it has
- * --tls-cert/--tls-key/--tls-client-ca: the same cases against City (clients/README.md, "TLS").
+ * from clients/testdata/make-test-pki. The same cases against a real City serving TLS are in
+ * CityTlsTest.
  */
 class TlsTest {
   @TempDir

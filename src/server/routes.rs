@@ -1,0 +1,137 @@
+//! Which services each listener serves, and the transport settings every
+//! listener shares (timeouts, keepalive, stream caps, the request-size limit).
+
+use std::time::Duration;
+
+use prost::Message;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tower::layer::util::{Identity, Stack};
+
+use super::transport::RequestSizeLimit;
+use crate::config::ServerConfig;
+
+/// The services one listener offers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// AIService, AdminService, health and reflection: the one listener.
+    Everything,
+    /// AIService, health and reflection of them (with a separate admin listener).
+    Ai,
+    /// AdminService, health and reflection of them.
+    Admin,
+}
+
+/// Refuses transport settings that would refuse every call or hang hyper.
+pub fn check(config: &ServerConfig) -> anyhow::Result<()> {
+    let zero = [
+        ("max_request_bytes", config.max_request_bytes == 0),
+        ("max_messages_per_call", config.max_messages_per_call == 0),
+        (
+            "max_prompt_bytes_per_call",
+            config.max_prompt_bytes_per_call == 0,
+        ),
+        (
+            "http2_keepalive_interval_secs",
+            config.http2_keepalive_interval_secs == 0,
+        ),
+        (
+            "http2_keepalive_timeout_secs",
+            config.http2_keepalive_timeout_secs == 0,
+        ),
+        (
+            "header_read_timeout_secs",
+            config.header_read_timeout_secs == 0,
+        ),
+        (
+            "max_concurrent_streams_per_connection",
+            config.max_concurrent_streams_per_connection == 0,
+        ),
+        ("max_connections", config.max_connections == 0),
+    ];
+    match zero.iter().find(|(_, is_zero)| *is_zero) {
+        Some((name, _)) => Err(anyhow::anyhow!("[server] {name} must be above 0")),
+        None => Ok(()),
+    }
+}
+
+/// A server with City's transport settings.
+pub fn server(config: &ServerConfig) -> Server<Stack<RequestSizeLimit, Identity>> {
+    Server::builder()
+        .timeout(Duration::from_secs(config.request_timeout_secs))
+        .concurrency_limit_per_connection(config.max_concurrent_calls_per_connection)
+        .load_shed(true)
+        .max_concurrent_streams(config.max_concurrent_streams_per_connection)
+        .http2_keepalive_interval(Some(Duration::from_secs(
+            config.http2_keepalive_interval_secs,
+        )))
+        .http2_keepalive_timeout(Some(Duration::from_secs(
+            config.http2_keepalive_timeout_secs,
+        )))
+        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .layer(RequestSizeLimit {
+            max_bytes: config.max_request_bytes,
+        })
+}
+
+/// Reflection (v1 and v1alpha) of the services `offer` serves, and health.
+pub fn reflection(offer: Offer) -> anyhow::Result<Routes> {
+    let descriptors = descriptors(offer)?;
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(descriptors.clone())
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(descriptors)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    Ok(Routes::new(v1).add_service(v1alpha))
+}
+
+/// Downcity's proto files without those defining a service `offer` leaves
+/// out, so reflection cannot describe a service this listener does not serve.
+fn descriptors(offer: Offer) -> anyhow::Result<prost_types::FileDescriptorSet> {
+    let mut set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)?;
+    let hidden = match offer {
+        Offer::Everything => None,
+        Offer::Ai => Some("AdminService"),
+        Offer::Admin => Some("AIService"),
+    };
+    set.file
+        .retain(|file| !file.service.iter().any(|s| s.name.as_deref() == hidden));
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services(offer: Offer) -> Vec<String> {
+        descriptors(offer)
+            .unwrap()
+            .file
+            .iter()
+            .flat_map(|f| f.service.iter().filter_map(|s| s.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        assert!(check(&ServerConfig::default()).is_ok());
+        let config = ServerConfig {
+            max_connections: 0,
+            ..ServerConfig::default()
+        };
+        let err = check(&config).unwrap_err().to_string();
+        assert!(err.contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn each_listener_describes_only_its_services() {
+        assert_eq!(services(Offer::Ai), ["AIService"]);
+        assert_eq!(services(Offer::Admin), ["AdminService"]);
+        let mut all = services(Offer::Everything);
+        all.sort();
+        assert_eq!(all, ["AIService", "AdminService"]);
+    }
+}
