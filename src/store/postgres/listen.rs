@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
 
-use crate::store::{Change, ChangeFeed, ChangeEvent};
+use crate::store::{Change, ChangeEvent, ChangeFeed};
 
 /// The one channel every replica listens on.
 const CHANNEL: &str = "downcity_changes";

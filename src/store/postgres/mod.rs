@@ -13,7 +13,9 @@ use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
-use super::{Change, ChangeFeed, CatalogSnapshot, PageQuery, Snapshot, Store, UsageMaintenance, UsageSink};
+use super::{
+    CatalogSnapshot, Change, ChangeFeed, PageQuery, Snapshot, Store, UsageMaintenance, UsageSink,
+};
 use crate::domain::{
     AttemptOutcome, DeliveryFilter, DeliveryRecord, GroupBy, HookRecord, LimitsRecord, Millis,
     ModelRecord, Pathway, ProviderRecord, SealedKey, StudioKeyRecord, StudioRecord,
