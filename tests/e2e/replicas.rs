@@ -12,6 +12,7 @@ use crate::common::*;
 use downcity::config::SecretText;
 use downcity::keys::MasterKey;
 use downcity::proto::{self, HookEvent, LimitTarget, StudioStatus};
+use sqlx::{Connection, PgConnection};
 use tonic::Code;
 
 /// How soon a write on one replica must bind on the others.
@@ -19,6 +20,14 @@ const PROPAGATION: Duration = Duration::from_secs(1);
 
 /// `n` Cities on one fresh database, sharing a master key (hook secrets).
 async fn replicas(n: usize) -> Option<(FreshDatabase, Vec<TestCity>)> {
+    replicas_refreshing(n, 30).await
+}
+
+/// `replicas` with a periodic full reload every `refresh_secs`.
+async fn replicas_refreshing(
+    n: usize,
+    refresh_secs: u64,
+) -> Option<(FreshDatabase, Vec<TestCity>)> {
     let database = FreshDatabase::create().await?;
     let master_key = MasterKey::generate().to_base64();
     let mut cities = Vec::new();
@@ -28,6 +37,7 @@ async fn replicas(n: usize) -> Option<(FreshDatabase, Vec<TestCity>)> {
             TestCity::start_with(move |config| {
                 config.store.url = Some(SecretText(url));
                 config.master_key = Some(SecretText(key));
+                config.store.refresh_secs = refresh_secs;
             })
             .await,
         );
@@ -43,7 +53,17 @@ async fn stop_all(cities: Vec<TestCity>) {
 
 /// Polls `seen` until it holds; returns how long that took. Fails the test
 /// when it still does not hold after `PROPAGATION`.
-async fn within_propagation<F, Fut>(what: &str, mut seen: F) -> Duration
+async fn within_propagation<F, Fut>(what: &str, seen: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(PROPAGATION, what, seen).await
+}
+
+/// Polls `seen` until it holds; returns how long that took. Fails the test
+/// when it still does not hold after `deadline`.
+async fn within<F, Fut>(deadline: Duration, what: &str, mut seen: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -56,8 +76,8 @@ where
             return took;
         }
         assert!(
-            start.elapsed() < PROPAGATION,
-            "{what}: not seen within {PROPAGATION:?}"
+            start.elapsed() < deadline,
+            "{what}: not seen within {deadline:?}"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -331,6 +351,80 @@ async fn a_hook_created_on_one_replica_exists_on_another() {
     within_propagation("a deleted hook on B", || async {
         hooks_on_b().await.is_empty()
     })
+    .await;
+    stop_all(cities).await;
+}
+
+/// Suspends a studio behind City's back: straight in the database, so no
+/// replica is told.
+async fn suspend_silently(database: &FreshDatabase, studio: &str) {
+    let mut conn = PgConnection::connect(&database.url).await.unwrap();
+    let updated = sqlx::query("UPDATE studios SET status = 'suspended' WHERE id = $1")
+        .bind(studio)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 1);
+}
+
+/// A replica whose listening connection drops may have missed changes: on
+/// reconnecting it reloads everything.
+#[tokio::test]
+async fn a_replica_reloads_everything_when_its_listening_connection_comes_back() {
+    let Some((database, cities)) = replicas(2).await else {
+        return;
+    };
+    let (a, b) = (&cities[0], &cities[1]);
+    let token = a.studio_with_user("acme", "user-1").await;
+    within_propagation("a new studio on B", || async {
+        b.ai("acme", &token).text(text_request("hi")).await.is_ok()
+    })
+    .await;
+    suspend_silently(&database, "acme").await;
+    // Nobody announced it: B still serves the studio (next full reload in 30 s).
+    b.ai("acme", &token).text(text_request("hi")).await.unwrap();
+
+    let mut conn = PgConnection::connect(&database.url).await.unwrap();
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        terminated,
+        vec![true, true],
+        "one listening connection per replica"
+    );
+    within_propagation("a reload on reconnect on B", || {
+        refused_with(b, "acme", &token, "STUDIO_SUSPENDED")
+    })
+    .await;
+    stop_all(cities).await;
+}
+
+/// Under the announcements, a periodic full reload (here every 2 s)
+/// catches whatever they missed.
+#[tokio::test]
+async fn a_periodic_reload_catches_a_change_nobody_announced() {
+    let Some((database, cities)) = replicas_refreshing(2, 2).await else {
+        return;
+    };
+    let (a, b) = (&cities[0], &cities[1]);
+    let token = a.studio_with_user("acme", "user-1").await;
+    // B follows A's announcements: its listener (and first reload) are done.
+    within_propagation("a new studio on B", || async {
+        b.ai("acme", &token).text(text_request("hi")).await.is_ok()
+    })
+    .await;
+    suspend_silently(&database, "acme").await;
+    b.ai("acme", &token).text(text_request("hi")).await.unwrap();
+    within(
+        Duration::from_millis(3_500),
+        "a periodic reload on B",
+        || refused_with(b, "acme", &token, "STUDIO_SUSPENDED"),
+    )
     .await;
     stop_all(cities).await;
 }
