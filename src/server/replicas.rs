@@ -38,7 +38,11 @@ impl Caches {
     }
 
     async fn reload_all(&self) {
-        for change in Change::ALL {
+        self.reload_each(&Change::ALL).await;
+    }
+
+    async fn reload_each(&self, changes: &[Change]) {
+        for &change in changes {
             self.reload(change).await;
         }
     }
@@ -81,8 +85,7 @@ async fn follow(mut feed: ChangeFeed, caches: Caches, refresh: Duration, stop: C
             () = stop.cancelled() => return,
             _ = tick.tick() => caches.reload_all().await,
             event = feed.next() => match event {
-                Some(ChangeEvent::Changed(change)) => caches.reload(change).await,
-                Some(ChangeEvent::Resync) => caches.reload_all().await,
+                Some(first) => caches.reload_each(&pending(first, &mut feed)).await,
                 None => {
                     tracing::warn!("the store stopped announcing changes; periodic reloads only");
                     periodic_only(caches, tick, stop).await;
@@ -93,11 +96,60 @@ async fn follow(mut feed: ChangeFeed, caches: Caches, refresh: Duration, stop: C
     }
 }
 
+/// The caches to reload for `first` and every event already waiting behind
+/// it, each once: a burst of writes (say, many tokens issued) costs one
+/// reload, not one per write. The reload reads after all of them committed.
+fn pending(first: ChangeEvent, feed: &mut ChangeFeed) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut event = Some(first);
+    while let Some(next) = event {
+        match next {
+            ChangeEvent::Resync => return Change::ALL.to_vec(),
+            ChangeEvent::Changed(change) if !changes.contains(&change) => changes.push(change),
+            ChangeEvent::Changed(_) => {}
+        }
+        event = feed.next_ready();
+    }
+    changes
+}
+
 async fn periodic_only(caches: Caches, mut tick: tokio::time::Interval, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => caches.reload_all().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_of(events: &[ChangeEvent]) -> ChangeFeed {
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        for &event in events {
+            sender.try_send(event).unwrap();
+        }
+        ChangeFeed::new(receiver)
+    }
+
+    #[test]
+    fn a_burst_of_announcements_reloads_each_cache_once() {
+        let mut feed = feed_of(&[
+            ChangeEvent::Changed(Change::Directory),
+            ChangeEvent::Changed(Change::Hooks),
+            ChangeEvent::Changed(Change::Directory),
+        ]);
+        let changes = pending(ChangeEvent::Changed(Change::Directory), &mut feed);
+        assert_eq!(changes, vec![Change::Directory, Change::Hooks]);
+        assert!(feed.next_ready().is_none(), "the burst was consumed");
+    }
+
+    #[test]
+    fn a_resync_in_a_burst_reloads_everything() {
+        let mut feed = feed_of(&[ChangeEvent::Resync]);
+        let changes = pending(ChangeEvent::Changed(Change::Quotas), &mut feed);
+        assert_eq!(changes, Change::ALL.to_vec());
     }
 }

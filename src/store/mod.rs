@@ -112,6 +112,11 @@ impl ChangeFeed {
     pub async fn next(&mut self) -> Option<ChangeEvent> {
         self.0.recv().await
     }
+
+    /// An event already waiting, without waiting for one.
+    pub fn next_ready(&mut self) -> Option<ChangeEvent> {
+        self.0.try_recv().ok()
+    }
 }
 
 /// A page request: keyset pagination after the last key of the previous page.
