@@ -37,24 +37,28 @@ pub(super) async fn subscribe(options: PgConnectOptions) -> crate::error::Result
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_lazy_with(options);
-    let mut listener = PgListener::connect_with(&pool).await?;
-    listener.listen(CHANNEL).await?;
+    let listener = listen_on(&pool).await?;
     let (sender, receiver) = mpsc::channel(64);
     tokio::spawn(async move {
         tokio::select! {
-            () = forward(&mut listener, &sender) => {}
+            () = forward(&pool, listener, &sender) => {}
             () = sender.closed() => {}
         }
-        drop(listener);
         pool.close().await;
     });
     Ok(ChangeFeed::new(receiver))
 }
 
-/// Passes notifications on until the receiver goes. A lost connection is
-/// re-established (and re-subscribed) by the listener; since notifications
-/// sent meanwhile are lost, it is reported as `Resync`.
-async fn forward(listener: &mut PgListener, sender: &mpsc::Sender<ChangeEvent>) {
+async fn listen_on(pool: &PgPool) -> sqlx::Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Passes notifications on until the receiver goes. Whenever announcements
+/// may have been lost (the connection dropped and was re-established) it
+/// reports `Resync`.
+async fn forward(pool: &PgPool, mut listener: PgListener, sender: &mpsc::Sender<ChangeEvent>) {
     loop {
         let event = match listener.try_recv().await {
             Ok(Some(note)) => match Change::from_name(note.payload()) {
@@ -64,18 +68,35 @@ async fn forward(listener: &mut PgListener, sender: &mpsc::Sender<ChangeEvent>) 
                     ChangeEvent::Resync
                 }
             },
+            // The listener reconnected (and listens again) by itself.
             Ok(None) => {
                 tracing::warn!("store: the listening connection was lost; reconnected");
                 ChangeEvent::Resync
             }
+            // Other failures leave the connection as it was: start afresh.
             Err(e) => {
-                tracing::warn!(error = %e, "store: listening for changes failed; retrying");
-                tokio::time::sleep(RETRY_AFTER).await;
+                tracing::warn!(error = %e, "store: listening for changes failed; reconnecting");
+                drop(listener);
+                listener = relisten(pool).await;
                 ChangeEvent::Resync
             }
         };
         if sender.send(event).await.is_err() {
             return;
+        }
+    }
+}
+
+/// A new listening connection: at once, then every `RETRY_AFTER` until the
+/// database answers (the periodic full reload covers the gap).
+async fn relisten(pool: &PgPool) -> PgListener {
+    loop {
+        match listen_on(pool).await {
+            Ok(listener) => return listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "store: cannot listen for changes; retrying");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
         }
     }
 }
