@@ -76,6 +76,16 @@ impl Directory {
         *self.maps.write().expect("directory lock") = maps;
     }
 
+    /// Re-reads studios and credentials from the store (a write made on
+    /// another replica). Waits for this replica's writes, so the snapshot
+    /// installed is never older than one of them.
+    pub async fn reload(&self) -> Result<()> {
+        let _one_write = self.writes.lock().await;
+        let snapshot = self.store.snapshot().await?;
+        self.load(&snapshot);
+        Ok(())
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
         self.maps.read().expect("directory lock")
     }

@@ -93,7 +93,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `postgres://user:password@host:port/database`: the store several
@@ -104,6 +104,20 @@ pub struct StoreConfig {
     /// `synchronous=FULL`: survives power loss, at about 10× the commit cost.
     /// The default, NORMAL in WAL mode, survives a process crash.
     pub synchronous_full: bool,
+    /// PostgreSQL: every this many seconds each replica reloads all its
+    /// caches, a safety net under the change announcements (LISTEN/NOTIFY).
+    pub refresh_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            sqlite_path: None,
+            synchronous_full: false,
+            refresh_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

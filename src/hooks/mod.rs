@@ -89,14 +89,28 @@ impl Hooks {
             writes: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         };
-        let records = hooks.store.all_hooks().await?;
+        hooks.rebuild(hooks.read_all().await?);
+        Ok(hooks)
+    }
+
+    /// Re-reads every hook from the store (a write made on another
+    /// replica). Waits for this replica's writes, so the state installed is
+    /// never older than one of them.
+    pub async fn reload(&self) -> Result<()> {
+        let _one_write = self.writes.lock().await;
+        let live = self.read_all().await?;
+        self.rebuild(live);
+        Ok(())
+    }
+
+    /// Every hook in the store, its secret opened.
+    async fn read_all(&self) -> Result<BTreeMap<String, Arc<LiveHook>>> {
         let mut live = BTreeMap::new();
-        for record in records {
-            let hook = hooks.live(record)?;
+        for record in self.store.all_hooks().await? {
+            let hook = self.live(record)?;
             live.insert(hook.record.id.clone(), Arc::new(hook));
         }
-        hooks.rebuild(live);
-        Ok(hooks)
+        Ok(live)
     }
 
     fn master_key(&self) -> Result<&MasterKey> {

@@ -107,25 +107,22 @@ impl Quotas {
     pub async fn load(store: Arc<dyn Store>, snapshot: &Snapshot) -> Result<Self> {
         let ledger = MemoryLedger::default();
         seed_from_usage(store.as_ref(), &ledger).await?;
-        let mut policies: HashMap<String, StudioPolicy> = HashMap::new();
-        for record in &snapshot.limits {
-            policies
-                .entry(record.studio_id.clone())
-                .or_default()
-                .set(&record.target, record.values);
-        }
-        for (studio_id, models) in &snapshot.allowed_models {
-            policies
-                .entry(studio_id.clone())
-                .or_default()
-                .allowed_models = Some(models.iter().cloned().collect());
-        }
         Ok(Quotas {
             store,
-            policies: RwLock::new(policies),
+            policies: RwLock::new(policies_of(snapshot)),
             writes: tokio::sync::Mutex::new(()),
             ledger: Arc::new(ledger),
         })
+    }
+
+    /// Re-reads limits and allow-lists from the store (a write made on
+    /// another replica); the ledger stays. Waits for this replica's writes,
+    /// so the state installed is never older than one of them.
+    pub async fn reload(&self) -> Result<()> {
+        let _one_write = self.writes.lock().await;
+        let snapshot = self.store.snapshot().await?;
+        *self.policies.write().expect("quota lock") = policies_of(&snapshot);
+        Ok(())
     }
 
     /// Whether the studio may see and use this model.
@@ -316,6 +313,24 @@ async fn seed_from_usage(store: &dyn Store, ledger: &MemoryLedger) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// Each studio's limits and allow-list, as a snapshot has them.
+fn policies_of(snapshot: &Snapshot) -> HashMap<String, StudioPolicy> {
+    let mut policies: HashMap<String, StudioPolicy> = HashMap::new();
+    for record in &snapshot.limits {
+        policies
+            .entry(record.studio_id.clone())
+            .or_default()
+            .set(&record.target, record.values);
+    }
+    for (studio_id, models) in &snapshot.allowed_models {
+        policies
+            .entry(studio_id.clone())
+            .or_default()
+            .allowed_models = Some(models.iter().cloned().collect());
+    }
+    policies
 }
 
 /// A call's hold on its quota. `settle` turns it into real usage; dropped

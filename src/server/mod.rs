@@ -27,6 +27,7 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::usage::{UsageWriter, WriterHandle};
 
+mod replicas;
 mod routes;
 mod seed;
 pub mod transport;
@@ -34,6 +35,7 @@ pub mod transport;
 use routes::Offer;
 use transport::{AcceptPolicy, Tls};
 
+use replicas::{CacheSync, Caches};
 use seed::ADMIN_KEY_SETTING;
 pub use seed::{MOCK_IMAGE_MODEL, MOCK_PROVIDER, MOCK_TEXT_MODEL};
 
@@ -159,6 +161,18 @@ impl City {
         // `stopping` stops the calls still running once the grace is over.
         let draining = CancellationToken::new();
         let stopping = CancellationToken::new();
+        let cache_sync = CacheSync::start(
+            store.as_ref(),
+            Caches {
+                directory: directory.clone(),
+                catalog: catalog.clone(),
+                quotas: quotas.clone(),
+                hooks: hooks.clone(),
+            },
+            Duration::from_secs(config.store.refresh_secs),
+        )
+        .await
+        .context("listening for other replicas' changes")?;
         let gateway = Arc::new(Gateway::new(
             catalog.clone(),
             quotas.clone(),
@@ -273,6 +287,9 @@ impl City {
         usage_task.finish(AFTER_STOP).await;
         dispatcher.stop().await;
         maintainer.stop().await;
+        if let Some(cache_sync) = cache_sync {
+            cache_sync.stop().await;
+        }
         store.close().await;
         tracing::info!("usage flushed; City stopped");
         Ok(())

@@ -56,6 +56,69 @@ pub struct CatalogSnapshot {
     pub defaults: HashMap<Pathway, String>,
 }
 
+/// Which cache an admin write changed (what the other replicas reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// Studios, studio keys and user tokens.
+    Directory,
+    /// Providers, models and defaults.
+    Catalog,
+    /// Limits and model allow-lists.
+    Quotas,
+    Hooks,
+}
+
+impl Change {
+    pub const ALL: [Change; 4] = [
+        Change::Directory,
+        Change::Catalog,
+        Change::Quotas,
+        Change::Hooks,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Change::Directory => "directory",
+            Change::Catalog => "catalog",
+            Change::Quotas => "quotas",
+            Change::Hooks => "hooks",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Change> {
+        Change::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// What a replica hears from the store about writes made elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeEvent {
+    /// One cache changed.
+    Changed(Change),
+    /// Announcements may have been missed (the connection was lost):
+    /// reload everything.
+    Resync,
+}
+
+/// The stream of `ChangeEvent`s; dropping it stops listening.
+pub struct ChangeFeed(tokio::sync::mpsc::Receiver<ChangeEvent>);
+
+impl ChangeFeed {
+    pub fn new(receiver: tokio::sync::mpsc::Receiver<ChangeEvent>) -> Self {
+        ChangeFeed(receiver)
+    }
+
+    /// The next event; `None` once the store stopped listening.
+    pub async fn next(&mut self) -> Option<ChangeEvent> {
+        self.0.recv().await
+    }
+
+    /// An event already waiting, without waiting for one.
+    pub fn next_ready(&mut self) -> Option<ChangeEvent> {
+        self.0.try_recv().ok()
+    }
+}
+
 /// A page request: keyset pagination after the last key of the previous page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageQuery {
@@ -73,6 +136,12 @@ pub trait Store: Send + Sync + 'static {
     async fn put_limits(&self, limits: &LimitsRecord) -> Result<()>;
     /// Replaces a studio's model allow-list; empty allows every model.
     async fn set_allowed_models(&self, studio_id: &str, model_ids: &[String]) -> Result<()>;
+
+    /// Writes made by other processes sharing this store, as they commit;
+    /// `None` when no other process can write (SQLite: one process).
+    async fn changes(&self) -> Result<Option<ChangeFeed>> {
+        Ok(None)
+    }
 
     /// Closes the store; called once, after the last write.
     async fn close(&self);

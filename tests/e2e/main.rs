@@ -23,6 +23,7 @@ mod providers_anthropic;
 mod providers_gemini;
 mod providers_openai;
 mod quotas;
+mod replicas;
 mod rust_client;
 mod secrets;
 mod store_conformance;

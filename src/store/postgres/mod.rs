@@ -13,7 +13,9 @@ use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
-use super::{CatalogSnapshot, PageQuery, Snapshot, Store, UsageMaintenance, UsageSink};
+use super::{
+    CatalogSnapshot, Change, ChangeFeed, PageQuery, Snapshot, Store, UsageMaintenance, UsageSink,
+};
 use crate::domain::{
     AttemptOutcome, DeliveryFilter, DeliveryRecord, GroupBy, HookRecord, LimitsRecord, Millis,
     ModelRecord, Pathway, ProviderRecord, SealedKey, StudioKeyRecord, StudioRecord,
@@ -25,6 +27,7 @@ use crate::store::rows;
 mod catalog;
 mod directory;
 mod hooks;
+mod listen;
 mod usage;
 mod usage_sink;
 
@@ -68,6 +71,11 @@ impl PostgresStore {
             ),
             Err(_) => "an invalid PostgreSQL URL".to_string(),
         }
+    }
+
+    /// Tells every replica (this one too) which cache a committed write changed.
+    async fn changed(&self, change: Change) {
+        listen::notify(&self.pool, change).await;
     }
 
     /// The row of `table` with this id.
@@ -160,11 +168,19 @@ impl Store for PostgresStore {
     }
 
     async fn put_limits(&self, limits: &LimitsRecord) -> Result<()> {
-        directory::put_limits(&self.pool, limits).await
+        directory::put_limits(&self.pool, limits).await?;
+        self.changed(Change::Quotas).await;
+        Ok(())
     }
 
     async fn set_allowed_models(&self, studio_id: &str, model_ids: &[String]) -> Result<()> {
-        directory::set_allowed_models(&self.pool, studio_id, model_ids).await
+        directory::set_allowed_models(&self.pool, studio_id, model_ids).await?;
+        self.changed(Change::Quotas).await;
+        Ok(())
+    }
+
+    async fn changes(&self) -> Result<Option<ChangeFeed>> {
+        listen::subscribe(self.options.clone()).await.map(Some)
     }
 
     async fn close(&self) {
@@ -198,11 +214,15 @@ impl Store for PostgresStore {
     }
 
     async fn insert_studio(&self, studio: &StudioRecord) -> Result<()> {
-        directory::insert_studio(&self.pool, studio).await
+        directory::insert_studio(&self.pool, studio).await?;
+        self.changed(Change::Directory).await;
+        Ok(())
     }
 
     async fn update_studio(&self, studio: &StudioRecord) -> Result<()> {
-        directory::update_studio(&self.pool, studio).await
+        directory::update_studio(&self.pool, studio).await?;
+        self.changed(Change::Directory).await;
+        Ok(())
     }
 
     async fn get_studio(&self, id: &str) -> Result<Option<StudioRecord>> {
@@ -214,7 +234,9 @@ impl Store for PostgresStore {
     }
 
     async fn insert_studio_key(&self, key: &StudioKeyRecord) -> Result<()> {
-        directory::insert_studio_key(&self.pool, key).await
+        directory::insert_studio_key(&self.pool, key).await?;
+        self.changed(Change::Directory).await;
+        Ok(())
     }
 
     async fn get_studio_key(&self, id: &str) -> Result<Option<StudioKeyRecord>> {
@@ -222,7 +244,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_studio_key(&self, id: &str, at: Millis) -> Result<StudioKeyRecord> {
-        directory::revoke(
+        let revoked = directory::revoke(
             &self.pool,
             "studio_keys",
             "studio key",
@@ -230,7 +252,9 @@ impl Store for PostgresStore {
             at,
             rows::studio_key,
         )
-        .await
+        .await?;
+        self.changed(Change::Directory).await;
+        Ok(revoked)
     }
 
     async fn list_studio_keys(
@@ -242,7 +266,9 @@ impl Store for PostgresStore {
     }
 
     async fn insert_user_token(&self, token: &UserTokenRecord) -> Result<()> {
-        directory::insert_user_token(&self.pool, token).await
+        directory::insert_user_token(&self.pool, token).await?;
+        self.changed(Change::Directory).await;
+        Ok(())
     }
 
     async fn get_user_token(&self, id: &str) -> Result<Option<UserTokenRecord>> {
@@ -250,7 +276,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_user_token(&self, id: &str, at: Millis) -> Result<UserTokenRecord> {
-        directory::revoke(
+        let revoked = directory::revoke(
             &self.pool,
             "user_tokens",
             "user token",
@@ -258,7 +284,9 @@ impl Store for PostgresStore {
             at,
             rows::user_token,
         )
-        .await
+        .await?;
+        self.changed(Change::Directory).await;
+        Ok(revoked)
     }
 
     async fn list_user_tokens(
@@ -271,7 +299,9 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_provider(&self, provider: &ProviderRecord) -> Result<()> {
-        catalog::upsert_provider(&self.pool, provider).await
+        catalog::upsert_provider(&self.pool, provider).await?;
+        self.changed(Change::Catalog).await;
+        Ok(())
     }
 
     async fn set_provider_api_key(
@@ -280,7 +310,9 @@ impl Store for PostgresStore {
         key: Option<&SealedKey>,
         at: Millis,
     ) -> Result<()> {
-        catalog::set_provider_api_key(&self.pool, id, key, at).await
+        catalog::set_provider_api_key(&self.pool, id, key, at).await?;
+        self.changed(Change::Catalog).await;
+        Ok(())
     }
 
     async fn reseal(
@@ -293,7 +325,9 @@ impl Store for PostgresStore {
     }
 
     async fn delete_provider(&self, id: &str) -> Result<()> {
-        catalog::delete_provider(&self.pool, id).await
+        catalog::delete_provider(&self.pool, id).await?;
+        self.changed(Change::Catalog).await;
+        Ok(())
     }
 
     async fn list_providers(&self, page: &PageQuery) -> Result<Vec<ProviderRecord>> {
@@ -301,11 +335,15 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_model(&self, model: &ModelRecord) -> Result<()> {
-        catalog::upsert_model(&self.pool, model).await
+        catalog::upsert_model(&self.pool, model).await?;
+        self.changed(Change::Catalog).await;
+        Ok(())
     }
 
     async fn delete_model(&self, id: &str) -> Result<()> {
-        catalog::delete_model(&self.pool, id).await
+        catalog::delete_model(&self.pool, id).await?;
+        self.changed(Change::Catalog).await;
+        Ok(())
     }
 
     async fn list_models(&self, page: &PageQuery) -> Result<Vec<ModelRecord>> {
@@ -313,7 +351,9 @@ impl Store for PostgresStore {
     }
 
     async fn set_default_model(&self, pathway: Pathway, model_id: &str) -> Result<()> {
-        catalog::set_default_model(&self.pool, pathway, model_id).await
+        catalog::set_default_model(&self.pool, pathway, model_id).await?;
+        self.changed(Change::Catalog).await;
+        Ok(())
     }
 
     async fn usage_sink(&self) -> Result<Box<dyn UsageSink>> {
@@ -337,11 +377,15 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_hook(&self, hook: &HookRecord) -> Result<()> {
-        hooks::upsert(&self.pool, hook).await
+        hooks::upsert(&self.pool, hook).await?;
+        self.changed(Change::Hooks).await;
+        Ok(())
     }
 
     async fn delete_hook(&self, id: &str, at: Millis) -> Result<()> {
-        hooks::delete(&self.pool, id, at).await
+        hooks::delete(&self.pool, id, at).await?;
+        self.changed(Change::Hooks).await;
+        Ok(())
     }
 
     async fn due_deliveries(&self, now: Millis, limit: u32) -> Result<Vec<DeliveryRecord>> {
