@@ -157,6 +157,20 @@ impl Violations {
         }
     }
 
+    /// As `check`, with a description built only when the check fails: for
+    /// checks on the path of every call, where a `format!` up front would
+    /// allocate for nothing.
+    pub fn check_with(
+        &mut self,
+        ok: bool,
+        field: impl Into<String>,
+        describe: impl FnOnce() -> String,
+    ) {
+        if !ok {
+            self.0.push(Violation::new(field, describe()));
+        }
+    }
+
     /// Adds the violations of a nested check (e.g. a record's own rules).
     pub fn absorb(&mut self, result: Result<()>) {
         match result {

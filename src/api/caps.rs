@@ -25,29 +25,23 @@ impl CallCaps {
     pub fn check_text(&self, messages: &[proto::Message]) -> Result<()> {
         let bytes: usize = messages.iter().map(|m| m.content.len()).sum();
         let mut v = Violations::default();
-        v.check(
-            messages.len() <= self.max_messages,
-            "messages",
-            format!("at most {} messages per call", self.max_messages),
-        );
-        v.check(
-            bytes <= self.max_prompt_bytes,
-            "messages",
+        v.check_with(messages.len() <= self.max_messages, "messages", || {
+            format!("at most {} messages per call", self.max_messages)
+        });
+        v.check_with(bytes <= self.max_prompt_bytes, "messages", || {
             format!(
                 "at most {} bytes of message content per call",
                 self.max_prompt_bytes
-            ),
-        );
+            )
+        });
         v.finish(())
     }
 
     pub fn check_image(&self, prompt: &str) -> Result<()> {
         let mut v = Violations::default();
-        v.check(
-            prompt.len() <= self.max_prompt_bytes,
-            "prompt",
-            format!("at most {} bytes per call", self.max_prompt_bytes),
-        );
+        v.check_with(prompt.len() <= self.max_prompt_bytes, "prompt", || {
+            format!("at most {} bytes per call", self.max_prompt_bytes)
+        });
         v.finish(())
     }
 }

@@ -61,17 +61,17 @@ impl Ask<'_> {
     }
 
     /// Validates against the first model; returns the max_tokens to use.
-    fn check(&self, model: &CatalogModel) -> Result<u32> {
+    fn check(&self, model: &CatalogModel, prompt_estimate: u64) -> Result<u32> {
         match self {
-            Ask::Text { input, .. } => check_text_input(model, input),
+            Ask::Text { input, .. } => check_text_input(model, input, prompt_estimate),
             Ask::Image(_) => Ok(0),
         }
     }
 
     /// The worst case: priced at the dearest model of the chain.
-    fn claim(&self, chain: &[Arc<CatalogModel>], max_tokens: u32) -> Amount {
+    fn claim(&self, chain: &[Arc<CatalogModel>], max_tokens: u32, prompt_estimate: u64) -> Amount {
         let (prompt, output, images) = match self {
-            Ask::Text { .. } => (self.prompt_estimate(), u64::from(max_tokens), 0),
+            Ask::Text { .. } => (prompt_estimate, u64::from(max_tokens), 0),
             Ask::Image(input) => (0, 0, u64::from(input.count)),
         };
         let cost = chain
@@ -105,15 +105,17 @@ impl Gateway {
     pub(super) async fn admit(&self, ctx: CallContext, ask: Ask<'_>) -> Result<Admitted> {
         let catalog = self.catalog.current();
         let first = self.resolve(&catalog, &ctx, ask.model(), ask.pathway())?;
-        let max_tokens = ask.check(&first)?;
+        // One pass over the prompt serves the check, the claim and the guard.
+        let prompt_estimate = ask.prompt_estimate();
+        let max_tokens = ask.check(&first, prompt_estimate)?;
         let chain = self.chain(&catalog, &ctx, &first);
-        let claim = ask.claim(&chain, max_tokens);
+        let claim = ask.claim(&chain, max_tokens, prompt_estimate);
         let reservation = self.quotas.reserve(&ctx.caller, claim).await?;
         let mut guard = CallGuard::new(
             ctx,
             first,
             ask.metadata().clone(),
-            ask.prompt_estimate(),
+            prompt_estimate,
             reservation,
             self.usage.clone(),
         );
@@ -202,7 +204,7 @@ fn text_prompt(messages: &[ChatMessage]) -> serde_json::Value {
 }
 
 /// Checks a text request against its model; returns the max_tokens to use.
-fn check_text_input(model: &CatalogModel, input: &TextInput) -> Result<u32> {
+fn check_text_input(model: &CatalogModel, input: &TextInput, estimate: u64) -> Result<u32> {
     let limit = model.record.max_output_tokens.max(1) as u32;
     let max_tokens = input.max_tokens.unwrap_or(limit);
     if max_tokens > limit {
@@ -211,7 +213,6 @@ fn check_text_input(model: &CatalogModel, input: &TextInput) -> Result<u32> {
             format!("at most {limit} for model `{}`", model.record.id),
         ));
     }
-    let estimate = providers::estimate_prompt_tokens(&input.messages);
     let prompt_limit = model.record.max_input_tokens.max(1) as u64;
     if estimate > prompt_limit {
         return Err(Error::invalid(

@@ -8,7 +8,6 @@ use crate::gateway::{Consumption, ImageInput, TextInput};
 use crate::proto;
 use crate::providers::{ChatMessage, Finish, Role};
 
-const MAX_MESSAGES: usize = 1024;
 const MAX_TOKENS_CAP: i32 = 1_000_000;
 const MAX_METADATA_ENTRIES: usize = 16;
 const MAX_METADATA_KEY: usize = 64;
@@ -27,17 +26,15 @@ fn role(value: i32) -> Option<Role> {
 }
 
 fn check_metadata(v: &mut Violations, metadata: &HashMap<String, String>) {
-    v.check(
-        metadata.len() <= MAX_METADATA_ENTRIES,
-        "metadata",
-        format!("at most {MAX_METADATA_ENTRIES} entries"),
-    );
-    v.check(
+    v.check_with(metadata.len() <= MAX_METADATA_ENTRIES, "metadata", || {
+        format!("at most {MAX_METADATA_ENTRIES} entries")
+    });
+    v.check_with(
         metadata.iter().all(|(k, val)| {
             !k.is_empty() && k.len() <= MAX_METADATA_KEY && val.len() <= MAX_METADATA_VALUE
         }),
         "metadata",
-        format!("keys 1 to {MAX_METADATA_KEY} bytes, values at most {MAX_METADATA_VALUE} bytes"),
+        || format!("keys 1 to {MAX_METADATA_KEY} bytes, values at most {MAX_METADATA_VALUE} bytes"),
     );
 }
 
@@ -60,11 +57,6 @@ fn text_input(
         "messages",
         "at least one message is required",
     );
-    v.check(
-        messages.len() <= MAX_MESSAGES,
-        "messages",
-        format!("at most {MAX_MESSAGES} messages"),
-    );
     let mut chat = Vec::with_capacity(messages.len());
     for (i, message) in messages.into_iter().enumerate() {
         let proto::Message {
@@ -81,11 +73,9 @@ fn text_input(
         }
     }
     if let Some(max) = max_tokens {
-        v.check(
-            (1..=MAX_TOKENS_CAP).contains(&max),
-            "max_tokens",
-            format!("must be 1 to {MAX_TOKENS_CAP}"),
-        );
+        v.check_with((1..=MAX_TOKENS_CAP).contains(&max), "max_tokens", || {
+            format!("must be 1 to {MAX_TOKENS_CAP}")
+        });
     }
     let proto::GenerationConfig {
         temperature,
@@ -106,10 +96,10 @@ fn text_input(
             "must be above 0 and at most 1",
         );
     }
-    v.check(
+    v.check_with(
         stop_sequences.len() <= MAX_STOP_SEQUENCES,
         "config.stop_sequences",
-        format!("at most {MAX_STOP_SEQUENCES}"),
+        || format!("at most {MAX_STOP_SEQUENCES}"),
     );
     check_metadata(&mut v, &metadata);
     v.finish(TextInput {
@@ -171,11 +161,9 @@ impl TryFrom<proto::ImageRequest> for ImageInput {
         );
         v.check(!prompt.trim().is_empty(), "prompt", "must not be empty");
         let count = count.unwrap_or(1);
-        v.check(
-            (1..=MAX_IMAGES).contains(&count),
-            "count",
-            format!("must be 1 to {MAX_IMAGES}"),
-        );
+        v.check_with((1..=MAX_IMAGES).contains(&count), "count", || {
+            format!("must be 1 to {MAX_IMAGES}")
+        });
         check_metadata(&mut v, &metadata);
         v.finish(ImageInput {
             model,
