@@ -17,6 +17,7 @@ mod cli_hooks;
 mod cli_quotas;
 mod config_limits;
 mod drain;
+mod fuzz;
 mod hooks;
 mod provider_keys;
 mod providers_anthropic;
