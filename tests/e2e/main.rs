@@ -19,6 +19,7 @@ mod config_limits;
 mod crash;
 mod drain;
 mod fuzz;
+mod fuzz_config;
 mod fuzz_upstream;
 mod hooks;
 mod provider_keys;
