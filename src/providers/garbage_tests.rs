@@ -255,11 +255,12 @@ fn mutate(value: &mut Value, pick: &Index, remove: bool, replacement: Value) {
     let mut all = Vec::new();
     pointers(value, String::new(), &mut all);
     let pointer = pick.get(&all).clone();
-    if remove && let Some((parent, key)) = pointer.rsplit_once('/') {
-        if let Some(Value::Object(map)) = value.pointer_mut(parent) {
-            map.remove(key);
-            return;
-        }
+    if remove
+        && let Some((parent, key)) = pointer.rsplit_once('/')
+        && let Some(Value::Object(map)) = value.pointer_mut(parent)
+    {
+        map.remove(key);
+        return;
     }
     if let Some(node) = value.pointer_mut(&pointer) {
         *node = replacement;

@@ -40,7 +40,7 @@ fn tagged<T>(message: T, request_id: &str) -> Request<T> {
 async fn one_call(channel: Channel, env: &DevEnv, request_id: &str, n: usize) -> bool {
     let mut ai = ai_client(channel, &env.studio_id, &env.user_token);
     let messages = vec![user_message(&format!("call {n} of the crash test"))];
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         let request = proto::TextRequest {
             model: "crash-text".into(),
             messages,

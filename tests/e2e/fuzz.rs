@@ -299,25 +299,28 @@ async fn arbitrary_messages_and_metadata_get_a_deliberate_answer_and_change_noth
     let before = std::cell::RefCell::new(state(&city).await);
     let codes = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
     let outcome = tokio::task::block_in_place(|| {
-        runner.run(&strategy, |(method, headers, body)| {
-            handle.block_on(async {
-                let call = call_raw(city.channel(), &method, headers, body.into());
-                let status = tokio::time::timeout(CALL_LIMIT, call)
-                    .await
-                    .map_err(|_| TestCaseError::fail(format!("{} hung", method.path)))?;
-                check_answer(&status)?;
-                *codes
-                    .borrow_mut()
-                    .entry(format!("{:?}", status.code()))
-                    .or_default() += 1;
-                let after = state(&city).await;
-                let before = before.replace(after.clone());
-                if status.code() != Code::Ok {
-                    prop_assert_eq!(before, after, "{} refused but changed state", method.path);
-                }
-                Ok(())
+        runner
+            .run(&strategy, |(method, headers, body)| {
+                handle.block_on(async {
+                    let call = call_raw(city.channel(), &method, headers, body.into());
+                    let status = tokio::time::timeout(CALL_LIMIT, call)
+                        .await
+                        .map_err(|_| TestCaseError::fail(format!("{} hung", method.path)))?;
+                    check_answer(&status)?;
+                    *codes
+                        .borrow_mut()
+                        .entry(format!("{:?}", status.code()))
+                        .or_default() += 1;
+                    let after = state(&city).await;
+                    let before = before.replace(after.clone());
+                    if status.code() != Code::Ok {
+                        prop_assert_eq!(before, after, "{} refused but changed state", method.path);
+                    }
+                    Ok(())
+                })
             })
-        })
+            // Only the failure's text is kept, not proptest's large error.
+            .map_err(|failure| failure.to_string())
     });
     if let Err(failure) = outcome {
         panic!("{failure}");
