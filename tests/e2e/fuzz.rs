@@ -327,8 +327,9 @@ async fn arbitrary_messages_and_metadata_get_a_deliberate_answer_and_change_noth
     }
     let codes = codes.into_inner();
     eprintln!("{CASES} fuzzed calls in {:?}: {codes:?}", started.elapsed());
-    // Both the credential checks and the message checks behind them were reached.
-    for reached in ["Unauthenticated", "InvalidArgument", "Ok"] {
+    // Both the credential checks and the message checks behind them were
+    // reached (an OK is too rare to require: a few in 256).
+    for reached in ["Unauthenticated", "InvalidArgument"] {
         assert!(codes.contains_key(reached), "no {reached}: {codes:?}");
     }
 }
