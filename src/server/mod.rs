@@ -62,6 +62,7 @@ impl City {
         routes::check(&config.server)?;
         Tls::from_config(&config.tls)?;
         let configured_master_key = config.master_key()?;
+        seed::check_secrets(&entries, configured_master_key.as_ref())?;
         let store = open_store(&config).await?;
         seed::check_studios(&entries, store.as_ref()).await?;
         let (admin_key_hash, generated_admin_key) =
