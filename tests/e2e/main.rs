@@ -30,3 +30,4 @@ mod store_conformance;
 mod store_postgres;
 mod transport;
 mod usage_retention;
+mod web;
