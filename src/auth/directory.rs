@@ -45,7 +45,17 @@ struct Maps {
 }
 
 impl Maps {
+    /// Adds or replaces one studio (an admin write).
     fn put_studio(&mut self, studio: &StudioRecord) {
+        let previous = self.insert_studio(studio);
+        let had_origins = previous.is_some_and(|p| !p.allowed_origins.is_empty());
+        if had_origins || !studio.allowed_origins.is_empty() {
+            // Studio writes are rare: rebuilding the union keeps it exact.
+            self.collect_origins();
+        }
+    }
+
+    fn insert_studio(&mut self, studio: &StudioRecord) -> Option<StudioEntry> {
         let entry = StudioEntry {
             status: studio.status,
             allowed_origins: studio
@@ -54,16 +64,15 @@ impl Maps {
                 .map(|o| o.as_str().into())
                 .collect(),
         };
-        let previous = self.studios.insert(studio.id.as_str().into(), entry);
-        let had_origins = previous.is_some_and(|p| !p.allowed_origins.is_empty());
-        if had_origins || !studio.allowed_origins.is_empty() {
-            // Studio writes are rare: rebuilding the union keeps it exact.
-            self.origins_of_any_studio = self
-                .studios
-                .values()
-                .flat_map(|s| s.allowed_origins.iter().cloned())
-                .collect();
-        }
+        self.studios.insert(studio.id.as_str().into(), entry)
+    }
+
+    fn collect_origins(&mut self) {
+        self.origins_of_any_studio = self
+            .studios
+            .values()
+            .flat_map(|s| s.allowed_origins.iter().cloned())
+            .collect();
     }
 }
 
@@ -103,8 +112,9 @@ impl Directory {
     pub fn load(&self, snapshot: &Snapshot) {
         let mut maps = Maps::default();
         for studio in &snapshot.studios {
-            maps.put_studio(studio);
+            maps.insert_studio(studio);
         }
+        maps.collect_origins();
         for key in &snapshot.studio_keys {
             maps.keys.insert(key.id.clone(), key_entry(key));
         }
