@@ -34,3 +34,4 @@ mod store_conformance;
 mod store_postgres;
 mod transport;
 mod usage_retention;
+mod web;
