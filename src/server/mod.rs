@@ -27,6 +27,7 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::usage::{UsageWriter, WriterHandle};
 
+mod console;
 mod replicas;
 mod routes;
 mod seed;
@@ -236,7 +237,7 @@ impl City {
         };
         let mut main = routes::server(&config.server);
         let mut main = main
-            .add_routes(routes::reflection(offer)?)
+            .add_routes(console::beside_admin(offer, routes::reflection(offer)?))
             .add_service(health_service.clone())
             .add_service(ai);
         if offer == Offer::Everything {
@@ -250,7 +251,10 @@ impl City {
             None => None,
             Some(admin_listener) => Some(
                 routes::server(&config.server)
-                    .add_routes(routes::reflection(Offer::Admin)?)
+                    .add_routes(console::beside_admin(
+                        Offer::Admin,
+                        routes::reflection(Offer::Admin)?,
+                    ))
                     .add_service(health_service)
                     .add_service(admin)
                     .serve_with_incoming_shutdown(
