@@ -15,16 +15,18 @@ export function dailyChart(
   days: string[],
   series: DailySeries[],
   format: (n: number) => string,
+  axisFormat?: (n: number) => string,
 ): HTMLElement {
   const holder = h("figure", { class: "chart", "data-testid": `chart-${title}` });
   const xs = days.map((day) => Date.parse(`${day}T00:00:00Z`) / 1000);
   const options: uPlot.Options = {
     title,
-    width: 460,
+    // Two charts a row on a wide window, one on a narrow one.
+    width: Math.round(Math.max(360, Math.min(640, (window.innerWidth - 90) / 2))),
     height: 200,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     scales: { x: { time: true } },
-    axes: [{}, { values: (_u, ticks) => ticks.map(format), size: 70 }],
+    axes: [{}, { values: (_u, ticks) => ticks.map(axisFormat ?? format), size: 70 }],
     series: [
       {},
       ...series.map((s, i) => ({

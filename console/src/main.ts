@@ -60,16 +60,32 @@ function showSignIn(): void {
   key.focus();
 }
 
-/** Checks the key with one call the key may make, then keeps it. */
-async function signIn(session: Session, message: HTMLElement): Promise<void> {
-  const admin = adminClient(session.key);
+/**
+ * Checks the key with a call only the operator may make, else (a studio
+ * key) with its studio; then keeps it.
+ */
+async function signIn(typed: Session, message: HTMLElement): Promise<void> {
+  const admin = adminClient(typed.key);
+  let session: Session;
   try {
-    if (session.studioId) await admin.getStudio({ studioId: session.studioId });
-    else await admin.listStudios({ pageSize: 1 });
+    await admin.listStudios({ pageSize: 1 });
+    session = { key: typed.key, studioId: null };
   } catch (err) {
-    const denied = ConnectError.from(err).code === Code.PermissionDenied && !session.studioId;
-    notice(message, denied ? "A studio key needs its studio id." : describeError(err), "error");
-    return;
+    if (ConnectError.from(err).code !== Code.PermissionDenied) {
+      notice(message, describeError(err), "error");
+      return;
+    }
+    if (!typed.studioId) {
+      notice(message, "A studio key needs its studio id.", "error");
+      return;
+    }
+    try {
+      await admin.getStudio({ studioId: typed.studioId });
+      session = typed;
+    } catch (err) {
+      notice(message, describeError(err), "error");
+      return;
+    }
   }
   saveSession(session);
   showConsole(session);

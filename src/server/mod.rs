@@ -12,7 +12,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::api::admin::AdminApi;
 use crate::api::ai::{AiApi, CallCaps};
-use crate::auth::{AdminAuth, Directory, UserAuth, secret};
+use crate::auth::{AdminAuth, Directory, UserAuth, WebOrigins, secret};
 use crate::catalog::CatalogCache;
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -32,6 +32,7 @@ mod replicas;
 mod routes;
 mod seed;
 pub mod transport;
+mod web;
 
 use routes::Offer;
 use transport::{AcceptPolicy, Tls};
@@ -62,6 +63,7 @@ impl City {
         // Transport settings and TLS files are checked before the store is touched.
         routes::check(&config.server)?;
         Tls::from_config(&config.tls)?;
+        web::check(&config.web)?;
         let configured_master_key = config.master_key()?;
         let store = open_store(&config).await?;
         seed::check_studios(&entries, store.as_ref()).await?;
@@ -182,6 +184,10 @@ impl City {
             stopping.clone(),
         ));
         let max_request = config.server.max_request_bytes;
+        let origins = Arc::new(WebOrigins::new(
+            &config.web.allowed_origins,
+            directory.clone(),
+        )?);
         let ai = InterceptedService::new(
             AiServiceServer::new(AiApi::new(gateway).with_caps(CallCaps {
                 max_messages: config.server.max_messages_per_call,
@@ -190,6 +196,7 @@ impl City {
             .max_decoding_message_size(max_request),
             UserAuth {
                 directory: directory.clone(),
+                origins: origins.clone(),
                 draining: draining.clone(),
             },
         );
@@ -204,6 +211,7 @@ impl City {
             .max_decoding_message_size(max_request),
             AdminAuth {
                 directory,
+                origins: origins.clone(),
                 draining: draining.clone(),
             },
         );
@@ -235,7 +243,8 @@ impl City {
         } else {
             Offer::Everything
         };
-        let mut main = routes::server(&config.server);
+        let web = web::layer(&config.web, origins);
+        let mut main = routes::server(&config.server, web, console::same_origin(offer));
         let mut main = main
             .add_routes(console::beside_admin(offer, routes::reflection(offer)?))
             .add_service(health_service.clone())
@@ -250,17 +259,21 @@ impl City {
         let admin_server = match admin_listener {
             None => None,
             Some(admin_listener) => Some(
-                routes::server(&config.server)
-                    .add_routes(console::beside_admin(
-                        Offer::Admin,
-                        routes::reflection(Offer::Admin)?,
-                    ))
-                    .add_service(health_service)
-                    .add_service(admin)
-                    .serve_with_incoming_shutdown(
-                        transport::incoming(admin_listener, policy),
-                        stopped(stopping_rx.clone()),
-                    ),
+                routes::server(
+                    &config.server,
+                    web::WebLayer::disabled(),
+                    console::same_origin(Offer::Admin),
+                )
+                .add_routes(console::beside_admin(
+                    Offer::Admin,
+                    routes::reflection(Offer::Admin)?,
+                ))
+                .add_service(health_service)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(
+                    transport::incoming(admin_listener, policy),
+                    stopped(stopping_rx.clone()),
+                ),
             ),
         };
         let mut server = tokio::spawn(async move {

@@ -86,8 +86,10 @@ function charts(
         values[i] += totalsOf(row)[metric];
       }
       const series: DailySeries[] = [...lines.entries()].map(([label, values]) => ({ label, values }));
-      const format = metric === "costMicros" ? micros : count;
-      return dailyChart(title, days, series, (n) => format(n));
+      if (metric !== "costMicros") return dailyChart(title, days, series, (n) => count(n));
+      // Axis ticks in units with three significant digits: 0.000025, 1.5, 120.
+      const units = (n: number) => String(Number((n / 1_000_000).toPrecision(3)));
+      return dailyChart(title, days, series, (n) => micros(n), units);
     }),
   );
 }

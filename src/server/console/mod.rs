@@ -17,6 +17,9 @@ use tonic::service::Routes;
 
 use super::routes::Offer;
 
+mod calls;
+pub use calls::SameOriginLayer;
+
 /// Only City itself: no inline script or style, no other origin, no frames.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -33,19 +36,26 @@ const ASSETS: [Asset; 3] = [
     Asset {
         path: "",
         content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../console/dist/index.html"),
+        body: include_bytes!("../../../console/dist/index.html"),
     },
     Asset {
         path: "app.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../console/dist/app.js"),
+        body: include_bytes!("../../../console/dist/app.js"),
     },
     Asset {
         path: "app.css",
         content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../console/dist/app.css"),
+        body: include_bytes!("../../../console/dist/app.css"),
     },
 ];
+
+/// The console page's calls on a listener that serves `offer`.
+pub fn same_origin(offer: Offer) -> SameOriginLayer {
+    SameOriginLayer {
+        enabled: offer != Offer::Ai,
+    }
+}
 
 /// `routes` with the console beside them when the listener serves
 /// AdminService (`offer`), else `routes` as they are.
