@@ -57,13 +57,13 @@ pub fn check(config: &ServerConfig) -> anyhow::Result<()> {
     }
 }
 
+/// The layers of every listener: the console's own calls (outermost), the
+/// web face, the request-size limit (innermost).
+pub type Layers = Stack<RequestSizeLimit, Stack<WebLayer, Stack<SameOriginLayer, Identity>>>;
+
 /// A server with City's transport settings, and the web face `web` (HTTP/1.1
 /// is accepted for it and other non-gRPC faces; gRPC itself stays HTTP/2).
-pub fn server(
-    config: &ServerConfig,
-    web: WebLayer,
-    console: SameOriginLayer,
-) -> Server<Stack<RequestSizeLimit, Stack<WebLayer, Stack<SameOriginLayer, Identity>>>> {
+pub fn server(config: &ServerConfig, web: WebLayer, console: SameOriginLayer) -> Server<Layers> {
     Server::builder()
         .accept_http1(true)
         .timeout(Duration::from_secs(config.request_timeout_secs))

@@ -37,7 +37,7 @@ async fn get(addr: SocketAddr, path: &str, headers: HeaderMap) -> reqwest::Respo
         .unwrap()
 }
 
-fn header<'a>(response: &'a reqwest::Response, name: header::HeaderName) -> &'a str {
+fn header(response: &reqwest::Response, name: header::HeaderName) -> &str {
     response
         .headers()
         .get(&name)
