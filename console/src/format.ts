@@ -27,6 +27,13 @@ export function duration(d: Duration | undefined): string {
   return `${Number(seconds.toFixed(3))}s`;
 }
 
+/** A duration for people: `0.42 ms`, `120 ms`, `1.5 s`; empty when unset. */
+export function elapsed(d: Duration | undefined): string {
+  if (!d) return "";
+  const ms = Number(d.seconds) * 1000 + d.nanos / 1e6;
+  return ms < 1000 ? `${Number(ms.toPrecision(2))} ms` : `${Number((ms / 1000).toFixed(2))} s`;
+}
+
 /** An enum value's name without its prefix: STUDIO_STATUS_ACTIVE → active. */
 export function enumName(names: Record<number, string>, value: number, prefix: string): string {
   const name = names[value] ?? String(value);

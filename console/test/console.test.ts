@@ -122,11 +122,16 @@ test("a user token issued on the page works for a call, once shown", async () =>
   await shot(page, "catalog");
   await open(page, "hooks");
   await shot(page, "hooks");
+  // More records than one page of the table: the CSV still has them all.
+  for (let i = 0; i < 55; i++) await text(city.baseUrl, city.studioId, secret, `more ${i}`);
   await open(page, "usage");
+  await page.waitForSelector("[data-testid=next-page]");
+  assert.equal(await page.locator("[data-testid=usage] tbody tr").count(), 50);
   const download = page.waitForEvent("download");
   await page.click("[data-testid=download-csv]");
   const csv = readFileSync(await (await download).path(), "utf8").trim().split("\r\n");
   const listed = await admin(city.baseUrl, city.adminKey).listUsageRecords({ pageSize: 1000 });
+  assert.ok(listed.records.length > 50);
   assert.equal(csv.length, listed.records.length + 1, "a header and every record");
   assert.match(csv[0], /^request_id,studio_id,user_id,model_id/);
   await shot(page, "usage");

@@ -3,7 +3,7 @@
 import type { UsageRecord } from "../../../clients/typescript/src/gen/downcity/v1/admin_pb.js";
 import { allPages, describeError, PAGE_MAX, timestamp } from "../api.js";
 import { usageCsv } from "../csv.js";
-import { count, duration, micros, time } from "../format.js";
+import { count, elapsed, micros, time } from "../format.js";
 import type { PageContext } from "../page.js";
 import type { FilterInit } from "../usage.js";
 import { button, field, h, input, notice, table } from "../ui.js";
@@ -72,7 +72,7 @@ function row(r: UsageRecord): (string | HTMLElement)[] {
     time(r.createTime), r.studioId, r.userId, r.modelId,
     `${count(r.inputTokens)} / ${count(r.outputTokens)}`, micros(r.costMicros),
     h("span", { class: r.statusCode === 0 ? "status active" : "status suspended" }, status),
-    duration(r.latency), h("code", {}, r.requestId),
+    elapsed(r.latency), h("code", {}, r.requestId),
   ];
 }
 
