@@ -19,7 +19,7 @@ const shots = mkdtempSync(join(tmpdir(), "downcity-console-shots-"));
 before(async () => {
   city = await startCity();
   browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    executablePath: process.env.CHROMIUM_BIN ?? "/usr/bin/chromium",
     // Root in CI and containers: chromium's sandbox needs user namespaces.
     args: ["--no-sandbox", "--disable-dev-shm-usage"],
   });

@@ -523,3 +523,59 @@ async fn reflection_serves_error_details_for_grpcurl() {
     );
     city.stop().await;
 }
+
+/// Runs the admin CLI (a process of its own) off the runtime that serves City.
+async fn cli(addr: &str, args: &[&str], succeeds: bool) -> String {
+    use crate::common::process::{admin_cli, admin_cli_fails};
+    let (addr, args) = (
+        addr.to_string(),
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if succeeds {
+            admin_cli(&addr, crate::common::ADMIN_KEY, &args)
+        } else {
+            admin_cli_fails(&addr, crate::common::ADMIN_KEY, &args)
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_sets_and_clears_a_studios_origins() {
+    use crate::common::process::json;
+    let web = web_city(true).await;
+    let addr = web.city.addr.to_string();
+    let args = [
+        "--json",
+        "studios",
+        "allow-origins",
+        "plain",
+        "https://Play.example/",
+    ];
+    let set = json(&cli(&addr, &args, true).await);
+    assert_eq!(
+        set["studio"]["allowed_origins"],
+        serde_json::json!(["https://play.example"])
+    );
+    // The studio's page may call now.
+    let call = WebCall::new(TEXT, "plain", &web.plain_token).from("https://play.example");
+    let reply = call.send(&web.city, &text_request("hi")).await;
+    assert_eq!(reply.status.code(), Code::Ok, "{:?}", reply.status);
+
+    let stderr = cli(
+        &addr,
+        &["studios", "allow-origins", "plain", "play.example"],
+        false,
+    )
+    .await;
+    assert!(stderr.contains("allowed_origins.origins[0]"), "{stderr}");
+    let args = ["--json", "studios", "allow-origins", "plain", "--none"];
+    let cleared = json(&cli(&addr, &args, true).await);
+    assert_eq!(cleared["studio"]["allowed_origins"], serde_json::json!([]));
+    let reply = call.send(&web.city, &text_request("hi")).await;
+    assert_error(&reply.status, Code::PermissionDenied, "ORIGIN_NOT_ALLOWED");
+    web.city.stop().await;
+}
