@@ -27,6 +27,7 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::usage::{UsageWriter, WriterHandle};
 
+mod console;
 mod replicas;
 mod routes;
 mod seed;
@@ -243,9 +244,10 @@ impl City {
         } else {
             Offer::Everything
         };
-        let mut main = routes::server(&config.server, web::layer(&config.web, origins));
+        let web = web::layer(&config.web, origins);
+        let mut main = routes::server(&config.server, web, console::same_origin(offer));
         let mut main = main
-            .add_routes(routes::reflection(offer)?)
+            .add_routes(console::beside_admin(offer, routes::reflection(offer)?))
             .add_service(health_service.clone())
             .add_service(ai);
         if offer == Offer::Everything {
@@ -258,14 +260,21 @@ impl City {
         let admin_server = match admin_listener {
             None => None,
             Some(admin_listener) => Some(
-                routes::server(&config.server, web::WebLayer::disabled())
-                    .add_routes(routes::reflection(Offer::Admin)?)
-                    .add_service(health_service)
-                    .add_service(admin)
-                    .serve_with_incoming_shutdown(
-                        transport::incoming(admin_listener, policy),
-                        stopped(stopping_rx.clone()),
-                    ),
+                routes::server(
+                    &config.server,
+                    web::WebLayer::disabled(),
+                    console::same_origin(Offer::Admin),
+                )
+                .add_routes(console::beside_admin(
+                    Offer::Admin,
+                    routes::reflection(Offer::Admin)?,
+                ))
+                .add_service(health_service)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(
+                    transport::incoming(admin_listener, policy),
+                    stopped(stopping_rx.clone()),
+                ),
             ),
         };
         let mut server = tokio::spawn(async move {

@@ -8,6 +8,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tower::layer::util::{Identity, Stack};
 
+use super::console::SameOriginLayer;
 use super::transport::RequestSizeLimit;
 use super::web::WebLayer;
 use crate::config::ServerConfig;
@@ -56,12 +57,13 @@ pub fn check(config: &ServerConfig) -> anyhow::Result<()> {
     }
 }
 
+/// The layers of every listener: the console's own calls (outermost), the
+/// web face, the request-size limit (innermost).
+pub type Layers = Stack<RequestSizeLimit, Stack<WebLayer, Stack<SameOriginLayer, Identity>>>;
+
 /// A server with City's transport settings, and the web face `web` (HTTP/1.1
 /// is accepted for it and other non-gRPC faces; gRPC itself stays HTTP/2).
-pub fn server(
-    config: &ServerConfig,
-    web: WebLayer,
-) -> Server<Stack<RequestSizeLimit, Stack<WebLayer, Identity>>> {
+pub fn server(config: &ServerConfig, web: WebLayer, console: SameOriginLayer) -> Server<Layers> {
     Server::builder()
         .accept_http1(true)
         .timeout(Duration::from_secs(config.request_timeout_secs))
@@ -75,6 +77,8 @@ pub fn server(
             config.http2_keepalive_timeout_secs,
         )))
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        // The console's own calls first: they skip CORS and the origin check.
+        .layer(console)
         // Outside the size limit, which reads gRPC framing: gRPC-Web text
         // bodies are base64 until this layer decodes them.
         .layer(web)

@@ -16,6 +16,7 @@ mod cancel;
 mod cli_hooks;
 mod cli_quotas;
 mod config_limits;
+mod console;
 mod crash;
 mod drain;
 mod fuzz;
