@@ -19,9 +19,7 @@ const CSP: &str = "default-src 'self'; connect-src 'self'; object-src 'none'; \
 
 /// HTTP/1.1, as a browser on a plain port; redirects are not followed.
 fn browser() -> reqwest::Client {
-    // reqwest is built without a TLS provider of its own (plain HTTP here).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    crate::common::http_client()
         .http1_only()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -115,9 +115,9 @@ impl<'a> WebCall<'a> {
             ("application/grpc-web+proto", framed)
         };
         let client = if self.http2 {
-            reqwest::Client::builder().http2_prior_knowledge()
+            crate::common::http_client().http2_prior_knowledge()
         } else {
-            reqwest::Client::builder().http1_only()
+            crate::common::http_client().http1_only()
         }
         .build()
         .unwrap();
@@ -212,7 +212,7 @@ fn items(headers: &HeaderMap, name: &str) -> Vec<String> {
 }
 
 async fn preflight(city: &TestCity, origin: &str) -> reqwest::Response {
-    reqwest::Client::builder()
+    crate::common::http_client()
         .http1_only()
         .build()
         .unwrap()
@@ -456,7 +456,7 @@ async fn with_web_disabled_browsers_get_nothing() {
         header(response.headers(), "access-control-allow-origin"),
         None
     );
-    let response = reqwest::Client::builder()
+    let response = crate::common::http_client()
         .http1_only()
         .build()
         .unwrap()
