@@ -111,7 +111,8 @@ impl Gateway {
         let chain = self.chain(&catalog, &ctx, &first);
         let claim = ask.claim(&chain, max_tokens, prompt_estimate);
         let call_id = ctx.request_id.0.to_string();
-        let reservation = self.quotas.reserve(&ctx.caller, &call_id, claim).await?;
+        let call = (call_id.as_str(), ctx.create_ms);
+        let reservation = self.quotas.reserve(&ctx.caller, call, claim).await?;
         let mut guard = CallGuard::new(
             ctx,
             first,

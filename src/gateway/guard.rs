@@ -155,15 +155,22 @@ impl CallGuard {
 
     /// Settles the reservation and hands the row to the writer; resolves once
     /// the row is committed (durable usage), so the answer may leave.
+    /// The reservation is settled once the row is committed: a replica that
+    /// dies in between leaves a hold that the sweeper counts from the row,
+    /// so the shared counters never count a call that has no row.
     pub(super) async fn finish(mut self, end: CallEnd<'_>) -> Result<()> {
         let row = self.row_for(&end);
         self.row = Some(row);
-        if let Some(reservation) = self.reservation.take() {
-            reservation.settle(quota_amount(end.used)).await;
-        }
         let slot = self.usage.slot().await?;
         let row = self.row.take().expect("the row is set above");
-        slot.send_as(row, self.final_kind()).wait().await
+        let used = quota_amount(end.used);
+        // Dropped while waiting (the client hung up), it still settles to `used`.
+        let reservation = self.reservation.take().map(|r| r.settling_to(used));
+        let committed = slot.send_as(row, self.final_kind()).wait().await;
+        if let Some(reservation) = reservation {
+            reservation.settle(used).await;
+        }
+        committed
     }
 
     fn row_for(&self, end: &CallEnd<'_>) -> UsageRow {
@@ -233,11 +240,11 @@ impl Drop for CallGuard {
         };
         // Drop cannot wait; the settle and the row go on without the caller.
         runtime.spawn(async move {
-            if let Some(reservation) = reservation {
-                reservation.settle(amount).await;
-            }
             if let Err(err) = usage.record_as(row, kind).await {
                 tracing::error!(%err, "could not record a dropped call");
+            }
+            if let Some(reservation) = reservation {
+                reservation.settle(amount).await;
             }
         });
     }

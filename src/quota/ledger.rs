@@ -37,6 +37,8 @@ pub enum Refusal {
 pub struct Claim<'a> {
     /// The call's request id: names its hold in a shared ledger.
     pub call_id: &'a str,
+    /// When the call arrived (its usage row's create_ms).
+    pub create_ms: Millis,
     pub studio_id: &'a Arc<str>,
     pub user_id: &'a Arc<str>,
     pub studio_limits: &'a LimitValues,
@@ -243,6 +245,7 @@ mod tests {
         let none = LimitValues::default();
         let claim = Claim {
             call_id: "call",
+            create_ms: now,
             studio_id: &studio,
             user_id: &user,
             studio_limits: &none,

@@ -150,11 +150,12 @@ impl Quotas {
         }
     }
 
-    /// Reserves `amount` for call `call_id`, or fails with QUOTA_EXCEEDED.
+    /// Reserves `amount` for call `call_id` (arrived at `create_ms`), or
+    /// fails with QUOTA_EXCEEDED.
     pub async fn reserve(
         &self,
         caller: &UserCaller,
-        call_id: &str,
+        (call_id, create_ms): (&str, Millis),
         amount: Amount,
     ) -> Result<Reservation> {
         let (studio_limits, user_limits) = {
@@ -166,6 +167,7 @@ impl Quotas {
         };
         let claim = Claim {
             call_id,
+            create_ms,
             studio_id: &caller.studio_id,
             user_id: &caller.user_id,
             studio_limits: &studio_limits,
@@ -177,6 +179,7 @@ impl Quotas {
             Ok(hold) => Ok(Reservation {
                 ledger: self.ledger.clone(),
                 hold: Some(hold),
+                on_drop: Amount::default(),
             }),
             Err(Refusal::Failed(err)) => Err(err),
             Err(Refusal::Exceeded(exceeded)) => Err(Error::QuotaExceeded {
@@ -358,9 +361,17 @@ fn policies_of(snapshot: &Snapshot) -> HashMap<String, StudioPolicy> {
 pub struct Reservation {
     ledger: Arc<dyn QuotaLedger>,
     hold: Option<Hold>,
+    /// What a drop settles to: nothing, unless the call's row was sent.
+    on_drop: Amount,
 }
 
 impl Reservation {
+    /// Makes a drop settle to `used` (the call's row is on its way).
+    pub fn settling_to(mut self, used: Amount) -> Reservation {
+        self.on_drop = used;
+        self
+    }
+
     pub async fn settle(mut self, used: Amount) {
         if let Some(hold) = self.hold.take() {
             self.ledger.settle(hold, used, now_ms()).await;
@@ -371,9 +382,9 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         let Some(hold) = self.hold.take() else { return };
-        let ledger = self.ledger.clone();
+        let (ledger, used) = (self.ledger.clone(), self.on_drop);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { ledger.settle(hold, Amount::default(), now_ms()).await });
+            runtime.spawn(async move { ledger.settle(hold, used, now_ms()).await });
         }
     }
 }

@@ -154,7 +154,7 @@ impl QuotaLedger for SharedLedger {
                 .bind(triple(claim.amount))
                 .bind(limits(claim.studio_limits))
                 .bind(limits(claim.user_limits))
-                .bind(now)
+                .bind(claim.create_ms)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| Refusal::Failed(e.into()))?;

@@ -24,6 +24,7 @@ mod providers_gemini;
 mod providers_openai;
 mod quotas;
 mod replicas;
+mod replicas_kill;
 mod replicas_quota;
 mod rust_client;
 mod secrets;

@@ -29,7 +29,8 @@ CREATE TABLE quota_counters (
     PRIMARY KEY (studio_id, user_id)
 );
 
--- One row per call holding a reservation (id = the call's request id).
+-- One row per call holding a reservation (id = the call's request id;
+-- create_ms = its arrival, as its usage row has it).
 CREATE TABLE quota_holds (
     id          TEXT COLLATE "C" PRIMARY KEY,
     replica_id  TEXT COLLATE "C" NOT NULL,
@@ -121,8 +122,8 @@ END
 $$;
 
 -- Replaces call `hold_id`'s reservation `res` by what it used. When the hold
--- is gone (its replica was taken for dead and swept, which counted `res` as
--- used), only the difference is applied.
+-- is gone, its replica was taken for dead (a pause longer than the lease)
+-- and the sweeper already counted the call from its row: nothing to do.
 CREATE FUNCTION quota_settle(hold_id TEXT, p_studio TEXT, p_user TEXT, starts BIGINT[],
                              res BIGINT[], used BIGINT[]) RETURNS VOID
 LANGUAGE plpgsql AS $$
@@ -130,20 +131,19 @@ DECLARE
     release BIGINT[] := ARRAY[-res[1], -res[2], -res[3]];
 BEGIN
     DELETE FROM quota_holds WHERE id = hold_id;
-    IF NOT FOUND THEN
-        release := ARRAY[0, 0, 0];
-        used := ARRAY[used[1] - res[1], used[2] - res[2], used[3] - res[3]];
+    IF FOUND THEN
+        PERFORM quota_apply(p_studio, '', starts, release, used);
+        PERFORM quota_apply(p_studio, p_user, starts, release, used);
     END IF;
-    PERFORM quota_apply(p_studio, '', starts, release, used);
-    PERFORM quota_apply(p_studio, p_user, starts, release, used);
 END
 $$;
 
--- Settles what dead replicas left: each hold becomes used (the reserved
--- estimate, as its open row says) when its call's row was opened, else is
--- released; open rows close as they are (estimated). One transaction per
--- dead replica; SKIP LOCKED: sweepers on several replicas split the work.
--- Returns how many open rows were settled.
+-- Settles what dead replicas left: each hold is released and its call
+-- counted as its row says (a final row: what it used; an open one: the
+-- reserved estimate; none: nothing, the call was never answered); open rows
+-- close as they are (estimated). One transaction per dead replica; SKIP
+-- LOCKED: sweepers on several replicas split the work. Returns how many open
+-- rows were settled.
 CREATE FUNCTION replicas_sweep(at_ms BIGINT, lease_ms BIGINT) RETURNS BIGINT
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -154,22 +154,20 @@ DECLARE
             * 1000)::BIGINT];
     dead TEXT;
     h quota_holds;
-    amount BIGINT[];
-    opened BOOLEAN;
+    used BIGINT[];
+    release BIGINT[];
     settled BIGINT := 0;
     n BIGINT;
 BEGIN
     FOR dead IN SELECT id FROM replicas WHERE heartbeat_ms < at_ms - lease_ms
                 FOR UPDATE SKIP LOCKED LOOP
         FOR h IN DELETE FROM quota_holds WHERE replica_id = dead RETURNING * LOOP
-            amount := ARRAY[h.requests, h.tokens, h.cost_micros];
-            opened := EXISTS (SELECT 1 FROM usage WHERE create_ms = h.create_ms
-                              AND request_id = h.id);
-            PERFORM quota_apply(h.studio_id, '', starts, ARRAY[-amount[1], -amount[2], -amount[3]],
-                                CASE WHEN opened THEN amount ELSE ARRAY[0, 0, 0]::BIGINT[] END);
-            PERFORM quota_apply(h.studio_id, h.user_id, starts,
-                                ARRAY[-amount[1], -amount[2], -amount[3]],
-                                CASE WHEN opened THEN amount ELSE ARRAY[0, 0, 0]::BIGINT[] END);
+            release := ARRAY[-h.requests, -h.tokens, -h.cost_micros];
+            SELECT ARRAY[1, input_tokens + output_tokens, cost_micros] INTO used
+                FROM usage WHERE create_ms = h.create_ms AND request_id = h.id LIMIT 1;
+            used := COALESCE(used, ARRAY[0, 0, 0]::BIGINT[]);
+            PERFORM quota_apply(h.studio_id, '', starts, release, used);
+            PERFORM quota_apply(h.studio_id, h.user_id, starts, release, used);
         END LOOP;
         UPDATE usage SET open = false WHERE open AND replica_id = dead;
         GET DIAGNOSTICS n = ROW_COUNT;
