@@ -50,6 +50,29 @@ ALTER TABLE usage ADD COLUMN open BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE usage ADD COLUMN replica_id TEXT COLLATE "C";
 CREATE INDEX usage_open ON usage (replica_id) WHERE open;
 
+-- A database that served calls before this migration: its counters start
+-- from the rows of the current minute, day and month (as a single City's
+-- in-memory ledger seeds itself at start).
+WITH starts AS (
+    SELECT t - t % 60000 AS m, t - t % 86400000 AS d,
+           (extract(epoch FROM date_trunc('month', now() AT TIME ZONE 'UTC')) * 1000)::BIGINT AS mo
+    FROM (SELECT (extract(epoch FROM now()) * 1000)::BIGINT AS t) AS clock
+), calls AS (
+    SELECT studio_id, scope.user_id, create_ms, input_tokens + output_tokens AS tokens, cost_micros
+    FROM usage CROSS JOIN LATERAL (VALUES (''), (usage.user_id)) AS scope (user_id), starts
+    WHERE create_ms >= starts.mo
+)
+INSERT INTO quota_counters (studio_id, user_id, minute_start, day_start, month_start,
+                            used_rpm, used_tpm, used_tpd, used_cpd, used_cpm)
+SELECT studio_id, user_id, s.m, s.d, s.mo,
+       count(*) FILTER (WHERE create_ms >= s.m),
+       COALESCE(sum(tokens) FILTER (WHERE create_ms >= s.m), 0),
+       COALESCE(sum(tokens) FILTER (WHERE create_ms >= s.d), 0),
+       COALESCE(sum(cost_micros) FILTER (WHERE create_ms >= s.d), 0),
+       COALESCE(sum(cost_micros), 0)
+FROM calls, starts AS s
+GROUP BY studio_id, user_id, s.m, s.d, s.mo;
+
 -- Rolls one scope's windows forward to `starts` (minute, day, month) and
 -- applies deltas: reserved (requests, tokens, cost) and used (same order).
 CREATE FUNCTION quota_apply(p_studio TEXT, p_user TEXT, starts BIGINT[], res BIGINT[],
