@@ -83,7 +83,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| Error::Internal(format!("store: migrating: {e}")))?;
-        settle_open_rows(&pool).await?;
+        usage::settle_open_rows(&pool).await?;
         Ok(SqliteStore {
             pool,
             path: path.to_path_buf(),
@@ -583,20 +583,4 @@ impl Store for SqliteStore {
     ) -> Result<Vec<UsageAggregateRow>> {
         usage::aggregate(&self.pool, filter, group_by, offset, limit).await
     }
-}
-
-/// Rows still open at start were left by a crash (one process owns the
-/// file): they stay as written at admission, the reserved estimate, and close.
-async fn settle_open_rows(pool: &sqlx::SqlitePool) -> Result<()> {
-    let settled = sqlx::query("UPDATE usage SET open = 0 WHERE open = 1")
-        .execute(pool)
-        .await?
-        .rows_affected();
-    if settled > 0 {
-        tracing::warn!(
-            rows = settled,
-            "settled usage rows left open by a crash (counts: the reserved estimate)"
-        );
-    }
-    Ok(())
 }

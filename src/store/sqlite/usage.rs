@@ -182,3 +182,19 @@ async fn reclaim_space(pool: &SqlitePool) -> Result<()> {
         tokio::task::yield_now().await;
     }
 }
+
+/// Rows still open at start were left by a crash (one process owns the
+/// file): they stay as written at admission, the reserved estimate, and close.
+pub(super) async fn settle_open_rows(pool: &SqlitePool) -> Result<()> {
+    let settled = sqlx::query("UPDATE usage SET open = 0 WHERE open = 1")
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if settled > 0 {
+        tracing::warn!(
+            rows = settled,
+            "settled usage rows left open by a crash (counts: the reserved estimate)"
+        );
+    }
+    Ok(())
+}
