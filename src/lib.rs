@@ -11,6 +11,8 @@ pub mod store;
 
 // City's inside, layered (each uses only those listed before it):
 // services, then the gateway, then the doors.
+pub(crate) mod metrics;
+
 pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod hooks;

@@ -78,7 +78,13 @@ struct ServeArgs {
     /// Accept only clients with a certificate from this CA (PEM): mTLS.
     #[arg(long, value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
 }
+
+/// Where `--dev` serves `/metrics` unless told: a free port, named in dev.env.
+const DEV_METRICS_LISTEN: &str = "127.0.0.1:0";
 
 /// The studio and user `--dev` creates.
 const DEV_STUDIO: &str = "demo";
@@ -171,6 +177,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let metrics_addr = city.metrics_addr();
+    if let Some(metrics_addr) = metrics_addr {
+        tracing::info!(addr = %metrics_addr, "metrics at http://{metrics_addr}/metrics");
+    }
     if args.dev {
         let admin_key = admin_key.context("no admin key in --dev mode")?;
         let scheme = if tls { "https://" } else { "" };
@@ -180,6 +190,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Some(l) => Some(format!("{scheme}{}", l.local_addr()?)),
                 None => None,
             },
+            metrics: metrics_addr.map(|addr| addr.to_string()),
         };
         dev_bootstrap(&city, &data_dir, &addrs, &admin_key, &previous_dev_env).await?;
     }
@@ -201,6 +212,12 @@ fn apply_transport_flags(config: &mut Config, args: &ServeArgs) {
     if let Some(ca) = &args.tls_client_ca {
         config.tls.client_ca_file = Some(ca.clone());
     }
+    if let Some(listen) = &args.metrics_listen {
+        config.metrics.listen = Some(listen.clone());
+    }
+    if args.dev && config.metrics.listen.is_none() {
+        config.metrics.listen = Some(DEV_METRICS_LISTEN.into());
+    }
 }
 
 /// The addresses dev.env names: `DOWNCITY_ADDR` and, with a separate admin
@@ -208,6 +225,8 @@ fn apply_transport_flags(config: &mut Config, args: &ServeArgs) {
 struct DevAddrs {
     main: String,
     admin: Option<String>,
+    /// `DOWNCITY_METRICS_ADDR`: the ops listener serving `/metrics`.
+    metrics: Option<String>,
 }
 
 /// Re-seals every provider key under the new master key, in one transaction.
@@ -263,6 +282,9 @@ async fn dev_bootstrap(
     );
     if let Some(admin_addr) = &addrs.admin {
         env.push_str(&format!("DOWNCITY_ADMIN_ADDR={admin_addr}\n"));
+    }
+    if let Some(metrics_addr) = &addrs.metrics {
+        env.push_str(&format!("DOWNCITY_METRICS_ADDR={metrics_addr}\n"));
     }
     let path = data_dir.join("dev.env");
     write_private(&path, &env).with_context(|| format!("writing {}", path.display()))?;

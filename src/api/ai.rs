@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{finish_reason, pathway_filter, pathway_to_proto};
 use super::{request_id, status};
 use crate::auth::UserCaller;
+use crate::domain::Pathway;
 use crate::error::Error;
 use crate::gateway::{CallContext, Gateway, ImageInput, StreamChunk, TextInput};
 use crate::proto::{self, ai_service_server::AiService};
@@ -32,6 +33,39 @@ impl AiApi {
     /// The operator's caps on messages and prompt bytes per call.
     pub fn with_caps(self, caps: CallCaps) -> Self {
         AiApi { caps, ..self }
+    }
+}
+
+impl AiApi {
+    /// The door's own checks of one request, before the gateway sees it.
+    fn door<'a>(&'a self, ctx: &'a CallContext, model: &str, pathway: Pathway) -> Door<'a> {
+        Door {
+            gateway: &self.gateway,
+            ctx,
+            // Kept only to label a refusal, and only when calls are counted.
+            model: self.gateway.counts_calls().then(|| model.to_string()),
+            pathway,
+        }
+    }
+}
+
+struct Door<'a> {
+    gateway: &'a Gateway,
+    ctx: &'a CallContext,
+    model: Option<String>,
+    pathway: Pathway,
+}
+
+impl Door<'_> {
+    /// A refusal: the call passed auth, so it is counted, then becomes a status.
+    fn refuse(&self) -> impl Fn(Error) -> Status + '_ {
+        move |err| {
+            if let Some(model) = &self.model {
+                let studio_id = &self.ctx.caller.studio_id;
+                self.gateway.refused(studio_id, model, self.pathway, &err);
+            }
+            err.to_status(&self.ctx.request_id.0)
+        }
     }
 }
 
@@ -60,8 +94,9 @@ impl AiService for AiApi {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let r = request.into_inner();
-        self.caps.check_text(&r.messages).map_err(status(&id))?;
-        let input = TextInput::try_from(r).map_err(status(&id))?;
+        let door = self.door(&ctx, &r.model, Pathway::Text);
+        self.caps.check_text(&r.messages).map_err(door.refuse())?;
+        let input = TextInput::try_from(r).map_err(door.refuse())?;
         // A client that hangs up drops this future: the call's guard then
         // settles it and records its row as CANCELLED.
         let answer = self.gateway.text(ctx, input).await.map_err(status(&id))?;
@@ -83,8 +118,9 @@ impl AiService for AiApi {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let r = request.into_inner();
-        self.caps.check_text(&r.messages).map_err(status(&id))?;
-        let input = TextInput::try_from(r).map_err(status(&id))?;
+        let door = self.door(&ctx, &r.model, Pathway::Text);
+        self.caps.check_text(&r.messages).map_err(door.refuse())?;
+        let input = TextInput::try_from(r).map_err(door.refuse())?;
         let started = self
             .gateway
             .stream_text(ctx, input)
@@ -126,8 +162,9 @@ impl AiService for AiApi {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
         let r = request.into_inner();
-        self.caps.check_image(&r.prompt).map_err(status(&id))?;
-        let input = ImageInput::try_from(r).map_err(status(&id))?;
+        let door = self.door(&ctx, &r.model, Pathway::Image);
+        self.caps.check_image(&r.prompt).map_err(door.refuse())?;
+        let input = ImageInput::try_from(r).map_err(door.refuse())?;
         let answer = self.gateway.image(ctx, input).await.map_err(status(&id))?;
         Ok(Response::new(proto::ImageResponse {
             images: answer

@@ -9,11 +9,13 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 mod entries;
+mod observe;
 
 pub use entries::{
     DefaultsConfig, Entries, HookConfig, HookEntry, LimitsConfig, ModelConfig, ProviderConfig,
     ProviderEntry,
 };
+pub use observe::{LogConfig, LogFormat, MetricsConfig, TracingConfig};
 
 use crate::keys::MasterKey;
 pub use crate::usage::Durability;
@@ -31,6 +33,9 @@ const ENV_KEYS: &[&str] = &[
     "usage",
     "hook_delivery",
     "tls",
+    "metrics",
+    "log",
+    "tracing",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +60,11 @@ pub struct Config {
     pub usage: UsageConfig,
     /// How after_call deliveries are retried.
     pub hook_delivery: HookDeliveryConfig,
+    /// Prometheus metrics on an ops listener; off unless `listen` is set.
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    /// OpenTelemetry trace export; off unless `otlp_endpoint` is set.
+    pub tracing: TracingConfig,
     /// Providers loaded into the store at start.
     pub providers: Vec<ProviderConfig>,
     /// Models loaded into the store at start.
@@ -83,6 +93,9 @@ impl Default for Config {
             tls: TlsConfig::default(),
             usage: UsageConfig::default(),
             hook_delivery: HookDeliveryConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+            tracing: TracingConfig::default(),
             providers: Vec::new(),
             models: Vec::new(),
             defaults: DefaultsConfig::default(),

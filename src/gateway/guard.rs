@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::call::{CallContext, Consumption};
 use crate::catalog::CatalogModel;
 use crate::domain::UsageRow;
 use crate::error::{Error, Result};
+use crate::metrics::{CallRecord, Metrics, Open};
 use crate::quota::{Amount, Reservation};
 use crate::usage::{self, UsageWriter};
 
@@ -44,6 +46,9 @@ pub(super) struct CallGuard {
     /// The final row while `finish` waits for room in the writer's queue.
     row: Option<UsageRow>,
     usage: UsageWriter,
+    metrics: Arc<Metrics>,
+    /// Counts the call in flight until the guard goes.
+    _in_flight: Open,
 }
 
 impl CallGuard {
@@ -54,8 +59,11 @@ impl CallGuard {
         prompt_estimate: u64,
         reservation: Reservation,
         usage: UsageWriter,
+        metrics: Arc<Metrics>,
     ) -> Self {
         CallGuard {
+            _in_flight: metrics.call_admitted(),
+            metrics,
             ctx,
             model,
             metadata,
@@ -74,6 +82,10 @@ impl CallGuard {
 
     pub(super) fn model(&self) -> &Arc<CatalogModel> {
         &self.model
+    }
+
+    pub(super) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub(super) fn metadata(&self) -> &BTreeMap<String, String> {
@@ -120,6 +132,7 @@ impl CallGuard {
     /// the row is committed (durable usage), so the answer may leave.
     pub(super) async fn finish(mut self, end: CallEnd<'_>) -> Result<()> {
         let row = self.row_for(&end);
+        self.count(&row);
         self.row = Some(row);
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(quota_amount(end.used)).await;
@@ -157,6 +170,25 @@ impl CallGuard {
         }
     }
 
+    /// Counts the call's end in the metrics, from its row.
+    fn count(&self, row: &UsageRow) {
+        if !self.metrics.is_enabled() {
+            return;
+        }
+        let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
+        self.metrics.call_ended(&CallRecord {
+            studio: &row.studio_id,
+            model: &row.model_id,
+            pathway: self.model.record.pathway.as_str(),
+            code: tonic::Code::from_i32(row.status_code),
+            latency: micros(row.latency_us),
+            ttft: row.ttft_us.map(micros),
+            input_tokens: row.input_tokens as u64,
+            output_tokens: row.output_tokens as u64,
+            cost_micros: row.cost_micros,
+        });
+    }
+
     /// The end of a call that nobody finished: the client hung up or City
     /// stopped it. It used the prompt estimate and what was relayed.
     fn cancelled_end(&self) -> (Consumption, &'static str) {
@@ -182,7 +214,9 @@ impl Drop for CallGuard {
                     error: Some(&error),
                     usage_source: Some(source),
                 };
-                self.row_for(&end)
+                let row = self.row_for(&end);
+                self.count(&row);
+                row
             }
             (None, None) => return,
         };

@@ -29,6 +29,7 @@ use crate::catalog::{CatalogCache, CatalogModel};
 use crate::domain::Pathway;
 use crate::error::{Error, ProviderFailure, Result};
 use crate::hooks::Hooks;
+use crate::metrics::Metrics;
 use crate::providers::{ImageCall, TextCall};
 use crate::quota::Quotas;
 use crate::usage::UsageWriter;
@@ -41,6 +42,7 @@ pub struct Gateway {
     quotas: Arc<Quotas>,
     usage: UsageWriter,
     hooks: Arc<Hooks>,
+    metrics: Arc<Metrics>,
     /// Cancelled when the shutdown grace is over: calls still running stop,
     /// and their guards record them.
     stopping: CancellationToken,
@@ -59,8 +61,38 @@ impl Gateway {
             quotas,
             usage,
             hooks,
+            metrics: Metrics::disabled(),
             stopping,
         }
+    }
+
+    /// Records calls into `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Gateway { metrics, ..self }
+    }
+
+    /// Whether calls are counted (metrics are on).
+    pub fn counts_calls(&self) -> bool {
+        self.metrics.is_enabled()
+    }
+
+    /// Counts a call that passed auth and was refused before admission
+    /// (the doors' own checks of the request).
+    pub fn refused(&self, studio_id: &str, model: &str, pathway: Pathway, err: &Error) {
+        if self.metrics.is_enabled() {
+            let model = self.model_label(model, pathway);
+            self.metrics
+                .call_refused(studio_id, &model, pathway.as_str(), err);
+        }
+    }
+
+    /// The id a call's model resolves to, or `unknown`: a name the catalog
+    /// does not know never becomes a label.
+    fn model_label(&self, requested: &str, pathway: Pathway) -> String {
+        self.catalog
+            .current()
+            .resolve(requested, pathway)
+            .map_or_else(|_| "unknown".to_string(), |m| m.record.id.clone())
     }
 
     /// Runs a call until it ends or City stops it. Stopped, the call's future
@@ -109,7 +141,7 @@ impl Gateway {
             max_tokens,
         } = self.admit(ctx, ask).await?;
         let request = &input;
-        let (model, result) = with_fallback(chain, |model| async move {
+        let (model, result) = with_fallback(&self.metrics, chain, |model| async move {
             model
                 .provider
                 .text(text_call(&model, request, max_tokens))
@@ -131,7 +163,7 @@ impl Gateway {
             mut guard, chain, ..
         } = self.admit(ctx, Ask::Image(&input)).await?;
         let request = &input;
-        let (model, result) = with_fallback(chain, |model| async move {
+        let (model, result) = with_fallback(&self.metrics, chain, |model| async move {
             let call = ImageCall {
                 upstream_model: &model.record.upstream_model,
                 prompt: &request.prompt,
@@ -161,7 +193,7 @@ impl Gateway {
             max_tokens,
         } = self.admit(ctx, ask).await?;
         let request = &input;
-        let (model, result) = with_fallback(chain, |model| async move {
+        let (model, result) = with_fallback(&self.metrics, chain, |model| async move {
             model
                 .provider
                 .stream_text(text_call(&model, request, max_tokens))
@@ -244,6 +276,7 @@ fn worth_falling_back(err: &Error) -> bool {
 /// Tries the chain's models in order while the failure is one another
 /// upstream may not have. Returns the model that answered last.
 async fn with_fallback<T, F, Fut>(
+    metrics: &Metrics,
     chain: Vec<Arc<CatalogModel>>,
     mut attempt: F,
 ) -> (Arc<CatalogModel>, Result<T>)
@@ -256,7 +289,11 @@ where
         .next()
         .expect("a chain starts with the requested model");
     let mut result = attempt(current.clone()).await;
-    while result.as_ref().is_err_and(worth_falling_back) {
+    while let Err(err) = &result {
+        metrics.provider_failed(err);
+        if !worth_falling_back(err) {
+            break;
+        }
         let Some(next) = models.next() else { break };
         tracing::info!(from = %current.record.id, to = %next.record.id, "falling back");
         current = next;

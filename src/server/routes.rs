@@ -1,6 +1,7 @@
 //! Which services each listener serves, and the transport settings every
 //! listener shares (timeouts, keepalive, stream caps, the request-size limit).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
@@ -10,6 +11,7 @@ use tower::layer::util::{Identity, Stack};
 
 use super::transport::RequestSizeLimit;
 use crate::config::ServerConfig;
+use crate::metrics::{GrpcMetricsLayer, Metrics};
 
 /// The services one listener offers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -55,8 +57,11 @@ pub fn check(config: &ServerConfig) -> anyhow::Result<()> {
     }
 }
 
-/// A server with City's transport settings.
-pub fn server(config: &ServerConfig) -> Server<Stack<RequestSizeLimit, Identity>> {
+/// A server with City's transport settings, counting requests by method and code.
+pub fn server(
+    config: &ServerConfig,
+    metrics: &Arc<Metrics>,
+) -> Server<Stack<GrpcMetricsLayer, Stack<RequestSizeLimit, Identity>>> {
     Server::builder()
         .timeout(Duration::from_secs(config.request_timeout_secs))
         .concurrency_limit_per_connection(config.max_concurrent_calls_per_connection)
@@ -72,6 +77,7 @@ pub fn server(config: &ServerConfig) -> Server<Stack<RequestSizeLimit, Identity>
         .layer(RequestSizeLimit {
             max_bytes: config.max_request_bytes,
         })
+        .layer(GrpcMetricsLayer::new(metrics.clone()))
 }
 
 /// Reflection (v1 and v1alpha) of the services `offer` serves, and health.

@@ -10,13 +10,14 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{DeliveryRecord, UsageRow};
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
+use crate::metrics::Metrics;
 use crate::store::UsageSink;
 
 /// When a call's usage row is committed relative to its answer.
@@ -100,12 +101,13 @@ impl UsageWriter {
         capacity: usize,
         durability: Durability,
         hooks: Option<Arc<Hooks>>,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<(UsageWriter, WriterHandle)> {
         let (jobs, queue) = mpsc::channel(capacity.max(1));
         let run_hooks = hooks.clone();
         let thread = std::thread::Builder::new()
             .name("usage-writer".into())
-            .spawn(move || run(sink, queue, run_hooks))?;
+            .spawn(move || run(sink, queue, run_hooks, &metrics))?;
         let handle = WriterHandle {
             thread,
             jobs: jobs.downgrade(),
@@ -192,6 +194,7 @@ fn run(
     mut sink: Box<dyn UsageSink>,
     mut queue: mpsc::Receiver<Message>,
     hooks: Option<Arc<Hooks>>,
+    metrics: &Metrics,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows: Vec<UsageRow> = Vec::with_capacity(MAX_BATCH);
@@ -218,7 +221,9 @@ fn run(
             rows.push(std::mem::take(&mut job.row));
             outbox.append(&mut job.outbox);
         }
+        let started = Instant::now();
         let written = sink.insert(&rows, &outbox);
+        metrics.usage_batch(rows.len(), started.elapsed(), queue.len());
         let outcome = written.map_err(|err| {
             tracing::error!(%err, rows = rows.len(), "usage batch failed");
             Arc::<str>::from(err.to_string())
