@@ -8,6 +8,7 @@ pub mod error;
 pub mod keys;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 
 // City's inside, layered (each uses only those listed before it):
 // services, then the gateway, then the doors.

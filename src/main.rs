@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use downcity::config::Config;
+use downcity::config::{Config, LogFormat, TracingConfig};
 use downcity::keys::{self, MasterKey};
 use downcity::server::City;
+use downcity::telemetry;
 use tokio::net::TcpListener;
 
 use crate::cli::admin::AdminArgs;
@@ -81,6 +82,9 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics.
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<String>,
+    /// Log lines as text or one JSON object per line (`[log] format`).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 /// Where `--dev` serves `/metrics` unless told: a free port, named in dev.env.
@@ -110,18 +114,18 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    if let Some(format) = args.log_format {
+        config.log.format = format;
+    }
+    let telemetry = telemetry::init(config.log.format, &config.tracing)?;
+    let served = serve_city(config, args).await;
+    telemetry.shutdown();
+    served
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
-    let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+async fn serve_city(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = &args.listen {
         config.listen = listen.clone();
     }
@@ -231,8 +235,8 @@ struct DevAddrs {
 
 /// Re-seals every provider key under the new master key, in one transaction.
 async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
-    init_tracing();
     let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    telemetry::init(config.log.format, &TracingConfig::default())?;
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }

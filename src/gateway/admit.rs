@@ -115,6 +115,10 @@ impl Gateway {
     async fn try_admit(&self, ctx: CallContext, ask: &Ask<'_>) -> Result<Admitted> {
         let catalog = self.catalog.current();
         let first = self.resolve(&catalog, &ctx, ask.model(), ask.pathway())?;
+        let span = tracing::Span::current();
+        span.record("model", first.record.id.as_str());
+        span.record("gen_ai.request.model", first.record.id.as_str());
+        span.record("gen_ai.system", first.provider.system());
         // One pass over the prompt serves the check, the claim and the guard.
         let prompt_estimate = ask.prompt_estimate();
         let max_tokens = ask.check(&first, prompt_estimate)?;

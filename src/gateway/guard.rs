@@ -49,6 +49,8 @@ pub(super) struct CallGuard {
     metrics: Arc<Metrics>,
     /// Counts the call in flight until the guard goes.
     _in_flight: Open,
+    /// The call's span, which the call's end is recorded on.
+    span: tracing::Span,
 }
 
 impl CallGuard {
@@ -64,6 +66,7 @@ impl CallGuard {
         CallGuard {
             _in_flight: metrics.call_admitted(),
             metrics,
+            span: tracing::Span::current(),
             ctx,
             model,
             metadata,
@@ -132,7 +135,7 @@ impl CallGuard {
     /// the row is committed (durable usage), so the answer may leave.
     pub(super) async fn finish(mut self, end: CallEnd<'_>) -> Result<()> {
         let row = self.row_for(&end);
-        self.count(&row);
+        self.ended(&row);
         self.row = Some(row);
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(quota_amount(end.used)).await;
@@ -170,8 +173,15 @@ impl CallGuard {
         }
     }
 
-    /// Counts the call's end in the metrics, from its row.
-    fn count(&self, row: &UsageRow) {
+    /// Records the call's end on its span and in the metrics, from its row.
+    fn ended(&self, row: &UsageRow) {
+        let span = &self.span;
+        span.record("gen_ai.usage.input_tokens", row.input_tokens);
+        span.record("gen_ai.usage.output_tokens", row.output_tokens);
+        span.record("rpc.grpc.status_code", row.status_code);
+        if row.status_code != 0 {
+            span.record("otel.status_code", "ERROR");
+        }
         if !self.metrics.is_enabled() {
             return;
         }
@@ -215,7 +225,7 @@ impl Drop for CallGuard {
                     usage_source: Some(source),
                 };
                 let row = self.row_for(&end);
-                self.count(&row);
+                self.ended(&row);
                 row
             }
             (None, None) => return,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use call::{
     CallContext, Consumption, ImageAnswer, ImageInput, StartedStream, StreamChunk, TextAnswer,
@@ -32,6 +33,7 @@ use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::providers::{ImageCall, TextCall};
 use crate::quota::Quotas;
+use crate::telemetry;
 use crate::usage::UsageWriter;
 
 /// Stream messages buffered between the relay and a slow client.
@@ -219,7 +221,8 @@ impl Gateway {
             chunks,
             stopping: self.stopping.clone(),
         };
-        tokio::spawn(relay.run(upstream));
+        // The relay goes on in the call's span, which its end is recorded on.
+        tokio::spawn(relay.run(upstream).instrument(tracing::Span::current()));
         Ok(StartedStream {
             model_id: model.record.id.clone(),
             chunks: receiver,
@@ -288,7 +291,7 @@ where
     let mut current = models
         .next()
         .expect("a chain starts with the requested model");
-    let mut result = attempt(current.clone()).await;
+    let mut result = attempt_in_span(&mut attempt, &current).await;
     while let Err(err) = &result {
         metrics.provider_failed(err);
         if !worth_falling_back(err) {
@@ -297,7 +300,26 @@ where
         let Some(next) = models.next() else { break };
         tracing::info!(from = %current.record.id, to = %next.record.id, "falling back");
         current = next;
-        result = attempt(current.clone()).await;
+        result = attempt_in_span(&mut attempt, &current).await;
     }
     (current, result)
+}
+
+/// One upstream attempt, in its own span.
+async fn attempt_in_span<T, F, Fut>(attempt: &mut F, model: &Arc<CatalogModel>) -> Result<T>
+where
+    F: FnMut(Arc<CatalogModel>) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let record = &model.record;
+    let span = telemetry::upstream_span(
+        model.provider.system(),
+        &record.provider_id,
+        &record.upstream_model,
+    );
+    let result = attempt(model.clone()).instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result
 }

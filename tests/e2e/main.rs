@@ -29,5 +29,6 @@ mod rust_client;
 mod secrets;
 mod store_conformance;
 mod store_postgres;
+mod telemetry;
 mod transport;
 mod usage_retention;

@@ -1,6 +1,7 @@
 //! The end-to-end harness: a real City on 127.0.0.1:0 with a real SQLite
 //! file in a temporary directory, and real gRPC clients.
 
+pub mod otlp;
 pub mod pg;
 pub mod process;
 pub mod prometheus;
