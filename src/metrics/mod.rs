@@ -125,6 +125,10 @@ impl Metrics {
         let usage_batch_rows = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         let usage_commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let hook_deliveries = Counters::<StateLabels>::default();
+        // Every outcome is a series from the start: zero, not absent.
+        for state in ["delivered", "retry", "dead"] {
+            let _ = hook_deliveries.get_or_create(&StateLabels { state });
+        }
         let before_call_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let provider_errors = Counters::<ProviderLabels>::default();
         let grpc_requests = Counters::<GrpcLabels>::default();

@@ -3,10 +3,11 @@
 //! model, pathway and code: answered, refused at the door, unknown model,
 //! over quota; the studio beyond `max_studio_labels` counted as `other`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use downcity::proto::{self, LimitTarget, Limits};
 use downcity::server::{MOCK_IMAGE_MODEL, MOCK_TEXT_MODEL};
+use serde_json::Value;
 use tonic::Code;
 
 use crate::common::prometheus::Prometheus;
@@ -36,8 +37,36 @@ fn expect(rows: &[(&[&str], f64)]) -> Series {
         .collect()
 }
 
+/// A model on an upstream nobody listens on.
+const DOWN_MODEL: &str = "down-text";
+
+fn text_request_for(model: &str) -> proto::TextRequest {
+    proto::TextRequest {
+        model: model.into(),
+        ..text_request("hello")
+    }
+}
+
 /// The calls: each studio in turn, so alpha and beta get their own labels.
 async fn make_calls(city: &TestCity) {
+    let provider = proto::Provider {
+        id: "down".into(),
+        kind: proto::ProviderKind::OpenaiCompatible as i32,
+        base_url: "http://127.0.0.1:1/v1".into(),
+        ..Default::default()
+    };
+    city.admin()
+        .upsert_provider(proto::UpsertProviderRequest {
+            provider: Some(provider),
+            api_key: None,
+        })
+        .await
+        .expect("upsert provider");
+    city.upsert_model(proto::Model {
+        provider_id: "down".into(),
+        ..text_model(DOWN_MODEL, &[])
+    })
+    .await;
     let alpha = city.studio_with_user("alpha", "ann").await;
     let beta = city.studio_with_user("beta", "bob").await;
     let gamma = city.studio_with_user("gamma", "gus").await;
@@ -70,6 +99,8 @@ async fn make_calls(city: &TestCity) {
         ..Default::default()
     };
     ai.image(image).await.expect("Image");
+    let status = ai.text(text_request_for(DOWN_MODEL)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     let status = city
         .ai("alpha", "not-a-token")
         .text(text_request("hello"))
@@ -113,7 +144,7 @@ async fn prometheus_sees_exactly_the_calls_made_by_studio_and_code() {
     };
     make_calls(&city).await;
     prometheus
-        .wait_for("sum(downcity_ai_calls_total)", 9.0)
+        .wait_for("sum(downcity_ai_calls_total)", 10.0)
         .await;
 
     let calls = series(
@@ -127,6 +158,7 @@ async fn prometheus_sees_exactly_the_calls_made_by_studio_and_code() {
         (&["alpha", text, "text", "OK"], 3.0),
         (&["alpha", MOCK_IMAGE_MODEL, "image", "OK"], 1.0),
         (&["alpha", "unknown", "text", "NOT_FOUND"], 1.0),
+        (&["alpha", DOWN_MODEL, "text", "UNAVAILABLE"], 1.0),
         (&["alpha", text, "text", "INVALID_ARGUMENT"], 1.0),
         (&["beta", text, "text", "OK"], 1.0),
         (&["beta", text, "text", "RESOURCE_EXHAUSTED"], 1.0),
@@ -142,6 +174,17 @@ async fn prometheus_sees_exactly_the_calls_made_by_studio_and_code() {
     .await;
     assert_eq!(quota, expect(&[(&["user", "requests_per_minute"], 1.0)]));
 
+    let provider_errors = series(
+        &prometheus,
+        "downcity_provider_errors_total",
+        &["provider", "reason"],
+    )
+    .await;
+    assert_eq!(
+        provider_errors,
+        expect(&[(&["down", "PROVIDER_UNAVAILABLE"], 1.0)])
+    );
+
     let grpc = series(
         &prometheus,
         r#"downcity_grpc_requests_total{method="/downcity.v1.AIService/Text"}"#,
@@ -151,6 +194,7 @@ async fn prometheus_sees_exactly_the_calls_made_by_studio_and_code() {
     let expected = expect(&[
         (&["OK"], 4.0),
         (&["NOT_FOUND"], 1.0),
+        (&["UNAVAILABLE"], 1.0),
         (&["INVALID_ARGUMENT"], 1.0),
         (&["RESOURCE_EXHAUSTED"], 1.0),
         (&["UNAUTHENTICATED"], 1.0),
@@ -173,10 +217,141 @@ async fn prometheus_sees_exactly_the_calls_made_by_studio_and_code() {
     assert_eq!(single("downcity_ai_streams_open").await, 0.0);
     assert_eq!(single("downcity_build_info").await, 1.0);
     assert!(single("sum(downcity_usage_batch_rows_count)").await >= 1.0);
+
+    // Every dashboard query is PromQL this Prometheus evaluates (`query`
+    // fails the test on an error answer).
+    for (_title, expr) in dashboard_queries(&dashboard()) {
+        prometheus.query(&expr).await;
+    }
 }
 
 #[tokio::test]
 async fn metrics_are_off_unless_a_listener_is_set() {
     let city = TestCity::start().await;
     assert!(city.metrics_addr.is_none());
+}
+
+// ---- The Grafana dashboard ---------------------------------------------------
+
+const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/downcity.json");
+
+fn dashboard() -> Value {
+    let text = std::fs::read_to_string(DASHBOARD).expect("deploy/grafana/downcity.json");
+    serde_json::from_str(&text).expect("the dashboard is JSON")
+}
+
+/// Every panel's PromQL, with Grafana's variables as Prometheus would get them.
+fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("a PromQL expr");
+            let expr = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$__range", "1h")
+                .replace("$studio", ".*");
+            queries.push((panel["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    queries
+}
+
+/// The series names `/metrics` can carry, from its `# TYPE` lines (a family
+/// is described even before its first sample).
+async fn exported_names(metrics_addr: std::net::SocketAddr) -> BTreeSet<String> {
+    let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("scrapes /metrics")
+        .text()
+        .await
+        .unwrap();
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("#") || words.next() != Some("TYPE") {
+            continue;
+        }
+        let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            "info" => &["_info"],
+            _ => &[""],
+        };
+        names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+    }
+    names
+}
+
+/// The `downcity_*` names a PromQL expression reads.
+fn names_in(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("downcity_") {
+        let name: String = rest[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[start + name.len()..];
+        names.push(name);
+    }
+    names
+}
+
+/// The shape Grafana needs to load a dashboard: identity, schema version,
+/// and panels with unique ids, a type, a grid position and their queries.
+fn check_dashboard_shape(dashboard: &Value) {
+    for key in ["title", "uid"] {
+        assert!(dashboard[key].is_string(), "dashboard `{key}`");
+    }
+    assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 30));
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    for panel in panels {
+        let title = panel["title"].as_str().expect("a panel title");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("a panel id")),
+            "{title}: id"
+        );
+        assert!(panel["type"].is_string(), "{title}: type");
+        for key in ["h", "w", "x", "y"] {
+            assert!(panel["gridPos"][key].is_u64(), "{title}: gridPos.{key}");
+        }
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}: no query");
+        for target in targets {
+            assert!(target["refId"].is_string(), "{title}: refId");
+            assert!(target["expr"].is_string(), "{title}: expr");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_loads_and_reads_only_metrics_city_exports() {
+    let city = TestCity::start_with(|config| {
+        config.metrics.listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    make_calls(&city).await;
+    let dashboard = dashboard();
+    check_dashboard_shape(&dashboard);
+    let exported = exported_names(city.metrics_addr.unwrap()).await;
+    assert!(exported.contains("downcity_ai_calls_total"), "{exported:?}");
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 20, "{queries:?}");
+    for (title, expr) in &queries {
+        let names = names_in(expr);
+        assert!(!names.is_empty(), "{title}: reads no City metric");
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "{title}: `{name}` is not exported"
+            );
+        }
+    }
 }
