@@ -12,10 +12,10 @@ use downcity_bench::city::{self, Callers, PROMPT};
 use downcity_bench::http::{self, API_KEY, Chat};
 use downcity_bench::machine::{self, Machine};
 use downcity_bench::procs::Service;
-use downcity_bench::report::{Durability, HookCost, Memory, Results};
+use downcity_bench::report::{Durability, HookCost, Memory, MetricsCost, Results};
 use downcity_bench::scenarios::{
-    self, CITY, CITY_ASYNC, CITY_DURABLE, CITY_HOOKED, CITY_HTTP_MODEL, HOLD_DELAY_MS, HOLD_MODEL,
-    Measured, Plan, Targets,
+    self, CITY, CITY_ASYNC, CITY_DURABLE, CITY_HOOKED, CITY_HTTP_MODEL, CITY_METRICS,
+    HOLD_DELAY_MS, HOLD_MODEL, Measured, Plan, Targets,
 };
 use tokio::process::Command;
 
@@ -135,7 +135,7 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
     std::fs::create_dir_all(work)?;
 
     let (upstream, upstream_addr) = start_upstream(&args.upstream_bin, work).await?;
-    let (city, city_addr) = start_city(args, work, &upstream_addr, "city", None).await?;
+    let (city, city_addr) = start_city(args, work, &upstream_addr, "city", Fresh::Durable).await?;
     let city_pid = city.pid();
     let fresh_kib = scenarios::settled_rss(city_pid).await;
 
@@ -284,9 +284,11 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
         litellm.stop(STOP_GRACE).await;
     }
     city.stop(STOP_GRACE).await;
-    let durable = usage_throughput(args, &plan, &upstream_addr, None, &mut skipped).await;
+    let durable = usage_throughput(args, &plan, &upstream_addr, Fresh::Durable, &mut skipped).await;
     let asynchronous =
-        usage_throughput(args, &plan, &upstream_addr, Some("async"), &mut skipped).await;
+        usage_throughput(args, &plan, &upstream_addr, Fresh::Async, &mut skipped).await;
+    let metrics_on =
+        usage_throughput(args, &plan, &upstream_addr, Fresh::Metrics, &mut skipped).await;
     upstream.stop(STOP_GRACE).await;
 
     let scenario_2 = throughput
@@ -316,6 +318,15 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
             idle_after_setup_kib,
             peak_under_throughput_kib,
         },
+        metrics_cost: MetricsCost {
+            off_calls_per_sec: durable.as_ref().map(|m| m.summary.calls_per_sec),
+            on_calls_per_sec: metrics_on.as_ref().map(|m| m.summary.calls_per_sec),
+            on: metrics_on,
+            note: "Off: scenario 5's durable City. On: a fresh City with the same config and \
+                   `[metrics] listen` set (every call recorded), alone, Text at concurrency 64, \
+                   as long as scenario 2; nothing scrapes it."
+                .into(),
+        },
         usage_durability: Durability {
             scenario_2_calls_per_sec: scenario_2,
             durable_calls_per_sec: durable.as_ref().map(|m| m.summary.calls_per_sec),
@@ -340,14 +351,15 @@ async fn usage_throughput(
     args: &Args,
     plan: &Plan,
     upstream_addr: &str,
-    durability: Option<&str>,
+    fresh: Fresh,
     skipped: &mut Vec<String>,
 ) -> Option<Measured> {
-    let (name, target) = match durability {
-        Some(_) => ("city-async", CITY_ASYNC),
-        None => ("city-durable", CITY_DURABLE),
+    let (name, target) = match fresh {
+        Fresh::Async => ("city-async", CITY_ASYNC),
+        Fresh::Durable => ("city-durable", CITY_DURABLE),
+        Fresh::Metrics => ("city-metrics", CITY_METRICS),
     };
-    let measured = fresh_city_throughput(args, plan, upstream_addr, durability, name, target);
+    let measured = fresh_city_throughput(args, plan, upstream_addr, fresh, name, target);
     measured
         .await
         .map_err(|err| skipped.push(format!("5. {target}: {err:#}")))
@@ -358,11 +370,11 @@ async fn fresh_city_throughput(
     args: &Args,
     plan: &Plan,
     upstream_addr: &str,
-    durability: Option<&str>,
+    fresh: Fresh,
     name: &str,
     target: &str,
 ) -> anyhow::Result<Measured> {
-    let (city, addr) = start_city(args, &args.work_dir, upstream_addr, name, durability)
+    let (city, addr) = start_city(args, &args.work_dir, upstream_addr, name, fresh)
         .await
         .with_context(|| format!("{name} did not start"))?;
     let measured = async {
@@ -421,10 +433,10 @@ async fn start_city(
     work: &Path,
     upstream_addr: &str,
     name: &str,
-    durability: Option<&str>,
+    fresh: Fresh,
 ) -> anyhow::Result<(Service, String)> {
     let config = work.join(format!("{name}.toml"));
-    std::fs::write(&config, city_config(upstream_addr, durability))?;
+    std::fs::write(&config, city_config(upstream_addr, fresh))?;
     let mut command = Command::new(&args.city_bin);
     command
         .arg("serve")
@@ -452,10 +464,22 @@ async fn start_city(
 /// City's config for the bench: the built-in catalog, a model that holds
 /// streams open, and an `openai_compatible` provider for the mock upstream
 /// with a text model on it.
-fn city_config(upstream_addr: &str, durability: Option<&str>) -> String {
-    let usage = durability.map_or(String::new(), |d| {
-        format!("[usage]\ndurability = \"{d}\"\n\n")
-    });
+/// How a City differs from the first one's config.
+#[derive(Clone, Copy)]
+enum Fresh {
+    Durable,
+    /// `[usage] durability = "async"`.
+    Async,
+    /// `[metrics] listen` set: every call recorded.
+    Metrics,
+}
+
+fn city_config(upstream_addr: &str, fresh: Fresh) -> String {
+    let usage = match fresh {
+        Fresh::Durable => "",
+        Fresh::Async => "[usage]\ndurability = \"async\"\n\n",
+        Fresh::Metrics => "[metrics]\nlisten = \"127.0.0.1:0\"\n\n",
+    };
     format!(
         "# Written by downcity-bench.\n\
          [server]\nshutdown_grace_secs = 10\n\n\
@@ -554,12 +578,14 @@ mod tests {
     fn city_takes_the_bench_config() {
         let dir = std::env::temp_dir().join(format!("downcity-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let load = |durability| {
+        let load = |fresh| {
             let path = dir.join("city.toml");
-            std::fs::write(&path, city_config("127.0.0.1:1", durability)).unwrap();
+            std::fs::write(&path, city_config("127.0.0.1:1", fresh)).unwrap();
             downcity::config::Config::load(Some(&path))
         };
-        let (config, asynchronous) = (load(None), load(Some("async")));
+        let (config, asynchronous) = (load(Fresh::Durable), load(Fresh::Async));
+        let metrics = load(Fresh::Metrics).unwrap();
+        assert!(metrics.metrics.listen.is_some());
         std::fs::remove_dir_all(&dir).unwrap();
         let config = config.unwrap();
         assert_eq!(

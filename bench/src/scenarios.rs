@@ -17,6 +17,7 @@ pub const LITELLM: &str = "LiteLLM → mock upstream";
 pub const CITY_HTTP: &str = "City → openai_compatible → mock upstream";
 pub const CITY_DURABLE: &str = "fresh City (mock provider), durable usage writes";
 pub const CITY_ASYNC: &str = "fresh City (mock provider), asynchronous usage writes";
+pub const CITY_METRICS: &str = "fresh City (mock provider), durable usage writes, metrics on";
 pub const CITY_HOOKED: &str = "City (mock provider) + allowing before_call hook";
 
 /// The City model that holds a stream open (its mock waits this long
