@@ -325,6 +325,30 @@ mod tests {
     }
 
     #[test]
+    fn observability_settings_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOWNCITY_METRICS__LISTEN", "127.0.0.1:9464");
+            jail.set_env("DOWNCITY_METRICS__MAX_STUDIO_LABELS", "5");
+            jail.set_env("DOWNCITY_LOG__FORMAT", "json");
+            jail.set_env("DOWNCITY_TRACING__OTLP_ENDPOINT", "http://127.0.0.1:4317");
+            // dev.env's address for clients, not a setting.
+            jail.set_env("DOWNCITY_METRICS_ADDR", "127.0.0.1:1");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(config.metrics.listen.as_deref(), Some("127.0.0.1:9464"));
+            assert_eq!(config.metrics.max_studio_labels, 5);
+            assert_eq!(config.log.format, LogFormat::Json);
+            assert_eq!(
+                config.tracing.otlp_endpoint.as_deref(),
+                Some("http://127.0.0.1:4317")
+            );
+            Ok(())
+        });
+        let defaults = Config::default();
+        assert!(defaults.metrics.listen.is_none() && defaults.tracing.otlp_endpoint.is_none());
+        assert_eq!(defaults.log.format, LogFormat::Text);
+    }
+
+    #[test]
     fn file_then_env_override() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -10,6 +10,7 @@ use downcity::server::{MOCK_IMAGE_MODEL, MOCK_TEXT_MODEL};
 use serde_json::Value;
 use tonic::Code;
 
+use crate::common::process::{CityProcess, strip_ansi};
 use crate::common::prometheus::Prometheus;
 use crate::common::*;
 
@@ -354,4 +355,42 @@ async fn the_dashboard_loads_and_reads_only_metrics_city_exports() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn the_metrics_listen_flag_serves_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    let mut city = CityProcess::spawn(&args, &[], dir.path(), "city");
+    let addr = city
+        .wait_for("the metrics log line", |p| {
+            let stderr = strip_ansi(&p.stderr());
+            let line = stderr
+                .lines()
+                .find(|l| l.contains("metrics at"))?
+                .to_string();
+            let start = line.find("addr=")? + "addr=".len();
+            Some(line[start..].split_whitespace().next()?.to_string())
+        })
+        .await;
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrapes /metrics")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("downcity_build_info{version="),
+        "{metrics}"
+    );
+    city.terminate_cleanly().await;
 }
