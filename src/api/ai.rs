@@ -36,9 +36,7 @@ impl AiApi {
     pub fn with_caps(self, caps: CallCaps) -> Self {
         AiApi { caps, ..self }
     }
-}
 
-impl AiApi {
     /// The door's own checks of one request, before the gateway sees it.
     fn door<'a>(&'a self, ctx: &'a CallContext, model: &str, pathway: Pathway) -> Door<'a> {
         Door {
