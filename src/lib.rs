@@ -8,9 +8,12 @@ pub mod error;
 pub mod keys;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 
 // City's inside, layered (each uses only those listed before it):
 // services, then the gateway, then the doors.
+pub(crate) mod metrics;
+
 pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod hooks;

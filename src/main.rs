@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use downcity::config::Config;
+use downcity::config::{Config, LogFormat, TracingConfig};
 use downcity::keys::{self, MasterKey};
 use downcity::server::City;
+use downcity::telemetry;
 use tokio::net::TcpListener;
 
 use crate::cli::admin::AdminArgs;
@@ -78,7 +79,16 @@ struct ServeArgs {
     /// Accept only clients with a certificate from this CA (PEM): mTLS.
     #[arg(long, value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
+    /// Log lines as text or one JSON object per line (`[log] format`).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
+
+/// Where `--dev` serves `/metrics` unless told: a free port, named in dev.env.
+const DEV_METRICS_LISTEN: &str = "127.0.0.1:0";
 
 /// The studio and user `--dev` creates.
 const DEV_STUDIO: &str = "demo";
@@ -104,18 +114,18 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    if let Some(format) = args.log_format {
+        config.log.format = format;
+    }
+    let telemetry = telemetry::init(config.log.format, &config.tracing)?;
+    let served = serve_city(config, args).await;
+    telemetry.shutdown();
+    served
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
-    let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+async fn serve_city(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = &args.listen {
         config.listen = listen.clone();
     }
@@ -171,6 +181,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let metrics_addr = city.metrics_addr();
+    if let Some(metrics_addr) = metrics_addr {
+        tracing::info!(addr = %metrics_addr, "metrics at http://{metrics_addr}/metrics");
+    }
     if args.dev {
         let admin_key = admin_key.context("no admin key in --dev mode")?;
         let scheme = if tls { "https://" } else { "" };
@@ -180,6 +194,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Some(l) => Some(format!("{scheme}{}", l.local_addr()?)),
                 None => None,
             },
+            metrics: metrics_addr.map(|addr| addr.to_string()),
         };
         dev_bootstrap(&city, &data_dir, &addrs, &admin_key, &previous_dev_env).await?;
     }
@@ -201,6 +216,12 @@ fn apply_transport_flags(config: &mut Config, args: &ServeArgs) {
     if let Some(ca) = &args.tls_client_ca {
         config.tls.client_ca_file = Some(ca.clone());
     }
+    if let Some(listen) = &args.metrics_listen {
+        config.metrics.listen = Some(listen.clone());
+    }
+    if args.dev && config.metrics.listen.is_none() {
+        config.metrics.listen = Some(DEV_METRICS_LISTEN.into());
+    }
 }
 
 /// The addresses dev.env names: `DOWNCITY_ADDR` and, with a separate admin
@@ -208,12 +229,14 @@ fn apply_transport_flags(config: &mut Config, args: &ServeArgs) {
 struct DevAddrs {
     main: String,
     admin: Option<String>,
+    /// `DOWNCITY_METRICS_ADDR`: the ops listener serving `/metrics`.
+    metrics: Option<String>,
 }
 
 /// Re-seals every provider key under the new master key, in one transaction.
 async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
-    init_tracing();
     let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    telemetry::init(config.log.format, &TracingConfig::default())?;
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
@@ -263,6 +286,9 @@ async fn dev_bootstrap(
     );
     if let Some(admin_addr) = &addrs.admin {
         env.push_str(&format!("DOWNCITY_ADMIN_ADDR={admin_addr}\n"));
+    }
+    if let Some(metrics_addr) = &addrs.metrics {
+        env.push_str(&format!("DOWNCITY_METRICS_ADDR={metrics_addr}\n"));
     }
     let path = data_dir.join("dev.env");
     write_private(&path, &env).with_context(|| format!("writing {}", path.display()))?;

@@ -12,10 +12,10 @@ use downcity_bench::city::{self, Callers, PROMPT};
 use downcity_bench::http::{self, API_KEY, Chat};
 use downcity_bench::machine::{self, Machine};
 use downcity_bench::procs::Service;
-use downcity_bench::report::{Durability, HookCost, Memory, Results};
+use downcity_bench::report::{Durability, HookCost, Memory, MetricsCost, Results};
 use downcity_bench::scenarios::{
     self, ASYNC, CITY, CITY_HOOKED, CITY_HTTP_MODEL, DURABLE, FIRST, HOLD_DELAY_MS, HOLD_MODEL,
-    Measured, NO_WEB, Plan, Targets, Variant,
+    METRICS, Measured, NO_WEB, Plan, Targets, Variant,
 };
 use tokio::process::Command;
 
@@ -287,6 +287,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
     let durable = usage_throughput(args, &plan, &upstream_addr, DURABLE, &mut skipped).await;
     let asynchronous = usage_throughput(args, &plan, &upstream_addr, ASYNC, &mut skipped).await;
     let no_web = usage_throughput(args, &plan, &upstream_addr, NO_WEB, &mut skipped).await;
+    let metrics_on = usage_throughput(args, &plan, &upstream_addr, METRICS, &mut skipped).await;
     upstream.stop(STOP_GRACE).await;
 
     let scenario_2 = throughput
@@ -315,6 +316,15 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
             fresh_kib,
             idle_after_setup_kib,
             peak_under_throughput_kib,
+        },
+        metrics_cost: MetricsCost {
+            off_calls_per_sec: durable.as_ref().map(|m| m.summary.calls_per_sec),
+            on_calls_per_sec: metrics_on.as_ref().map(|m| m.summary.calls_per_sec),
+            on: metrics_on,
+            note: "Off: scenario 5's durable City. On: a fresh City with the same config and \
+                   `[metrics] listen` set (every call recorded), alone, Text at concurrency 64, \
+                   as long as scenario 2; nothing scrapes it."
+                .into(),
         },
         usage_durability: Durability {
             scenario_2_calls_per_sec: scenario_2,
@@ -453,6 +463,11 @@ fn city_config(upstream_addr: &str, variant: Variant) -> String {
     let usage = variant.durability.map_or(String::new(), |d| {
         format!("[usage]\ndurability = \"{d}\"\n\n")
     });
+    let metrics = if variant.metrics {
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n\n"
+    } else {
+        ""
+    };
     let web = if variant.web {
         ""
     } else {
@@ -461,7 +476,7 @@ fn city_config(upstream_addr: &str, variant: Variant) -> String {
     format!(
         "# Written by downcity-bench.\n\
          [server]\nshutdown_grace_secs = 10\n\n\
-         {usage}{web}\
+         {usage}{web}{metrics}\
          [[providers]]\nid = \"{UPSTREAM_PROVIDER}\"\nkind = \"openai_compatible\"\n\
          base_url = \"http://{upstream_addr}/v1\"\napi_key_env = \"{UPSTREAM_KEY_ENV}\"\n\n\
          [[models]]\nid = \"{CITY_HTTP_MODEL}\"\nprovider = \"{UPSTREAM_PROVIDER}\"\n\
@@ -562,6 +577,8 @@ mod tests {
             downcity::config::Config::load(Some(&path))
         };
         let (config, asynchronous, no_web) = (load(FIRST), load(ASYNC), load(NO_WEB));
+        let metrics = load(METRICS).unwrap();
+        assert!(metrics.metrics.listen.is_some());
         std::fs::remove_dir_all(&dir).unwrap();
         let config = config.unwrap();
         assert_eq!(

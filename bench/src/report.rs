@@ -39,6 +39,7 @@ pub struct Results {
     pub open_streams: OpenStreams,
     pub memory: Memory,
     pub usage_durability: Durability,
+    pub metrics_cost: MetricsCost,
     pub scaling: Vec<Measured>,
 }
 
@@ -66,6 +67,16 @@ pub struct Durability {
     pub durable: Option<Measured>,
     pub asynchronous: Option<Measured>,
     pub no_web: Option<Measured>,
+    pub note: String,
+}
+
+/// Scenario 7: Text at concurrency 64 with metrics on against off.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsCost {
+    /// Scenario 5's durable City (metrics off).
+    pub off_calls_per_sec: Option<f64>,
+    pub on_calls_per_sec: Option<f64>,
+    pub on: Option<Measured>,
     pub note: String,
 }
 
@@ -139,6 +150,7 @@ impl Results {
         self.streams_and_memory(&mut out);
         self.durability(&mut out);
         scaling_section(&mut out, &self.scaling);
+        self.metrics_cost(&mut out);
         out
     }
 
@@ -266,6 +278,17 @@ impl Results {
                 |v| v <= 20.0,
             ),
             target_row(
+                "metrics on ÷ off (Text at concurrency 64)",
+                "≥ 95%",
+                ratio(
+                    self.metrics_cost.on_calls_per_sec,
+                    self.metrics_cost.off_calls_per_sec,
+                )
+                .map(|r| r * 100.0),
+                "%",
+                |v| v >= 95.0,
+            ),
+            target_row(
                 "durable ÷ asynchronous usage throughput",
                 "≥ 80%",
                 ratio(
@@ -352,6 +375,25 @@ impl Results {
             &["state", "RSS", "per stream"],
             rows,
         );
+    }
+
+    fn metrics_cost(&self, out: &mut String) {
+        let m = &self.metrics_cost;
+        let calls = |v: Option<f64>| v.map_or("not measured".to_string(), |v| format!("{v:.0}"));
+        let share = ratio(m.on_calls_per_sec, m.off_calls_per_sec)
+            .map_or("n/a".to_string(), |r| format!("{:.0}%", r * 100.0));
+        let rows = vec![vec![
+            calls(m.off_calls_per_sec),
+            calls(m.on_calls_per_sec),
+            share,
+        ]];
+        section(
+            out,
+            "7. Metrics cost (Text calls/s at concurrency 64)",
+            &["metrics off", "metrics on", "on ÷ off"],
+            rows,
+        );
+        let _ = writeln!(out, "{}\n", m.note);
     }
 
     fn durability(&self, out: &mut String) {

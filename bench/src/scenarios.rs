@@ -18,6 +18,7 @@ pub const CITY_HTTP: &str = "City → openai_compatible → mock upstream";
 pub const CITY_DURABLE: &str = "fresh City (mock provider), durable usage writes";
 pub const CITY_ASYNC: &str = "fresh City (mock provider), asynchronous usage writes";
 pub const CITY_NO_WEB: &str = "fresh City (mock provider), durable, `[web] enabled = false`";
+pub const CITY_METRICS: &str = "fresh City (mock provider), durable usage writes, metrics on";
 pub const CITY_HOOKED: &str = "City (mock provider) + allowing before_call hook";
 
 /// A City the bench starts: its name (config, data directory, log), its
@@ -30,6 +31,8 @@ pub struct Variant {
     pub durability: Option<&'static str>,
     /// `[web] enabled`.
     pub web: bool,
+    /// `[metrics] listen` set: every call recorded.
+    pub metrics: bool,
 }
 
 pub const FIRST: Variant = Variant {
@@ -37,6 +40,7 @@ pub const FIRST: Variant = Variant {
     target: CITY,
     durability: None,
     web: true,
+    metrics: false,
 };
 pub const DURABLE: Variant = Variant {
     name: "city-durable",
@@ -53,6 +57,12 @@ pub const NO_WEB: Variant = Variant {
     name: "city-no-web",
     target: CITY_NO_WEB,
     web: false,
+    ..FIRST
+};
+pub const METRICS: Variant = Variant {
+    name: "city-metrics",
+    target: CITY_METRICS,
+    metrics: true,
     ..FIRST
 };
 

@@ -6,13 +6,16 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::{Instrument, Span};
 
 use super::convert::{finish_reason, pathway_filter, pathway_to_proto};
 use super::{request_id, status};
 use crate::auth::UserCaller;
+use crate::domain::Pathway;
 use crate::error::Error;
 use crate::gateway::{CallContext, Gateway, ImageInput, StreamChunk, TextInput};
 use crate::proto::{self, ai_service_server::AiService};
+use crate::telemetry;
 
 pub use super::caps::CallCaps;
 
@@ -33,6 +36,52 @@ impl AiApi {
     pub fn with_caps(self, caps: CallCaps) -> Self {
         AiApi { caps, ..self }
     }
+
+    /// The door's own checks of one request, before the gateway sees it.
+    fn door<'a>(&'a self, ctx: &'a CallContext, model: &str, pathway: Pathway) -> Door<'a> {
+        Door {
+            gateway: &self.gateway,
+            ctx,
+            // Kept only to label a refusal, and only when calls are counted.
+            model: self.gateway.counts_calls().then(|| model.to_string()),
+            pathway,
+        }
+    }
+}
+
+struct Door<'a> {
+    gateway: &'a Gateway,
+    ctx: &'a CallContext,
+    model: Option<String>,
+    pathway: Pathway,
+}
+
+impl Door<'_> {
+    /// A refusal: the call passed auth, so it is counted, then becomes a status.
+    fn refuse(&self) -> impl Fn(Error) -> Status + '_ {
+        move |err| {
+            if let Some(model) = &self.model {
+                let studio_id = &self.ctx.caller.studio_id;
+                self.gateway.refused(studio_id, model, self.pathway, &err);
+            }
+            err.to_status(&self.ctx.request_id.0)
+        }
+    }
+}
+
+/// `gen_ai.operation.name` of text and image calls.
+const OP_CHAT: &str = "chat";
+const OP_IMAGE: &str = "generate_content";
+
+/// The call's span, continuing the caller's trace when it sent `traceparent`.
+fn call_span<T>(operation: &'static str, ctx: &CallContext, request: &Request<T>) -> Span {
+    telemetry::call_span(
+        operation,
+        &ctx.request_id.0,
+        &ctx.caller.studio_id,
+        &ctx.caller.user_id,
+        request.metadata().as_ref(),
+    )
 }
 
 /// The caller and request id that the auth interceptor resolved.
@@ -59,12 +108,19 @@ impl AiService for AiApi {
     ) -> Result<Response<proto::TextResponse>, Status> {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
+        let span = call_span(OP_CHAT, &ctx, &request);
         let r = request.into_inner();
-        self.caps.check_text(&r.messages).map_err(status(&id))?;
-        let input = TextInput::try_from(r).map_err(status(&id))?;
+        let door = self.door(&ctx, &r.model, Pathway::Text);
+        self.caps.check_text(&r.messages).map_err(door.refuse())?;
+        let input = TextInput::try_from(r).map_err(door.refuse())?;
         // A client that hangs up drops this future: the call's guard then
         // settles it and records its row as CANCELLED.
-        let answer = self.gateway.text(ctx, input).await.map_err(status(&id))?;
+        let answer = self
+            .gateway
+            .text(ctx, input)
+            .instrument(span)
+            .await
+            .map_err(status(&id))?;
         Ok(Response::new(proto::TextResponse {
             text: answer.text,
             model: answer.model_id,
@@ -82,12 +138,15 @@ impl AiService for AiApi {
     ) -> Result<Response<Self::StreamTextStream>, Status> {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
+        let span = call_span(OP_CHAT, &ctx, &request);
         let r = request.into_inner();
-        self.caps.check_text(&r.messages).map_err(status(&id))?;
-        let input = TextInput::try_from(r).map_err(status(&id))?;
+        let door = self.door(&ctx, &r.model, Pathway::Text);
+        self.caps.check_text(&r.messages).map_err(door.refuse())?;
+        let input = TextInput::try_from(r).map_err(door.refuse())?;
         let started = self
             .gateway
             .stream_text(ctx, input)
+            .instrument(span)
             .await
             .map_err(status(&id))?;
         let model = started.model_id;
@@ -125,10 +184,17 @@ impl AiService for AiApi {
     ) -> Result<Response<proto::ImageResponse>, Status> {
         let ctx = context(&request)?;
         let id = ctx.request_id.clone();
+        let span = call_span(OP_IMAGE, &ctx, &request);
         let r = request.into_inner();
-        self.caps.check_image(&r.prompt).map_err(status(&id))?;
-        let input = ImageInput::try_from(r).map_err(status(&id))?;
-        let answer = self.gateway.image(ctx, input).await.map_err(status(&id))?;
+        let door = self.door(&ctx, &r.model, Pathway::Image);
+        self.caps.check_image(&r.prompt).map_err(door.refuse())?;
+        let input = ImageInput::try_from(r).map_err(door.refuse())?;
+        let answer = self
+            .gateway
+            .image(ctx, input)
+            .instrument(span)
+            .await
+            .map_err(status(&id))?;
         Ok(Response::new(proto::ImageResponse {
             images: answer
                 .images

@@ -9,11 +9,13 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 mod entries;
+mod observe;
 
 pub use entries::{
     DefaultsConfig, Entries, HookConfig, HookEntry, LimitsConfig, ModelConfig, ProviderConfig,
     ProviderEntry,
 };
+pub use observe::{LogConfig, LogFormat, MetricsConfig, TracingConfig};
 
 use crate::keys::MasterKey;
 pub use crate::usage::Durability;
@@ -32,6 +34,9 @@ const ENV_KEYS: &[&str] = &[
     "hook_delivery",
     "tls",
     "web",
+    "metrics",
+    "log",
+    "tracing",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +63,11 @@ pub struct Config {
     pub usage: UsageConfig,
     /// How after_call deliveries are retried.
     pub hook_delivery: HookDeliveryConfig,
+    /// Prometheus metrics on an ops listener; off unless `listen` is set.
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    /// OpenTelemetry trace export; off unless `otlp_endpoint` is set.
+    pub tracing: TracingConfig,
     /// Providers loaded into the store at start.
     pub providers: Vec<ProviderConfig>,
     /// Models loaded into the store at start.
@@ -87,6 +97,9 @@ impl Default for Config {
             web: WebConfig::default(),
             usage: UsageConfig::default(),
             hook_delivery: HookDeliveryConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+            tracing: TracingConfig::default(),
             providers: Vec::new(),
             models: Vec::new(),
             defaults: DefaultsConfig::default(),
@@ -363,6 +376,30 @@ mod tests {
             assert!(err.to_string().contains("listen_port"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn observability_settings_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOWNCITY_METRICS__LISTEN", "127.0.0.1:9464");
+            jail.set_env("DOWNCITY_METRICS__MAX_STUDIO_LABELS", "5");
+            jail.set_env("DOWNCITY_LOG__FORMAT", "json");
+            jail.set_env("DOWNCITY_TRACING__OTLP_ENDPOINT", "http://127.0.0.1:4317");
+            // dev.env's address for clients, not a setting.
+            jail.set_env("DOWNCITY_METRICS_ADDR", "127.0.0.1:1");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(config.metrics.listen.as_deref(), Some("127.0.0.1:9464"));
+            assert_eq!(config.metrics.max_studio_labels, 5);
+            assert_eq!(config.log.format, LogFormat::Json);
+            assert_eq!(
+                config.tracing.otlp_endpoint.as_deref(),
+                Some("http://127.0.0.1:4317")
+            );
+            Ok(())
+        });
+        let defaults = Config::default();
+        assert!(defaults.metrics.listen.is_none() && defaults.tracing.otlp_endpoint.is_none());
+        assert_eq!(defaults.log.format, LogFormat::Text);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! holding the reservation, and the chain to try.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::Gateway;
 use super::call::{CallContext, Consumption, ImageInput, TextInput};
@@ -103,8 +104,21 @@ impl Gateway {
     /// Admits a call, or refuses it with nothing held and no row (unknown
     /// model, invalid input, over quota, denied by a hook).
     pub(super) async fn admit(&self, ctx: CallContext, ask: Ask<'_>) -> Result<Admitted> {
+        let studio_id = ctx.caller.studio_id.clone();
+        let admitted = self.try_admit(ctx, &ask).await;
+        if let Err(err) = &admitted {
+            self.refused(&studio_id, ask.model(), ask.pathway(), err);
+        }
+        admitted
+    }
+
+    async fn try_admit(&self, ctx: CallContext, ask: &Ask<'_>) -> Result<Admitted> {
         let catalog = self.catalog.current();
         let first = self.resolve(&catalog, &ctx, ask.model(), ask.pathway())?;
+        let span = tracing::Span::current();
+        span.record("model", first.record.id.as_str());
+        span.record("gen_ai.request.model", first.record.id.as_str());
+        span.record("gen_ai.system", first.provider.system());
         // One pass over the prompt serves the check, the claim and the guard.
         let prompt_estimate = ask.prompt_estimate();
         let max_tokens = ask.check(&first, prompt_estimate)?;
@@ -120,10 +134,14 @@ impl Gateway {
             prompt_estimate,
             reservation,
             self.usage.clone(),
+            self.metrics.clone(),
         );
         if self.hooks.has_before_call(&guard.ctx().caller.studio_id) {
-            let call = before_call(&guard, &ask, claim);
-            match self.hooks.before_call(&call).await {
+            let call = before_call(&guard, ask, claim);
+            let asked = Instant::now();
+            let answer = self.hooks.before_call(&call).await;
+            self.metrics.before_call_took(asked.elapsed());
+            match answer {
                 Ok(extra) => guard.add_metadata(extra),
                 Err(err) => {
                     guard.dismiss().await;

@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::call::{CallContext, Consumption};
 use crate::catalog::CatalogModel;
 use crate::domain::UsageRow;
 use crate::error::{Error, Result};
+use crate::metrics::{CallRecord, Metrics, Open};
 use crate::quota::{Amount, Reservation};
 use crate::usage::{self, RowKind, UsageWriter};
 
@@ -52,6 +54,11 @@ pub(super) struct CallGuard {
     /// An open row was handed to the writer: the final row replaces it.
     opened: bool,
     usage: UsageWriter,
+    metrics: Arc<Metrics>,
+    /// Counts the call in flight until the guard goes.
+    _in_flight: Open,
+    /// The call's span, which the call's end is recorded on.
+    span: tracing::Span,
 }
 
 impl CallGuard {
@@ -62,8 +69,12 @@ impl CallGuard {
         prompt_estimate: u64,
         reservation: Reservation,
         usage: UsageWriter,
+        metrics: Arc<Metrics>,
     ) -> Self {
         CallGuard {
+            _in_flight: metrics.call_admitted(),
+            metrics,
+            span: tracing::Span::current(),
             ctx,
             model,
             metadata,
@@ -83,6 +94,10 @@ impl CallGuard {
 
     pub(super) fn model(&self) -> &Arc<CatalogModel> {
         &self.model
+    }
+
+    pub(super) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub(super) fn metadata(&self) -> &BTreeMap<String, String> {
@@ -160,6 +175,7 @@ impl CallGuard {
     /// so the shared counters never count a call that has no row.
     pub(super) async fn finish(mut self, end: CallEnd<'_>) -> Result<()> {
         let row = self.row_for(&end);
+        self.ended(&row);
         self.row = Some(row);
         let slot = self.usage.slot().await?;
         let row = self.row.take().expect("the row is set above");
@@ -201,6 +217,32 @@ impl CallGuard {
         }
     }
 
+    /// Records the call's end on its span and in the metrics, from its row.
+    fn ended(&self, row: &UsageRow) {
+        let span = &self.span;
+        span.record("gen_ai.usage.input_tokens", row.input_tokens);
+        span.record("gen_ai.usage.output_tokens", row.output_tokens);
+        span.record("rpc.grpc.status_code", row.status_code);
+        if row.status_code != 0 {
+            span.record("otel.status_code", "ERROR");
+        }
+        if !self.metrics.is_enabled() {
+            return;
+        }
+        let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
+        self.metrics.call_ended(&CallRecord {
+            studio: &row.studio_id,
+            model: &row.model_id,
+            pathway: self.model.record.pathway.as_str(),
+            code: tonic::Code::from_i32(row.status_code),
+            latency: micros(row.latency_us),
+            ttft: row.ttft_us.map(micros),
+            input_tokens: row.input_tokens as u64,
+            output_tokens: row.output_tokens as u64,
+            cost_micros: row.cost_micros,
+        });
+    }
+
     /// The end of a call that nobody finished: the client hung up or City
     /// stopped it. It used the prompt estimate and what was relayed.
     fn cancelled_end(&self) -> (Consumption, &'static str) {
@@ -226,7 +268,9 @@ impl Drop for CallGuard {
                     error: Some(&error),
                     usage_source: Some(source),
                 };
-                self.row_for(&end)
+                let row = self.row_for(&end);
+                self.ended(&row);
+                row
             }
             (None, None) => return,
         };

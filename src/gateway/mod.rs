@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use call::{
     CallContext, Consumption, ImageAnswer, ImageInput, StartedStream, StreamChunk, TextAnswer,
@@ -29,8 +30,10 @@ use crate::catalog::{CatalogCache, CatalogModel};
 use crate::domain::Pathway;
 use crate::error::{Error, ProviderFailure, Result};
 use crate::hooks::Hooks;
+use crate::metrics::Metrics;
 use crate::providers::{ImageCall, TextCall};
 use crate::quota::Quotas;
+use crate::telemetry;
 use crate::usage::UsageWriter;
 
 /// Stream messages buffered between the relay and a slow client.
@@ -41,6 +44,7 @@ pub struct Gateway {
     quotas: Arc<Quotas>,
     usage: UsageWriter,
     hooks: Arc<Hooks>,
+    metrics: Arc<Metrics>,
     /// Cancelled when the shutdown grace is over: calls still running stop,
     /// and their guards record them.
     stopping: CancellationToken,
@@ -59,8 +63,38 @@ impl Gateway {
             quotas,
             usage,
             hooks,
+            metrics: Metrics::disabled(),
             stopping,
         }
+    }
+
+    /// Records calls into `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Gateway { metrics, ..self }
+    }
+
+    /// Whether calls are counted (metrics are on).
+    pub fn counts_calls(&self) -> bool {
+        self.metrics.is_enabled()
+    }
+
+    /// Counts a call that passed auth and was refused before admission
+    /// (the doors' own checks of the request).
+    pub fn refused(&self, studio_id: &str, model: &str, pathway: Pathway, err: &Error) {
+        if self.metrics.is_enabled() {
+            let model = self.model_label(model, pathway);
+            self.metrics
+                .call_refused(studio_id, &model, pathway.as_str(), err);
+        }
+    }
+
+    /// The id a call's model resolves to, or `unknown`: a name the catalog
+    /// does not know never becomes a label.
+    fn model_label(&self, requested: &str, pathway: Pathway) -> String {
+        self.catalog
+            .current()
+            .resolve(requested, pathway)
+            .map_or_else(|_| "unknown".to_string(), |m| m.record.id.clone())
     }
 
     /// Runs a call until it ends or City stops it. Stopped, the call's future
@@ -109,7 +143,7 @@ impl Gateway {
             max_tokens,
         } = self.admit(ctx, ask).await?;
         let request = &input;
-        let (model, result) = with_fallback(chain, |model| async move {
+        let (model, result) = with_fallback(&self.metrics, chain, |model| async move {
             model
                 .provider
                 .text(text_call(&model, request, max_tokens))
@@ -131,7 +165,7 @@ impl Gateway {
             mut guard, chain, ..
         } = self.admit(ctx, Ask::Image(&input)).await?;
         let request = &input;
-        let (model, result) = with_fallback(chain, |model| async move {
+        let (model, result) = with_fallback(&self.metrics, chain, |model| async move {
             let call = ImageCall {
                 upstream_model: &model.record.upstream_model,
                 prompt: &request.prompt,
@@ -161,7 +195,7 @@ impl Gateway {
             max_tokens,
         } = self.admit(ctx, ask).await?;
         let request = &input;
-        let (model, result) = with_fallback(chain, |model| async move {
+        let (model, result) = with_fallback(&self.metrics, chain, |model| async move {
             model
                 .provider
                 .stream_text(text_call(&model, request, max_tokens))
@@ -187,7 +221,8 @@ impl Gateway {
             chunks,
             stopping: self.stopping.clone(),
         };
-        tokio::spawn(relay.run(upstream));
+        // The relay goes on in the call's span, which its end is recorded on.
+        tokio::spawn(relay.run(upstream).instrument(tracing::Span::current()));
         Ok(StartedStream {
             model_id: model.record.id.clone(),
             chunks: receiver,
@@ -244,6 +279,7 @@ fn worth_falling_back(err: &Error) -> bool {
 /// Tries the chain's models in order while the failure is one another
 /// upstream may not have. Returns the model that answered last.
 async fn with_fallback<T, F, Fut>(
+    metrics: &Metrics,
     chain: Vec<Arc<CatalogModel>>,
     mut attempt: F,
 ) -> (Arc<CatalogModel>, Result<T>)
@@ -255,12 +291,35 @@ where
     let mut current = models
         .next()
         .expect("a chain starts with the requested model");
-    let mut result = attempt(current.clone()).await;
-    while result.as_ref().is_err_and(worth_falling_back) {
+    let mut result = attempt_in_span(&mut attempt, &current).await;
+    while let Err(err) = &result {
+        metrics.provider_failed(err);
+        if !worth_falling_back(err) {
+            break;
+        }
         let Some(next) = models.next() else { break };
         tracing::info!(from = %current.record.id, to = %next.record.id, "falling back");
         current = next;
-        result = attempt(current.clone()).await;
+        result = attempt_in_span(&mut attempt, &current).await;
     }
     (current, result)
+}
+
+/// One upstream attempt, in its own span.
+async fn attempt_in_span<T, F, Fut>(attempt: &mut F, model: &Arc<CatalogModel>) -> Result<T>
+where
+    F: FnMut(Arc<CatalogModel>) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let record = &model.record;
+    let span = telemetry::upstream_span(
+        model.provider.system(),
+        &record.provider_id,
+        &record.upstream_model,
+    );
+    let result = attempt(model.clone()).instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result
 }

@@ -26,6 +26,7 @@ enum RelayEnd {
 
 impl Relay {
     pub(super) async fn run(mut self, mut upstream: TextStream) {
+        let _open = self.guard.metrics().stream_opened();
         let end = loop {
             let event = tokio::select! {
                 biased;

@@ -93,7 +93,8 @@ impl Hooks {
             .client
             .post(&hook.record.url)
             .timeout(hook.timeout())
-            .header("content-type", "application/json");
+            .header("content-type", "application/json")
+            .headers(crate::telemetry::propagate::trace_headers());
         for (name, value) in signing::headers(&hook.key, &id, body.as_bytes()) {
             request = request.header(name, value);
         }

@@ -16,6 +16,7 @@ use super::before::describe;
 use super::{Hooks, after, signing};
 use crate::config::HookDeliveryConfig;
 use crate::domain::{AttemptOutcome, DeliveryRecord, Millis, now_ms};
+use crate::metrics::Metrics;
 
 /// Deliveries sent at once.
 const BATCH: u32 = 32;
@@ -27,9 +28,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn start(hooks: Arc<Hooks>, config: HookDeliveryConfig) -> Dispatcher {
+    pub fn start(
+        hooks: Arc<Hooks>,
+        config: HookDeliveryConfig,
+        metrics: Arc<Metrics>,
+    ) -> Dispatcher {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(hooks, config, stopped));
+        let task = tokio::spawn(run(hooks, config, metrics, stopped));
         Dispatcher { stop, task }
     }
 
@@ -42,7 +47,12 @@ impl Dispatcher {
     }
 }
 
-async fn run(hooks: Arc<Hooks>, config: HookDeliveryConfig, mut stopped: watch::Receiver<bool>) {
+async fn run(
+    hooks: Arc<Hooks>,
+    config: HookDeliveryConfig,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let poll = Duration::from_millis(config.poll_interval_ms.max(10));
     loop {
         if *stopped.borrow() {
@@ -50,7 +60,7 @@ async fn run(hooks: Arc<Hooks>, config: HookDeliveryConfig, mut stopped: watch::
         }
         let store = hooks.store().clone();
         let sent = tokio::select! {
-            sent = send_due(&hooks, &config) => sent,
+            sent = send_due(&hooks, &config, &metrics) => sent,
             _ = stopped.changed() => return,
         };
         if sent >= BATCH as usize {
@@ -73,7 +83,7 @@ async fn run(hooks: Arc<Hooks>, config: HookDeliveryConfig, mut stopped: watch::
 }
 
 /// Sends one batch of due deliveries; returns how many were due.
-async fn send_due(hooks: &Hooks, config: &HookDeliveryConfig) -> usize {
+async fn send_due(hooks: &Hooks, config: &HookDeliveryConfig, metrics: &Metrics) -> usize {
     let due = match hooks.store().due_deliveries(now_ms(), BATCH).await {
         Ok(due) => due,
         Err(err) => {
@@ -84,6 +94,14 @@ async fn send_due(hooks: &Hooks, config: &HookDeliveryConfig) -> usize {
     let count = due.len();
     let attempts = due.into_iter().map(|delivery| async move {
         let outcome = attempt(hooks, config, &delivery).await;
+        metrics.hook_delivery(match &outcome {
+            AttemptOutcome::Delivered { .. } => "delivered",
+            AttemptOutcome::Failed {
+                next_attempt_ms: Some(_),
+                ..
+            } => "retry",
+            AttemptOutcome::Failed { .. } => "dead",
+        });
         if let AttemptOutcome::Failed { error, next_attempt_ms } = &outcome {
             tracing::warn!(
                 delivery_id = %delivery.id,

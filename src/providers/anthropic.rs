@@ -264,6 +264,10 @@ impl EventDecoder for MessageDecoder {
 
 #[async_trait]
 impl Provider for Anthropic {
+    fn system(&self) -> &'static str {
+        "anthropic"
+    }
+
     async fn text(&self, call: TextCall<'_>) -> Result<TextOutput> {
         let message: Message = self
             .upstream

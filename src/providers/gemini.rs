@@ -305,6 +305,10 @@ impl Gemini {
 
 #[async_trait]
 impl Provider for Gemini {
+    fn system(&self) -> &'static str {
+        "gcp.gemini"
+    }
+
     async fn text(&self, call: TextCall<'_>) -> Result<TextOutput> {
         let answer: Response = self
             .upstream

@@ -25,6 +25,7 @@ use super::event_stream::{SseStream, sse_stream};
 use crate::domain::{ProviderRecord, ProviderTimeouts};
 use crate::error::{Error, ProviderFailure, Result};
 use crate::keys::ApiKey;
+use crate::telemetry;
 
 /// Default time to open a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -223,6 +224,7 @@ impl Upstream {
                 .client
                 .post(&url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .headers(telemetry::propagate::trace_headers())
                 .body(body.clone());
             let err = match self.attempt(request, deadline).await {
                 Ok(response) => return Ok(response),

@@ -105,6 +105,10 @@ fn option_u64(options: &BTreeMap<String, String>, key: &str) -> Option<u64> {
 
 #[async_trait]
 impl Provider for MockProvider {
+    fn system(&self) -> &'static str {
+        "downcity.mock"
+    }
+
     async fn text(&self, call: TextCall<'_>) -> Result<TextOutput> {
         self.respond(call.options).await?;
         let (words, finish) = answer(&call);

@@ -107,6 +107,10 @@ pub trait Provider: Send + Sync + 'static {
     /// Resolves once the upstream has accepted the call; events follow.
     async fn stream_text(&self, call: TextCall<'_>) -> Result<TextStream>;
     async fn image(&self, call: ImageCall<'_>) -> Result<ImageOutput>;
+    /// `gen_ai.system` of the OpenTelemetry GenAI conventions.
+    fn system(&self) -> &'static str {
+        "_OTHER"
+    }
 }
 
 /// Builds the provider client for a stored provider entry and its API key.

@@ -229,6 +229,10 @@ pub(crate) fn sniff_image_type(data: &[u8]) -> &'static str {
 
 #[async_trait]
 impl Provider for OpenAi {
+    fn system(&self) -> &'static str {
+        "openai"
+    }
+
     async fn text(&self, call: TextCall<'_>) -> Result<TextOutput> {
         let answer: ChatCompletion = self
             .upstream

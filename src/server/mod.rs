@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::hooks::Hooks;
 use crate::hooks::dispatch::Dispatcher;
+use crate::metrics::{Metrics, MetricsListener};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::ai_service_server::AiServiceServer;
 use crate::quota::{Quotas, SharedLedger};
@@ -51,6 +52,8 @@ pub struct City {
     usage: UsageWriter,
     usage_task: WriterHandle,
     hooks: Arc<Hooks>,
+    metrics: Arc<Metrics>,
+    metrics_listener: Option<MetricsListener>,
     generated_admin_key: Option<String>,
 }
 
@@ -78,11 +81,13 @@ impl City {
         let hooks = Arc::new(Hooks::load(store.clone(), master_key.clone()).await?);
         let catalog = Arc::new(CatalogCache::load(store.clone(), master_key).await?);
         seed::apply(entries, &catalog, &quotas, &hooks).await?;
+        let (metrics, metrics_listener) = open_metrics(&config).await?;
         let (usage, usage_task) = UsageWriter::start(
             store.usage_sink().await?,
             config.usage.queue_capacity,
             config.usage.durability,
             Some(hooks.clone()),
+            metrics.clone(),
         )
         .context("starting the usage writer")?;
         Ok(City {
@@ -94,8 +99,17 @@ impl City {
             usage,
             usage_task,
             hooks,
+            metrics,
+            metrics_listener,
             generated_admin_key,
         })
+    }
+
+    /// Where `/metrics` is served, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     pub fn directory(&self) -> &Arc<Directory> {
@@ -149,8 +163,11 @@ impl City {
             usage,
             usage_task,
             hooks,
+            metrics,
+            metrics_listener,
             ..
         } = self;
+        let _metrics_server = metrics_listener.map(|l| AbortOnDrop(l.serve(metrics.clone())));
         routes::check(&config.server)?;
         let tls = Tls::from_config(&config.tls)?;
         let watcher = tls.clone().map(|tls| {
@@ -177,13 +194,16 @@ impl City {
         )
         .await
         .context("listening for other replicas' changes")?;
-        let gateway = Arc::new(Gateway::new(
-            catalog.clone(),
-            quotas.clone(),
-            usage,
-            hooks.clone(),
-            stopping.clone(),
-        ));
+        let gateway = Arc::new(
+            Gateway::new(
+                catalog.clone(),
+                quotas.clone(),
+                usage,
+                hooks.clone(),
+                stopping.clone(),
+            )
+            .with_metrics(metrics.clone()),
+        );
         let max_request = config.server.max_request_bytes;
         let origins = Arc::new(WebOrigins::new(
             &config.web.allowed_origins,
@@ -218,7 +238,7 @@ impl City {
         );
 
         // Pending deliveries from before a restart are picked up at once.
-        let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
+        let dispatcher = Dispatcher::start(hooks, config.hook_delivery, metrics.clone());
         let maintainer = UsageMaintainer::start(store.clone(), config.usage.retain_months);
         // Only replicas sharing a store need to say they live.
         let presence = config.store.url.as_ref().map(|_| {
@@ -250,7 +270,7 @@ impl City {
             Offer::Everything
         };
         let web = web::layer(&config.web, origins);
-        let mut main = routes::server(&config.server, web, console::same_origin(offer));
+        let mut main = routes::server(&config.server, web, console::same_origin(offer), &metrics);
         let mut main = main
             .add_routes(console::beside_admin(offer, routes::reflection(offer)?))
             .add_service(health_service.clone())
@@ -269,6 +289,7 @@ impl City {
                     &config.server,
                     web::WebLayer::disabled(),
                     console::same_origin(Offer::Admin),
+                    &metrics,
                 )
                 .add_routes(console::beside_admin(
                     Offer::Admin,
@@ -335,6 +356,18 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The metrics registry, recording only when `[metrics] listen` is set, and
+/// that listener, bound.
+async fn open_metrics(config: &Config) -> anyhow::Result<(Arc<Metrics>, Option<MetricsListener>)> {
+    match &config.metrics.listen {
+        Some(listen) => Ok((
+            Metrics::enabled(config.metrics.max_studio_labels),
+            Some(MetricsListener::bind(listen).await?),
+        )),
+        None => Ok((Metrics::disabled(), None)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Which services each listener serves, and the transport settings every
 //! listener shares (timeouts, keepalive, stream caps, the request-size limit).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
@@ -12,6 +13,7 @@ use super::console::SameOriginLayer;
 use super::transport::RequestSizeLimit;
 use super::web::WebLayer;
 use crate::config::ServerConfig;
+use crate::metrics::{GrpcMetricsLayer, Metrics};
 
 /// The services one listener offers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -58,12 +60,22 @@ pub fn check(config: &ServerConfig) -> anyhow::Result<()> {
 }
 
 /// The layers of every listener: the console's own calls (outermost), the
-/// web face, the request-size limit (innermost).
-pub type Layers = Stack<RequestSizeLimit, Stack<WebLayer, Stack<SameOriginLayer, Identity>>>;
+/// web face, the request-size limit, request counts by method and code
+/// (innermost, so gRPC-Web calls count as what they are once translated).
+pub type Layers = Stack<
+    GrpcMetricsLayer,
+    Stack<RequestSizeLimit, Stack<WebLayer, Stack<SameOriginLayer, Identity>>>,
+>;
 
-/// A server with City's transport settings, and the web face `web` (HTTP/1.1
-/// is accepted for it and other non-gRPC faces; gRPC itself stays HTTP/2).
-pub fn server(config: &ServerConfig, web: WebLayer, console: SameOriginLayer) -> Server<Layers> {
+/// A server with City's transport settings, the web face `web` (HTTP/1.1
+/// is accepted for it and other non-gRPC faces; gRPC itself stays HTTP/2),
+/// counting requests by method and code.
+pub fn server(
+    config: &ServerConfig,
+    web: WebLayer,
+    console: SameOriginLayer,
+    metrics: &Arc<Metrics>,
+) -> Server<Layers> {
     Server::builder()
         .accept_http1(true)
         .timeout(Duration::from_secs(config.request_timeout_secs))
@@ -85,6 +97,7 @@ pub fn server(config: &ServerConfig, web: WebLayer, console: SameOriginLayer) ->
         .layer(RequestSizeLimit {
             max_bytes: config.max_request_bytes,
         })
+        .layer(GrpcMetricsLayer::new(metrics.clone()))
 }
 
 /// Reflection (v1 and v1alpha) of the services `offer` serves, and health;

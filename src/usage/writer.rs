@@ -10,13 +10,14 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{DeliveryRecord, UsageRow};
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
+use crate::metrics::Metrics;
 use crate::store::{UsageBatch, UsageSink};
 
 /// When a call's usage row is committed relative to its answer.
@@ -112,12 +113,13 @@ impl UsageWriter {
         capacity: usize,
         durability: Durability,
         hooks: Option<Arc<Hooks>>,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<(UsageWriter, WriterHandle)> {
         let (jobs, queue) = mpsc::channel(capacity.max(1));
         let run_hooks = hooks.clone();
         let thread = std::thread::Builder::new()
             .name("usage-writer".into())
-            .spawn(move || run(sink, queue, run_hooks))?;
+            .spawn(move || run(sink, queue, run_hooks, &metrics))?;
         let handle = WriterHandle {
             thread,
             jobs: jobs.downgrade(),
@@ -207,6 +209,7 @@ fn run(
     mut sink: Box<dyn UsageSink>,
     mut queue: mpsc::Receiver<Message>,
     hooks: Option<Arc<Hooks>>,
+    metrics: &Metrics,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows = Rows::default();
@@ -233,6 +236,7 @@ fn run(
             rows.of(job.kind).push(std::mem::take(&mut job.row));
             outbox.append(&mut job.outbox);
         }
+        let started = Instant::now();
         let written = sink.write(&UsageBatch {
             opened: &rows.opened,
             settled: &rows.settled,
@@ -240,6 +244,7 @@ fn run(
             outbox: &outbox,
         });
         let rows_len = rows.len();
+        metrics.usage_batch(rows_len, started.elapsed(), queue.len());
         let outcome = written.map_err(|err| {
             tracing::error!(%err, rows = rows_len, "usage batch failed");
             Arc::<str>::from(err.to_string())

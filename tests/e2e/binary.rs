@@ -47,12 +47,13 @@ async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
         [
             "DOWNCITY_ADDR",
             "DOWNCITY_ADMIN_KEY",
+            "DOWNCITY_METRICS_ADDR",
             "DOWNCITY_STUDIO_ID",
             "DOWNCITY_USER_TOKEN"
         ]
     );
     let text = std::fs::read_to_string(dir.path().join("dev.env")).unwrap();
-    assert_eq!(text.lines().count(), 4, "{text}");
+    assert_eq!(text.lines().count(), 5, "{text}");
     let mode = std::fs::metadata(dir.path().join("dev.env"))
         .unwrap()
         .permissions()
@@ -70,6 +71,18 @@ async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
     let answer = hello_with_dev_token(channel.clone(), &env).await;
     assert_eq!(answer.model, "mock-text");
     assert!(!answer.request_id.is_empty());
+
+    // --dev serves /metrics where dev.env says, counting that call.
+    let metrics_addr = &env.lines["DOWNCITY_METRICS_ADDR"];
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("scrapes /metrics")
+        .text()
+        .await
+        .unwrap();
+    let counted =
+        r#"downcity_ai_calls_total{studio="demo",model="mock-text",pathway="text",code="OK"} 1"#;
+    assert!(metrics.contains(counted), "{metrics}");
 
     // The admin CLI, with flags ...
     let studios = admin_cli(&env.addr, &env.admin_key, &["studios", "list"]);

@@ -1,8 +1,10 @@
 //! The end-to-end harness: a real City on 127.0.0.1:0 with a real SQLite
 //! file in a temporary directory, and real gRPC clients.
 
+pub mod otlp;
 pub mod pg;
 pub mod process;
+pub mod prometheus;
 pub mod receiver;
 pub mod req;
 
@@ -52,6 +54,8 @@ pub type Admin = AdminServiceClient<InterceptedService<Channel, Credentials>>;
 
 pub struct TestCity {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `[metrics] listen` was set.
+    pub metrics_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
@@ -79,6 +83,7 @@ impl TestCity {
         config.server.shutdown_grace_secs = 10;
         adjust(&mut config);
         let city = City::start(config).await.expect("City starts");
+        let metrics_addr = city.metrics_addr();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -94,6 +99,7 @@ impl TestCity {
             .expect("connects");
         TestCity {
             addr,
+            metrics_addr,
             dir,
             channel,
             shutdown: Some(shutdown),
