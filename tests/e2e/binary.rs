@@ -74,7 +74,7 @@ async fn serve_dev_works_with_the_admin_cli_and_restarts_idempotently() {
 
     // --dev serves /metrics where dev.env says, counting that call.
     let metrics_addr = &env.lines["DOWNCITY_METRICS_ADDR"];
-    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+    let metrics = crate::common::http_get(format!("http://{metrics_addr}/metrics"))
         .await
         .expect("scrapes /metrics")
         .text()

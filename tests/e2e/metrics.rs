@@ -260,7 +260,7 @@ fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
 /// The series names `/metrics` can carry, from its `# TYPE` lines (a family
 /// is described even before its first sample).
 async fn exported_names(metrics_addr: std::net::SocketAddr) -> BTreeSet<String> {
-    let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+    let text = crate::common::http_get(format!("http://{metrics_addr}/metrics"))
         .await
         .expect("scrapes /metrics")
         .text()
@@ -382,7 +382,7 @@ async fn the_metrics_listen_flag_serves_metrics() {
             Some(line[start..].split_whitespace().next()?.to_string())
         })
         .await;
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+    let metrics = crate::common::http_get(format!("http://{addr}/metrics"))
         .await
         .expect("scrapes /metrics")
         .text()
