@@ -58,6 +58,8 @@ pub fn check(config: &ServerConfig) -> anyhow::Result<()> {
 /// A server with City's transport settings.
 pub fn server(config: &ServerConfig) -> Server<Stack<RequestSizeLimit, Identity>> {
     Server::builder()
+        // HTTP/1.1 beside HTTP/2 for the HTTP faces (OpenAI-compatible).
+        .accept_http1(true)
         .timeout(Duration::from_secs(config.request_timeout_secs))
         .concurrency_limit_per_connection(config.max_concurrent_calls_per_connection)
         .load_shed(true)

@@ -155,7 +155,8 @@ impl TlsFiles {
             )
         })?;
         // gRPC is HTTP/2 only; clients such as grpc-go insist on ALPN.
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // HTTP/1.1 too, for the HTTP faces (OpenAI-compatible).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 }
