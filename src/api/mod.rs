@@ -4,6 +4,7 @@ pub mod admin;
 pub mod ai;
 mod caps;
 mod convert;
+pub mod openai;
 
 use tonic::{Request, Status};
 

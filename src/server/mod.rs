@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::api::admin::AdminApi;
 use crate::api::ai::{AiApi, CallCaps};
+use crate::api::openai::OpenAiFace;
 use crate::auth::{AdminAuth, Directory, UserAuth, secret};
 use crate::catalog::CatalogCache;
 use crate::config::Config;
@@ -181,12 +183,20 @@ impl City {
             stopping.clone(),
         ));
         let max_request = config.server.max_request_bytes;
+        let caps = CallCaps {
+            max_messages: config.server.max_messages_per_call,
+            max_prompt_bytes: config.server.max_prompt_bytes_per_call,
+        };
+        let openai = crate::api::openai::router(OpenAiFace {
+            gateway: gateway.clone(),
+            directory: directory.clone(),
+            draining: draining.clone(),
+            caps,
+            max_request_bytes: max_request,
+        });
         let ai = InterceptedService::new(
-            AiServiceServer::new(AiApi::new(gateway).with_caps(CallCaps {
-                max_messages: config.server.max_messages_per_call,
-                max_prompt_bytes: config.server.max_prompt_bytes_per_call,
-            }))
-            .max_decoding_message_size(max_request),
+            AiServiceServer::new(AiApi::new(gateway).with_caps(caps))
+                .max_decoding_message_size(max_request),
             UserAuth {
                 directory: directory.clone(),
                 draining: draining.clone(),
@@ -236,7 +246,9 @@ impl City {
         };
         let mut main = routes::server(&config.server);
         let mut main = main
-            .add_routes(routes::reflection(offer)?)
+            .add_routes(Routes::from(
+                routes::reflection(offer)?.into_axum_router().merge(openai),
+            ))
             .add_service(health_service.clone())
             .add_service(ai);
         if offer == Offer::Everything {
