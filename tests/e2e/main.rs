@@ -18,6 +18,7 @@ mod cli_quotas;
 mod config_limits;
 mod drain;
 mod hooks;
+mod openai_face;
 mod provider_keys;
 mod providers_anthropic;
 mod providers_gemini;
