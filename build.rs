@@ -54,6 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .skip_debug([SECRET_BEARING])
+        // prost's codec, but a message that does not decode is INVALID_ARGUMENT.
+        .codec_path("crate::api::codec::ProtoCodec")
         .compile_fds_with_config(descriptors, config)?;
     // serde with the proto field names and every field written, unset or not.
     pbjson_build::Builder::new()

@@ -39,6 +39,9 @@ pub enum Error {
     AmbiguousCredentials { header: &'static str },
     #[error("this credential may not call {method}")]
     PermissionDenied { method: &'static str },
+    /// A browser call from a web origin neither its studio nor City allows.
+    #[error("calls from the web origin `{origin}` are not allowed for this studio")]
+    OriginNotAllowed { origin: String },
     /// A studio key asked for a studio-wide limit above the operator's.
     #[error(
         "{limit} {value} is above the operator's limit {ceiling} on this studio: \
@@ -219,6 +222,7 @@ impl Error {
             Error::StudioMismatch { .. }
             | Error::StudioSuspended { .. }
             | Error::PermissionDenied { .. }
+            | Error::OriginNotAllowed { .. }
             | Error::LimitAboveCeiling { .. } => Code::PermissionDenied,
             Error::StudioNotFound { .. } => Code::Unauthenticated,
             Error::StudioIdMissing | Error::AmbiguousCredentials { .. } => Code::Unauthenticated,
@@ -263,6 +267,7 @@ impl Error {
             Error::AmbiguousCredentials { .. } => "AMBIGUOUS_CREDENTIALS",
             Error::ShuttingDown => "SHUTTING_DOWN",
             Error::PermissionDenied { .. } => "PERMISSION_DENIED",
+            Error::OriginNotAllowed { .. } => "ORIGIN_NOT_ALLOWED",
             Error::LimitAboveCeiling { .. } => "LIMIT_ABOVE_CEILING",
             Error::ModelNotFound { .. } | Error::ModelDisabled { .. } => "MODEL_NOT_FOUND",
             Error::NoDefaultModel { .. } => "NO_DEFAULT_MODEL",
@@ -297,6 +302,7 @@ impl Error {
             | Error::StudioSuspended { studio_id }
             | Error::StudioNotFound { studio_id } => pair("studio_id", studio_id),
             Error::PermissionDenied { method } => pair("method", method),
+            Error::OriginNotAllowed { origin } => pair("origin", origin),
             Error::LimitAboveCeiling {
                 limit,
                 value,

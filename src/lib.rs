@@ -14,6 +14,7 @@ pub mod store;
 pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod hooks;
+pub(crate) mod outbound;
 pub(crate) mod providers;
 pub(crate) mod quota;
 pub(crate) mod usage;

@@ -14,8 +14,8 @@ use downcity_bench::machine::{self, Machine};
 use downcity_bench::procs::Service;
 use downcity_bench::report::{Durability, HookCost, Memory, Results};
 use downcity_bench::scenarios::{
-    self, CITY, CITY_ASYNC, CITY_DURABLE, CITY_HOOKED, CITY_HTTP_MODEL, HOLD_DELAY_MS, HOLD_MODEL,
-    Measured, Plan, Targets,
+    self, ASYNC, CITY, CITY_HOOKED, CITY_HTTP_MODEL, DURABLE, FIRST, HOLD_DELAY_MS, HOLD_MODEL,
+    Measured, NO_WEB, Plan, Targets, Variant,
 };
 use tokio::process::Command;
 
@@ -135,7 +135,7 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
     std::fs::create_dir_all(work)?;
 
     let (upstream, upstream_addr) = start_upstream(&args.upstream_bin, work).await?;
-    let (city, city_addr) = start_city(args, work, &upstream_addr, "city", None).await?;
+    let (city, city_addr) = start_city(args, work, &upstream_addr, FIRST).await?;
     let city_pid = city.pid();
     let fresh_kib = scenarios::settled_rss(city_pid).await;
 
@@ -296,9 +296,9 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
         litellm.stop(STOP_GRACE).await;
     }
     city.stop(STOP_GRACE).await;
-    let durable = usage_throughput(args, &plan, &upstream_addr, None, &mut skipped).await;
-    let asynchronous =
-        usage_throughput(args, &plan, &upstream_addr, Some("async"), &mut skipped).await;
+    let durable = usage_throughput(args, &plan, &upstream_addr, DURABLE, &mut skipped).await;
+    let asynchronous = usage_throughput(args, &plan, &upstream_addr, ASYNC, &mut skipped).await;
+    let no_web = usage_throughput(args, &plan, &upstream_addr, NO_WEB, &mut skipped).await;
     upstream.stop(STOP_GRACE).await;
 
     let scenario_2 = throughput
@@ -332,37 +332,36 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
             scenario_2_calls_per_sec: scenario_2,
             durable_calls_per_sec: durable.as_ref().map(|m| m.summary.calls_per_sec),
             asynchronous_calls_per_sec: asynchronous.as_ref().map(|m| m.summary.calls_per_sec),
+            no_web_calls_per_sec: no_web.as_ref().map(|m| m.summary.calls_per_sec),
             durable,
             asynchronous,
+            no_web,
             note: "Durable: City writes every unary call's usage row before it answers (group commit, \
                    SQLite WAL, synchronous=NORMAL). Asynchronous: `[usage] durability = \"async\"`. \
                    After the other scenarios (the first City and LiteLLM stopped), one fresh City of each \
                    kind, with the same config and setup, runs alone in turn: Text at concurrency 64, as long \
-                   as scenario 2. The ratio is of these two; scenario 2's City row is shown for comparison."
+                   as scenario 2. The ratio is of these two; scenario 2's City row is shown for comparison. \
+                   A third fresh City, durable with `[web] enabled = false`, measures the gRPC-Web/CORS \
+                   layer's cost to native gRPC: the durable City (layer on, the default) against it."
                 .into(),
         },
         scaling,
     })
 }
 
-/// Scenario 5: a fresh City like the first, with `[usage] durability` set
-/// when given, populated the same way, then Text at concurrency 64 on it
-/// alone. When that fails, says why in `skipped` and the run goes on.
+/// Scenario 5: a fresh City like the first, configured as `variant` says,
+/// populated the same way, then Text at concurrency 64 on it alone. When
+/// that fails, says why in `skipped` and the run goes on.
 async fn usage_throughput(
     args: &Args,
     plan: &Plan,
     upstream_addr: &str,
-    durability: Option<&str>,
+    variant: Variant,
     skipped: &mut Vec<String>,
 ) -> Option<Measured> {
-    let (name, target) = match durability {
-        Some(_) => ("city-async", CITY_ASYNC),
-        None => ("city-durable", CITY_DURABLE),
-    };
-    let measured = fresh_city_throughput(args, plan, upstream_addr, durability, name, target);
-    measured
+    fresh_city_throughput(args, plan, upstream_addr, variant)
         .await
-        .map_err(|err| skipped.push(format!("5. {target}: {err:#}")))
+        .map_err(|err| skipped.push(format!("5. {}: {err:#}", variant.target)))
         .ok()
 }
 
@@ -370,11 +369,10 @@ async fn fresh_city_throughput(
     args: &Args,
     plan: &Plan,
     upstream_addr: &str,
-    durability: Option<&str>,
-    name: &str,
-    target: &str,
+    variant: Variant,
 ) -> anyhow::Result<Measured> {
-    let (city, addr) = start_city(args, &args.work_dir, upstream_addr, name, durability)
+    let Variant { name, target, .. } = variant;
+    let (city, addr) = start_city(args, &args.work_dir, upstream_addr, variant)
         .await
         .with_context(|| format!("{name} did not start"))?;
     let measured = async {
@@ -425,18 +423,17 @@ async fn start_upstream(bin: &Path, work: &Path) -> anyhow::Result<(Service, Str
     Ok((service, addr))
 }
 
-/// Starts a City named `name` (its config, data directory and log are
-/// named after it) on a fresh data directory; `durability` sets
-/// `[usage] durability`.
+/// Starts the City `variant` names (its config, data directory and log are
+/// named after it) on a fresh data directory.
 async fn start_city(
     args: &Args,
     work: &Path,
     upstream_addr: &str,
-    name: &str,
-    durability: Option<&str>,
+    variant: Variant,
 ) -> anyhow::Result<(Service, String)> {
+    let name = variant.name;
     let config = work.join(format!("{name}.toml"));
-    std::fs::write(&config, city_config(upstream_addr, durability))?;
+    std::fs::write(&config, city_config(upstream_addr, variant))?;
     let mut command = Command::new(&args.city_bin);
     command
         .arg("serve")
@@ -464,14 +461,19 @@ async fn start_city(
 /// City's config for the bench: the built-in catalog, a model that holds
 /// streams open, and an `openai_compatible` provider for the mock upstream
 /// with a text model on it.
-fn city_config(upstream_addr: &str, durability: Option<&str>) -> String {
-    let usage = durability.map_or(String::new(), |d| {
+fn city_config(upstream_addr: &str, variant: Variant) -> String {
+    let usage = variant.durability.map_or(String::new(), |d| {
         format!("[usage]\ndurability = \"{d}\"\n\n")
     });
+    let web = if variant.web {
+        ""
+    } else {
+        "[web]\nenabled = false\n\n"
+    };
     format!(
         "# Written by downcity-bench.\n\
          [server]\nshutdown_grace_secs = 10\n\n\
-         {usage}\
+         {usage}{web}\
          [[providers]]\nid = \"{UPSTREAM_PROVIDER}\"\nkind = \"openai_compatible\"\n\
          base_url = \"http://{upstream_addr}/v1\"\napi_key_env = \"{UPSTREAM_KEY_ENV}\"\n\n\
          [[models]]\nid = \"{CITY_HTTP_MODEL}\"\nprovider = \"{UPSTREAM_PROVIDER}\"\n\
@@ -566,18 +568,20 @@ mod tests {
     fn city_takes_the_bench_config() {
         let dir = std::env::temp_dir().join(format!("downcity-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let load = |durability| {
+        let load = |variant| {
             let path = dir.join("city.toml");
-            std::fs::write(&path, city_config("127.0.0.1:1", durability)).unwrap();
+            std::fs::write(&path, city_config("127.0.0.1:1", variant)).unwrap();
             downcity::config::Config::load(Some(&path))
         };
-        let (config, asynchronous) = (load(None), load(Some("async")));
+        let (config, asynchronous, no_web) = (load(FIRST), load(ASYNC), load(NO_WEB));
         std::fs::remove_dir_all(&dir).unwrap();
         let config = config.unwrap();
         assert_eq!(
             asynchronous.unwrap().usage.durability,
             downcity::config::Durability::Async
         );
+        assert!(config.web.enabled);
+        assert!(!no_web.unwrap().web.enabled);
         let provider = &config.providers[0];
         assert_eq!(provider.kind.as_str(), "openai_compatible");
         assert_eq!(provider.base_url, "http://127.0.0.1:1/v1");

@@ -60,9 +60,13 @@ pub struct Durability {
     pub durable_calls_per_sec: Option<f64>,
     /// The fresh asynchronous City's calls/s.
     pub asynchronous_calls_per_sec: Option<f64>,
+    /// The fresh durable City's calls/s with `[web] enabled = false` (no
+    /// gRPC-Web/CORS layer), against `durable_calls_per_sec` (layer on).
+    pub no_web_calls_per_sec: Option<f64>,
     /// The fresh Cities' whole runs.
     pub durable: Option<Measured>,
     pub asynchronous: Option<Measured>,
+    pub no_web: Option<Measured>,
     pub note: String,
 }
 
@@ -399,6 +403,18 @@ impl Results {
                 "scenario 2 (durable)",
             ],
             rows,
+        );
+        let web_share = ratio(d.durable_calls_per_sec, d.no_web_calls_per_sec)
+            .map_or("n/a".to_string(), |r| format!("{:.0}%", r * 100.0));
+        section(
+            out,
+            "5. gRPC-Web layer on native gRPC (Text calls/s at concurrency 64, durable)",
+            &[
+                "gRPC-Web + CORS on (default)",
+                "`[web] enabled = false`",
+                "on ÷ off",
+            ],
+            vec![vec![run(&d.durable), run(&d.no_web), web_share]],
         );
         let _ = writeln!(out, "{}\n", d.note);
     }

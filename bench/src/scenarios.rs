@@ -20,7 +20,44 @@ pub const CITY_HTTP: &str = "City → openai_compatible → mock upstream";
 pub const CITY_OPENAI: &str = "City OpenAI face (HTTP) → openai_compatible → mock upstream";
 pub const CITY_DURABLE: &str = "fresh City (mock provider), durable usage writes";
 pub const CITY_ASYNC: &str = "fresh City (mock provider), asynchronous usage writes";
+pub const CITY_NO_WEB: &str = "fresh City (mock provider), durable, `[web] enabled = false`";
 pub const CITY_HOOKED: &str = "City (mock provider) + allowing before_call hook";
+
+/// A City the bench starts: its name (config, data directory, log), its
+/// row, and how its config differs from the default.
+#[derive(Clone, Copy)]
+pub struct Variant {
+    pub name: &'static str,
+    pub target: &'static str,
+    /// `[usage] durability`, when set.
+    pub durability: Option<&'static str>,
+    /// `[web] enabled`.
+    pub web: bool,
+}
+
+pub const FIRST: Variant = Variant {
+    name: "city",
+    target: CITY,
+    durability: None,
+    web: true,
+};
+pub const DURABLE: Variant = Variant {
+    name: "city-durable",
+    target: CITY_DURABLE,
+    ..FIRST
+};
+pub const ASYNC: Variant = Variant {
+    name: "city-async",
+    target: CITY_ASYNC,
+    durability: Some("async"),
+    ..FIRST
+};
+pub const NO_WEB: Variant = Variant {
+    name: "city-no-web",
+    target: CITY_NO_WEB,
+    web: false,
+    ..FIRST
+};
 
 /// The City model that holds a stream open (its mock waits this long
 /// before each chunk).

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod ai;
 mod caps;
+pub(crate) mod codec;
 mod convert;
 pub mod openai;
 

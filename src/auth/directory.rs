@@ -5,7 +5,7 @@
 //! revocation or a suspension takes effect on the very next call. Locks are
 //! std locks held for a map look-up only, never across an await.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,11 +30,59 @@ struct KeyEntry {
     revoked: bool,
 }
 
+struct StudioEntry {
+    status: StudioStatus,
+    allowed_origins: Box<[Box<str>]>,
+}
+
 #[derive(Default)]
 struct Maps {
-    studios: HashMap<Arc<str>, StudioStatus>,
+    studios: HashMap<Arc<str>, StudioEntry>,
+    /// Every origin some studio allows, for preflights.
+    origins_of_any_studio: HashSet<Box<str>>,
     keys: HashMap<String, KeyEntry>,
     tokens: HashMap<String, TokenEntry>,
+}
+
+impl Maps {
+    /// Adds or replaces one studio (an admin write).
+    fn put_studio(&mut self, studio: &StudioRecord) {
+        let previous = self.insert_studio(studio);
+        let had_origins = previous.is_some_and(|p| !p.allowed_origins.is_empty());
+        if had_origins || !studio.allowed_origins.is_empty() {
+            // Studio writes are rare: rebuilding the union keeps it exact.
+            self.collect_origins();
+        }
+    }
+
+    fn insert_studio(&mut self, studio: &StudioRecord) -> Option<StudioEntry> {
+        let entry = StudioEntry {
+            status: studio.status,
+            allowed_origins: studio
+                .allowed_origins
+                .iter()
+                .map(|o| o.as_str().into())
+                .collect(),
+        };
+        self.studios.insert(studio.id.as_str().into(), entry)
+    }
+
+    fn collect_origins(&mut self) {
+        self.origins_of_any_studio = self
+            .studios
+            .values()
+            .flat_map(|s| s.allowed_origins.iter().cloned())
+            .collect();
+    }
+}
+
+/// What an UpdateStudio changes; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct StudioChanges {
+    pub display_name: Option<String>,
+    pub status: Option<StudioStatus>,
+    /// Canonical origins (see `domain::normalize_origins`).
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// Studios and credentials, cached for authentication and written through.
@@ -64,9 +112,9 @@ impl Directory {
     pub fn load(&self, snapshot: &Snapshot) {
         let mut maps = Maps::default();
         for studio in &snapshot.studios {
-            maps.studios
-                .insert(studio.id.as_str().into(), studio.status);
+            maps.insert_studio(studio);
         }
+        maps.collect_origins();
         for key in &snapshot.studio_keys {
             maps.keys.insert(key.id.clone(), key_entry(key));
         }
@@ -197,11 +245,10 @@ impl Directory {
             status: StudioStatus::Active,
             create_ms: now,
             update_ms: now,
+            allowed_origins: Vec::new(),
         };
         self.store.insert_studio(&studio).await?;
-        self.write()
-            .studios
-            .insert(studio.id.as_str().into(), studio.status);
+        self.write().put_studio(&studio);
         Ok(studio)
     }
 
@@ -219,26 +266,37 @@ impl Directory {
         self.store.list_studios(page).await
     }
 
-    pub async fn update_studio(
-        &self,
-        id: &str,
-        display_name: Option<String>,
-        status: Option<StudioStatus>,
-    ) -> Result<StudioRecord> {
+    pub async fn update_studio(&self, id: &str, changes: StudioChanges) -> Result<StudioRecord> {
         let _one_write = self.writes.lock().await;
         let mut studio = self.get_studio(id).await?;
-        if let Some(name) = display_name {
+        if let Some(name) = changes.display_name {
             studio.display_name = name;
         }
-        if let Some(status) = status {
+        if let Some(status) = changes.status {
             studio.status = status;
+        }
+        if let Some(origins) = changes.allowed_origins {
+            studio.allowed_origins = origins;
         }
         studio.update_ms = now_ms();
         self.store.update_studio(&studio).await?;
-        self.write()
-            .studios
-            .insert(studio.id.as_str().into(), studio.status);
+        self.write().put_studio(&studio);
         Ok(studio)
+    }
+
+    /// Whether a call from the web page at `origin` may use `studio_id`'s
+    /// credentials (the City-wide origins are the caller's to check).
+    pub fn studio_allows_origin(&self, studio_id: &str, origin: &str) -> bool {
+        self.read()
+            .studios
+            .get(studio_id)
+            .is_some_and(|studio| studio.allowed_origins.iter().any(|o| &**o == origin))
+    }
+
+    /// Whether some studio allows `origin` (a preflight cannot know which
+    /// studio the call will name).
+    pub fn some_studio_allows_origin(&self, origin: &str) -> bool {
+        self.read().origins_of_any_studio.contains(origin)
     }
 
     pub async fn create_studio_key(
@@ -356,7 +414,7 @@ impl Directory {
 }
 
 fn ensure_active(maps: &Maps, studio_id: &str) -> Result<()> {
-    match maps.studios.get(studio_id) {
+    match maps.studios.get(studio_id).map(|studio| studio.status) {
         Some(StudioStatus::Active) => Ok(()),
         Some(StudioStatus::Suspended) => Err(Error::StudioSuspended {
             studio_id: studio_id.to_string(),

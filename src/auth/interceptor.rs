@@ -10,7 +10,7 @@ use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-use super::Directory;
+use super::{Directory, WebOrigins};
 use crate::domain::now_ms;
 use crate::error::Error;
 
@@ -83,10 +83,30 @@ fn refuse_while_draining(draining: &CancellationToken) -> Result<(), Error> {
     Ok(())
 }
 
-/// Authenticates `AIService` calls: `x-studio-id` plus a user token.
+/// The `Origin` a browser sent, if any (one at most).
+fn origin(metadata: &MetadataMap) -> Result<Option<&str>, Error> {
+    match single(metadata, "origin")? {
+        None => Ok(None),
+        Some(value) => Ok(Some(value.to_str().unwrap_or("null"))),
+    }
+}
+
+/// Refuses a browser call from an origin `allowed` does not accept.
+fn check_origin(metadata: &MetadataMap, allowed: impl Fn(&str) -> bool) -> Result<(), Error> {
+    match origin(metadata)? {
+        Some(origin) if !allowed(origin) => Err(Error::OriginNotAllowed {
+            origin: origin.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Authenticates `AIService` calls: `x-studio-id` plus a user token, from a
+/// web origin the studio (or City) allows when the call comes from a browser.
 #[derive(Clone)]
 pub struct UserAuth {
     pub directory: Arc<Directory>,
+    pub origins: Arc<WebOrigins>,
     /// Set once City begins to shut down: new calls are refused.
     pub draining: CancellationToken,
 }
@@ -102,7 +122,13 @@ impl Interceptor for UserAuth {
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
                 .ok_or(Error::StudioIdMissing)?;
-            self.directory.authenticate_user(studio_id, token, now_ms())
+            let caller = self
+                .directory
+                .authenticate_user(studio_id, token, now_ms())?;
+            check_origin(metadata, |origin| {
+                self.origins.allows_call(&caller.studio_id, origin)
+            })?;
+            Ok::<_, Error>(caller)
         })()
         .map_err(|err| err.to_status(&request_id.0))?;
         request.extensions_mut().insert(caller);
@@ -111,10 +137,13 @@ impl Interceptor for UserAuth {
     }
 }
 
-/// Authenticates `AdminService` calls: the admin key or a studio key.
+/// Authenticates `AdminService` calls: the admin key or a studio key. From
+/// a browser only when its origin is allowed City-wide: a studio's origins
+/// are for its users' pages, which hold user tokens, never admin keys.
 #[derive(Clone)]
 pub struct AdminAuth {
     pub directory: Arc<Directory>,
+    pub origins: Arc<WebOrigins>,
     /// Set once City begins to shut down: new calls are refused.
     pub draining: CancellationToken,
 }
@@ -125,6 +154,10 @@ impl Interceptor for AdminAuth {
         let caller = refuse_while_draining(&self.draining)
             .and_then(|()| bearer(request.metadata()))
             .and_then(|token| self.directory.authenticate_admin(token))
+            .and_then(|caller| {
+                check_origin(request.metadata(), |o| self.origins.city_allows(o))?;
+                Ok(caller)
+            })
             .map_err(|err| err.to_status(&request_id.0))?;
         request.extensions_mut().insert(caller);
         request.extensions_mut().insert(request_id);

@@ -3,12 +3,14 @@
 
 mod directory;
 mod interceptor;
+mod origin;
 pub mod secret;
 
 use std::sync::Arc;
 
-pub use directory::Directory;
+pub use directory::{Directory, StudioChanges};
 pub use interceptor::{AdminAuth, RequestId, UserAuth};
+pub use origin::WebOrigins;
 
 /// An authenticated end user of an active studio, in request extensions.
 #[derive(Debug, Clone)]

@@ -357,6 +357,13 @@ fn hook_entry(hook: &HookConfig) -> Result<HookEntry, Error> {
                 format!("names an unset variable `{}`", hook.secret_env),
             )
         })?;
+    // Checked here, as the admin API does, so a bad secret writes nothing.
+    if crate::hooks::signing::SigningKey::from_secret(&secret).is_none() {
+        return Err(Error::invalid(
+            "hook.secret_env",
+            format!("`{}` must hold `whsec_` and base64", hook.secret_env),
+        ));
+    }
     Ok(HookEntry { record, secret })
 }
 

@@ -31,6 +31,7 @@ const ENV_KEYS: &[&str] = &[
     "usage",
     "hook_delivery",
     "tls",
+    "web",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +53,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// TLS (and mTLS) on every listener; plaintext when unset.
     pub tls: TlsConfig,
+    /// Browsers: gRPC-Web and CORS on the main listener.
+    pub web: WebConfig,
     pub usage: UsageConfig,
     /// How after_call deliveries are retried.
     pub hook_delivery: HookDeliveryConfig,
@@ -81,6 +84,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             server: ServerConfig::default(),
             tls: TlsConfig::default(),
+            web: WebConfig::default(),
             usage: UsageConfig::default(),
             hook_delivery: HookDeliveryConfig::default(),
             providers: Vec::new(),
@@ -202,6 +206,51 @@ impl Default for TlsConfig {
             reload_interval_ms: 5_000,
         }
     }
+}
+
+/// Web pages calling City from browsers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// gRPC-Web (binary and text) and CORS on the main listener, beside
+    /// native gRPC (which is unaffected either way).
+    pub enabled: bool,
+    /// Origins (`https://game.example`) whose pages may call City with any
+    /// studio's user tokens, beside each studio's own `allowed_origins`;
+    /// `*` allows every origin. In the environment, a TOML array
+    /// (`DOWNCITY_WEB__ALLOWED_ORIGINS='["https://a.example"]'`) or a
+    /// comma-separated string.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// A list, or one string of comma-separated items (easier to set in the
+/// environment than a TOML array).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match ListOrCommas::deserialize(de)? {
+        ListOrCommas::List(list) => list,
+        ListOrCommas::Commas(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,6 +396,35 @@ mod tests {
             assert_eq!(config.store.url.as_ref().map(|u| u.0.as_str()), Some(url));
             // The password never shows in a printed config.
             assert!(!format!("{config:?}").contains("s3cret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn web_origins_come_from_file_or_env_as_array_or_commas() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "city.toml",
+                "[web]\nallowed_origins = [\"https://a.example\"]\n",
+            )?;
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            assert!(config.web.enabled);
+            assert_eq!(config.web.allowed_origins, ["https://a.example"]);
+            jail.set_env(
+                "DOWNCITY_WEB__ALLOWED_ORIGINS",
+                r#"["https://b.example", "http://localhost:8080"]"#,
+            );
+            jail.set_env("DOWNCITY_WEB__ENABLED", "false");
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            assert!(!config.web.enabled);
+            let both = ["https://b.example", "http://localhost:8080"];
+            assert_eq!(config.web.allowed_origins, both);
+            jail.set_env(
+                "DOWNCITY_WEB__ALLOWED_ORIGINS",
+                "https://b.example, http://localhost:8080",
+            );
+            let config = Config::load(Some(Path::new("city.toml"))).map_err(|e| *e)?;
+            assert_eq!(config.web.allowed_origins, both);
             Ok(())
         });
     }

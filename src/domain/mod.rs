@@ -5,6 +5,7 @@
 mod catalog;
 mod hooks;
 mod limits;
+mod origin;
 mod studio;
 mod usage;
 
@@ -17,6 +18,7 @@ pub use hooks::{
     FailurePolicy, HookEvent, HookRecord, MAX_HOOK_TIMEOUT_MS,
 };
 pub use limits::{LimitTarget, LimitValues, LimitsRecord};
+pub use origin::{MAX_ORIGINS, normalize_origin, normalize_origins};
 pub use studio::{
     StudioKeyRecord, StudioRecord, StudioStatus, UserTokenRecord, validate_studio_id,
 };

@@ -22,6 +22,9 @@ pub struct StudioRecord {
     pub status: StudioStatus,
     pub create_ms: Millis,
     pub update_ms: Millis,
+    /// Web origins (canonical, see `normalize_origin`) whose pages may call
+    /// with this studio's user tokens.
+    pub allowed_origins: Vec<String>,
 }
 
 /// A studio's bearer key. Only the SHA-256 of the secret is kept.

@@ -215,12 +215,19 @@ fn row_consumption(row: &UsageRow) -> Consumption {
     }
 }
 
+/// An upstream's counts are believed up to this much per call, so a broken
+/// one's u64::MAX can neither wrap into a negative row nor overflow a sum.
+const MAX_COUNT_PER_CALL: u64 = u32::MAX as u64;
+
+/// What a call used, from its counts (each capped at `MAX_COUNT_PER_CALL`).
 pub(super) fn consumption(
     model: &CatalogModel,
     input_tokens: u64,
     output_tokens: u64,
     images: u64,
 ) -> Consumption {
+    let [input_tokens, output_tokens, images] =
+        [input_tokens, output_tokens, images].map(|count| count.min(MAX_COUNT_PER_CALL));
     Consumption {
         input_tokens,
         output_tokens,

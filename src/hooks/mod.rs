@@ -77,8 +77,7 @@ pub struct Hooks {
 impl Hooks {
     /// Loads every hook, opening its secret with the master key.
     pub async fn load(store: Arc<dyn Store>, master_key: Option<MasterKey>) -> Result<Hooks> {
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
+        let client = crate::outbound::client_builder()
             .build()
             .map_err(Error::internal)?;
         let hooks = Hooks {

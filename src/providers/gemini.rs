@@ -151,7 +151,8 @@ struct UsageMetadata {
 
 impl UsageMetadata {
     fn output(&self) -> u64 {
-        self.candidates_token_count + self.thoughts_token_count
+        self.candidates_token_count
+            .saturating_add(self.thoughts_token_count)
     }
 }
 

@@ -141,14 +141,11 @@ impl Upstream {
             value.set_sensitive(true);
             headers.insert(HeaderName::from_static(name), value);
         }
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
+        let client = crate::outbound::client_builder()
             .default_headers(headers)
             .connect_timeout(timeouts.connect)
-            .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("downcity/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Internal(format!("provider `{}`: {e}", record.id)))?;
         Ok(Upstream {

@@ -13,6 +13,8 @@ use crate::keys::ApiKey;
 
 pub mod anthropic;
 mod event_stream;
+#[cfg(test)]
+mod garbage_tests;
 pub mod gemini;
 mod http;
 pub mod mock;

@@ -14,7 +14,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::api::admin::AdminApi;
 use crate::api::ai::{AiApi, CallCaps};
 use crate::api::openai::OpenAiFace;
-use crate::auth::{AdminAuth, Directory, UserAuth, secret};
+use crate::auth::{AdminAuth, Directory, UserAuth, WebOrigins, secret};
 use crate::catalog::CatalogCache;
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -29,10 +29,12 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::usage::{UsageWriter, WriterHandle};
 
+mod console;
 mod replicas;
 mod routes;
 mod seed;
 pub mod transport;
+mod web;
 
 use routes::Offer;
 use transport::{AcceptPolicy, Tls};
@@ -63,7 +65,9 @@ impl City {
         // Transport settings and TLS files are checked before the store is touched.
         routes::check(&config.server)?;
         Tls::from_config(&config.tls)?;
+        web::check(&config.web)?;
         let configured_master_key = config.master_key()?;
+        seed::check_secrets(&entries, configured_master_key.as_ref())?;
         let store = open_store(&config).await?;
         seed::check_studios(&entries, store.as_ref()).await?;
         let (admin_key_hash, generated_admin_key) =
@@ -194,11 +198,16 @@ impl City {
             caps,
             max_request_bytes: max_request,
         });
+        let origins = Arc::new(WebOrigins::new(
+            &config.web.allowed_origins,
+            directory.clone(),
+        )?);
         let ai = InterceptedService::new(
             AiServiceServer::new(AiApi::new(gateway).with_caps(caps))
                 .max_decoding_message_size(max_request),
             UserAuth {
                 directory: directory.clone(),
+                origins: origins.clone(),
                 draining: draining.clone(),
             },
         );
@@ -213,6 +222,7 @@ impl City {
             .max_decoding_message_size(max_request),
             AdminAuth {
                 directory,
+                origins: origins.clone(),
                 draining: draining.clone(),
             },
         );
@@ -244,10 +254,12 @@ impl City {
         } else {
             Offer::Everything
         };
-        let mut main = routes::server(&config.server);
+        let web = web::layer(&config.web, origins);
+        let mut main = routes::server(&config.server, web, console::same_origin(offer));
         let mut main = main
-            .add_routes(Routes::from(
-                routes::reflection(offer)?.into_axum_router().merge(openai),
+            .add_routes(console::beside_admin(
+                offer,
+                Routes::from(routes::reflection(offer)?.into_axum_router().merge(openai)),
             ))
             .add_service(health_service.clone())
             .add_service(ai);
@@ -261,14 +273,21 @@ impl City {
         let admin_server = match admin_listener {
             None => None,
             Some(admin_listener) => Some(
-                routes::server(&config.server)
-                    .add_routes(routes::reflection(Offer::Admin)?)
-                    .add_service(health_service)
-                    .add_service(admin)
-                    .serve_with_incoming_shutdown(
-                        transport::incoming(admin_listener, policy),
-                        stopped(stopping_rx.clone()),
-                    ),
+                routes::server(
+                    &config.server,
+                    web::WebLayer::disabled(),
+                    console::same_origin(Offer::Admin),
+                )
+                .add_routes(console::beside_admin(
+                    Offer::Admin,
+                    routes::reflection(Offer::Admin)?,
+                ))
+                .add_service(health_service)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(
+                    transport::incoming(admin_listener, policy),
+                    stopped(stopping_rx.clone()),
+                ),
             ),
         };
         let mut server = tokio::spawn(async move {

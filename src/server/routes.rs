@@ -8,7 +8,9 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tower::layer::util::{Identity, Stack};
 
+use super::console::SameOriginLayer;
 use super::transport::RequestSizeLimit;
+use super::web::WebLayer;
 use crate::config::ServerConfig;
 
 /// The services one listener offers.
@@ -55,10 +57,14 @@ pub fn check(config: &ServerConfig) -> anyhow::Result<()> {
     }
 }
 
-/// A server with City's transport settings.
-pub fn server(config: &ServerConfig) -> Server<Stack<RequestSizeLimit, Identity>> {
+/// The layers of every listener: the console's own calls (outermost), the
+/// web face, the request-size limit (innermost).
+pub type Layers = Stack<RequestSizeLimit, Stack<WebLayer, Stack<SameOriginLayer, Identity>>>;
+
+/// A server with City's transport settings, and the web face `web` (HTTP/1.1
+/// is accepted for it and other non-gRPC faces; gRPC itself stays HTTP/2).
+pub fn server(config: &ServerConfig, web: WebLayer, console: SameOriginLayer) -> Server<Layers> {
     Server::builder()
-        // HTTP/1.1 beside HTTP/2 for the HTTP faces (OpenAI-compatible).
         .accept_http1(true)
         .timeout(Duration::from_secs(config.request_timeout_secs))
         .concurrency_limit_per_connection(config.max_concurrent_calls_per_connection)
@@ -71,23 +77,53 @@ pub fn server(config: &ServerConfig) -> Server<Stack<RequestSizeLimit, Identity>
             config.http2_keepalive_timeout_secs,
         )))
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        // The console's own calls first: they skip CORS and the origin check.
+        .layer(console)
+        // Outside the size limit, which reads gRPC framing: gRPC-Web text
+        // bodies are base64 until this layer decodes them.
+        .layer(web)
         .layer(RequestSizeLimit {
             max_bytes: config.max_request_bytes,
         })
 }
 
-/// Reflection (v1 and v1alpha) of the services `offer` serves, and health.
+/// Reflection (v1 and v1alpha) of the services `offer` serves, and health;
+/// with `google/rpc/error_details.proto`, so grpcurl and `buf curl` decode
+/// the ErrorInfo of every error.
 pub fn reflection(offer: Offer) -> anyhow::Result<Routes> {
     let descriptors = descriptors(offer)?;
+    let error_details = google_rpc()?;
     let v1 = tonic_reflection::server::Builder::configure()
         .register_file_descriptor_set(descriptors.clone())
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_file_descriptor_set(error_details.clone())
         .build_v1()?;
     let v1alpha = tonic_reflection::server::Builder::configure()
         .register_file_descriptor_set(descriptors)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_file_descriptor_set(error_details)
         .build_v1alpha()?;
     Ok(Routes::new(v1).add_service(v1alpha))
+}
+
+/// `google/rpc/error_details.proto` and `status.proto` as tonic-types ships
+/// them, under their canonical paths (tonic-types names them without
+/// `google/rpc/`, which tools importing them by path would not find).
+fn google_rpc() -> anyhow::Result<prost_types::FileDescriptorSet> {
+    let mut set = prost_types::FileDescriptorSet::decode(tonic_types::pb::FILE_DESCRIPTOR_SET)?;
+    let bare: Vec<String> = set.file.iter().filter_map(|f| f.name.clone()).collect();
+    let canonical = |name: &mut String| {
+        if bare.contains(name) && !name.contains('/') {
+            *name = format!("google/rpc/{name}");
+        }
+    };
+    for file in &mut set.file {
+        if let Some(name) = &mut file.name {
+            canonical(name);
+        }
+        file.dependency.iter_mut().for_each(canonical);
+    }
+    Ok(set)
 }
 
 /// Downcity's proto files without those defining a service `offer` leaves

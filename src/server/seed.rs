@@ -12,6 +12,7 @@ use crate::domain::{
     DEFAULT_MAX_INPUT_TOKENS, DEFAULT_MAX_OUTPUT_TOKENS, ModelRecord, Pathway, ProviderKind,
     ProviderRecord, now_ms,
 };
+use crate::error::Error;
 use crate::hooks::Hooks;
 use crate::keys::{self, MasterKey};
 use crate::quota::Quotas;
@@ -110,6 +111,38 @@ pub(super) async fn builtin_catalog(store: &dyn Store) -> anyhow::Result<()> {
     }
     store.put_setting(BUILTIN_CATALOG_SETTING, "1").await?;
     Ok(())
+}
+
+/// Provider API keys and hook secrets of the config are sealed under the
+/// master key: without one, the config is refused before anything is written.
+pub(super) fn check_secrets(
+    entries: &Entries,
+    master_key: Option<&MasterKey>,
+) -> anyhow::Result<()> {
+    if master_key.is_some() {
+        return Ok(());
+    }
+    let secret = entries
+        .providers
+        .iter()
+        .find(|p| p.api_key.is_some())
+        .map(|p| {
+            (
+                format!("[[providers]] `{}`", p.record.id),
+                "provider API keys",
+            )
+        })
+        .or_else(|| {
+            let hook = entries.hooks.first()?;
+            Some((format!("[[hooks]] `{}`", hook.record.id), "hook secrets"))
+        });
+    match secret {
+        Some((entry, what)) => {
+            Err(anyhow::Error::new(Error::MasterKeyMissing { what })
+                .context(format!("config {entry}")))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Every studio the config's limits and hooks name must exist: checked

@@ -106,7 +106,17 @@ pub(crate) fn studio(row: &impl Columns) -> Result<StudioRecord> {
         status: parse_status(&row.text("status")?)?,
         create_ms: row.int("create_ms")?,
         update_ms: row.int("update_ms")?,
+        allowed_origins: row
+            .text("allowed_origins")?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
     })
+}
+
+/// A studio's origins as stored: separated by spaces (an origin holds none).
+pub(crate) fn origins_text(origins: &[String]) -> String {
+    origins.join(" ")
 }
 
 pub(crate) fn studio_key(row: &impl Columns) -> Result<StudioKeyRecord> {

@@ -141,6 +141,7 @@ async fn set_studio_status(city: &TestCity, studio_id: &str, status: proto::Stud
             display_name: None,
             status: status as i32,
             allowed_models: None,
+            allowed_origins: None,
         })
         .await
         .expect("update studio");

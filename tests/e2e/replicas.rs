@@ -428,3 +428,41 @@ async fn a_periodic_reload_catches_a_change_nobody_announced() {
     .await;
     stop_all(cities).await;
 }
+
+#[tokio::test]
+async fn a_studios_web_origins_set_on_one_replica_bind_on_another() {
+    let Some((_database, cities)) = replicas(2).await else {
+        return;
+    };
+    let (a, b) = (&cities[0], &cities[1]);
+    let token = a.studio_with_user("webby", "user-1").await;
+    let from_page = || {
+        let mut request = tonic::Request::new(text_request("hi"));
+        request
+            .metadata_mut()
+            .insert("origin", "https://play.example".parse().unwrap());
+        request
+    };
+    within_propagation("the studio on B, refusing the page", || async {
+        b.ai("webby", &token)
+            .text(from_page())
+            .await
+            .is_err_and(|status| status.code() == Code::PermissionDenied)
+    })
+    .await;
+    a.admin()
+        .update_studio(proto::UpdateStudioRequest {
+            studio_id: "webby".into(),
+            allowed_origins: Some(proto::OriginList {
+                origins: vec!["https://play.example".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("set origins on A");
+    within_propagation("the studio's origin on B", || async {
+        b.ai("webby", &token).text(from_page()).await.is_ok()
+    })
+    .await;
+    stop_all(cities).await;
+}

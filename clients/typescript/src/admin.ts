@@ -36,6 +36,14 @@ export class AdminClient {
     return must((await this.raw.getStudio({ studioId }, options)).studio);
   }
 
+  /**
+   * Sets the web origins ("https://game.example") whose pages may call City with the
+   * studio's user tokens (beside the City-wide ones); an empty list clears them.
+   */
+  async setAllowedOrigins(studioId: string, origins: string[], options?: CallOptions): Promise<Studio> {
+    return must((await this.raw.updateStudio({ studioId, allowedOrigins: { origins } }, options)).studio);
+  }
+
   /** Suspends (calls fail with STUDIO_SUSPENDED) or re-activates a studio. */
   async setStudioStatus(studioId: string, status: StudioStatus, options?: CallOptions): Promise<Studio> {
     return must((await this.raw.updateStudio({ studioId, status }, options)).studio);

@@ -1,12 +1,11 @@
-import type { Interceptor, StreamResponse, Transport } from "@connectrpc/connect";
+import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { DowncityError } from "./errors.js";
+import { convertErrors, credentials } from "./interceptors.js";
 import { type TlsOptions, tlsSessionOptions } from "./tls.js";
 
-/** The deadline of a unary call that sets none, in milliseconds. */
-export const DEFAULT_TIMEOUT_MS = 60_000;
-/** The deadline of a stream that sets none, in milliseconds. */
-export const DEFAULT_STREAM_TIMEOUT_MS = 300_000;
+import { DEFAULT_STREAM_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from "./ai.js";
+
+export { DEFAULT_STREAM_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from "./ai.js";
 
 /** Options every client takes. */
 export interface ConnectionOptions {
@@ -55,33 +54,3 @@ export class Connection {
     this.session.abort();
   }
 }
-
-function credentials(headers: Record<string, string>): Interceptor {
-  return (next) => async (req) => {
-    for (const [key, value] of Object.entries(headers)) req.header.set(key, value);
-    return next(req);
-  };
-}
-
-/** Every error a call throws, also in the middle of a stream, becomes a DowncityError. */
-const convertErrors: Interceptor = (next) => async (req) => {
-  let res;
-  try {
-    res = await next(req);
-  } catch (err) {
-    throw DowncityError.from(err);
-  }
-  if (!res.stream) return res;
-  const message = res.message;
-  const wrapped: StreamResponse = {
-    ...res,
-    message: (async function* () {
-      try {
-        yield* message;
-      } catch (err) {
-        throw DowncityError.from(err);
-      }
-    })(),
-  };
-  return wrapped;
-};

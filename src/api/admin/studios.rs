@@ -1,7 +1,9 @@
-//! Studios: create, read, list, update (status and model allow-list).
+//! Studios: create, read, list, update (status, model allow-list, web origins).
 
 use super::{AdminApi, IdPage};
 use crate::api::convert::studio_status_update;
+use crate::auth::StudioChanges;
+use crate::domain::normalize_origins;
 use crate::error::Result;
 use crate::proto;
 
@@ -49,10 +51,16 @@ pub(super) async fn update_studio(
     if let Some(allowed) = &r.allowed_models {
         api.check_models_exist(&allowed.model_ids)?;
     }
-    let studio = api
-        .directory
-        .update_studio(&r.studio_id, r.display_name, status)
-        .await?;
+    let origins = r
+        .allowed_origins
+        .map(|list| normalize_origins("allowed_origins.origins", &list.origins))
+        .transpose()?;
+    let changes = StudioChanges {
+        display_name: r.display_name,
+        status,
+        allowed_origins: origins,
+    };
+    let studio = api.directory.update_studio(&r.studio_id, changes).await?;
     if let Some(allowed) = r.allowed_models {
         api.quotas
             .set_allowed_models(&studio.id, allowed.model_ids)

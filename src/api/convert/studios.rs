@@ -29,6 +29,7 @@ impl From<StudioRecord> for proto::Studio {
             status,
             create_ms,
             update_ms,
+            allowed_origins,
         } = studio;
         proto::Studio {
             id,
@@ -37,6 +38,7 @@ impl From<StudioRecord> for proto::Studio {
             create_time: Some(timestamp(create_ms)),
             update_time: Some(timestamp(update_ms)),
             allowed_model_ids: Vec::new(),
+            allowed_origins,
         }
     }
 }
@@ -157,7 +159,12 @@ mod tests {
             status: StudioStatus::Suspended,
             create_ms: 1,
             update_ms: 2,
+            allowed_origins: vec!["https://a.example".into()],
         };
+        assert_eq!(
+            proto::Studio::from(studio.clone()).allowed_origins,
+            ["https://a.example"]
+        );
         assert_eq!(
             proto::Studio::from(studio).status,
             proto::StudioStatus::Suspended as i32

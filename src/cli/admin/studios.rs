@@ -1,11 +1,12 @@
 //! `downcity admin studios`: create, show, list, suspend, activate and
-//! rename studios, and set the models each may use.
+//! rename studios, and set the models each may use and the web origins whose
+//! pages may call with its user tokens.
 
 use anyhow::Result;
 use clap::Subcommand;
 use downcity::proto::{
-    CreateStudioRequest, GetStudioRequest, ListStudiosRequest, ModelIdList, StudioStatus,
-    UpdateStudioRequest,
+    CreateStudioRequest, GetStudioRequest, ListStudiosRequest, ModelIdList, OriginList,
+    StudioStatus, UpdateStudioRequest,
 };
 
 use crate::cli::connection::{Client, unary};
@@ -58,6 +59,18 @@ pub(super) enum StudiosCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Let web pages from these origins call City with the studio's user
+    /// tokens (beside the City-wide `[web] allowed_origins`), or none with --none.
+    AllowOrigins {
+        /// The studio's id.
+        id: String,
+        /// Origins such as https://game.example; the list replaces the old one whole.
+        #[arg(required_unless_present = "none", conflicts_with = "none")]
+        origins: Vec<String>,
+        /// Clear the list: only the City-wide origins may call.
+        #[arg(long)]
+        none: bool,
+    },
 }
 
 pub(super) async fn run(client: &mut Client, out: Output, command: StudiosCommand) -> Result<()> {
@@ -79,39 +92,56 @@ pub(super) async fn run(client: &mut Client, out: Output, command: StudiosComman
             out.list(&collect(page, request, async |r| client.list_studios(r).await).await?)
         }
         StudiosCommand::Suspend { id } => {
-            update_studio(client, out, id, None, StudioStatus::Suspended, None).await
+            update_studio(client, out, set_status(id, StudioStatus::Suspended)).await
         }
         StudiosCommand::Activate { id } => {
-            update_studio(client, out, id, None, StudioStatus::Active, None).await
+            update_studio(client, out, set_status(id, StudioStatus::Active)).await
         }
         StudiosCommand::Rename { id, name } => {
-            update_studio(client, out, id, Some(name), StudioStatus::Unspecified, None).await
+            let request = UpdateStudioRequest {
+                studio_id: id,
+                display_name: Some(name),
+                ..UpdateStudioRequest::default()
+            };
+            update_studio(client, out, request).await
         }
         StudiosCommand::AllowModels { id, models, all } => {
             // `--all` sends an empty list: every model.
-            let models = if all { Vec::new() } else { models };
-            let status = StudioStatus::Unspecified;
-            update_studio(client, out, id, None, status, Some(models)).await
+            let model_ids = if all { Vec::new() } else { models };
+            let request = UpdateStudioRequest {
+                studio_id: id,
+                allowed_models: Some(ModelIdList { model_ids }),
+                ..UpdateStudioRequest::default()
+            };
+            update_studio(client, out, request).await
+        }
+        StudiosCommand::AllowOrigins { id, origins, none } => {
+            // `--none` sends an empty list: the City-wide origins only.
+            let origins = if none { Vec::new() } else { origins };
+            let request = UpdateStudioRequest {
+                studio_id: id,
+                allowed_origins: Some(OriginList { origins }),
+                ..UpdateStudioRequest::default()
+            };
+            update_studio(client, out, request).await
         }
     }
 }
 
-/// Changes a studio's name (unless `None`), status (unless unspecified) and
-/// model allow-list (unless `None`; empty allows every model).
+fn set_status(id: String, status: StudioStatus) -> UpdateStudioRequest {
+    UpdateStudioRequest {
+        studio_id: id,
+        status: status.into(),
+        ..UpdateStudioRequest::default()
+    }
+}
+
+/// Sends one UpdateStudio: unset fields stay as they are.
 async fn update_studio(
     client: &mut Client,
     out: Output,
-    id: String,
-    name: Option<String>,
-    status: StudioStatus,
-    allowed_models: Option<Vec<String>>,
+    request: UpdateStudioRequest,
 ) -> Result<()> {
-    let request = UpdateStudioRequest {
-        studio_id: id,
-        display_name: name,
-        status: status.into(),
-        allowed_models: allowed_models.map(|model_ids| ModelIdList { model_ids }),
-    };
     let response = unary(client.update_studio(request)).await?;
     out.item("studio", response.studio.as_ref())
 }
@@ -175,5 +205,29 @@ mod tests {
         assert!(fails(&["studios", "allow-models", "acme"]));
         assert!(fails(&["studios", "allow-models", "acme", "fast", "--all"]));
         assert!(fails(&["studios", "allow-models"]));
+    }
+
+    #[test]
+    fn allow_origins_takes_origins_or_none() {
+        let args = parse_ok(&["studios", "allow-origins", "acme", "https://a.example"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Studios(StudiosCommand::AllowOrigins { ref id, ref origins, none: false })
+                if id == "acme" && origins == &["https://a.example"]
+        ));
+        let args = parse_ok(&["studios", "allow-origins", "acme", "--none"]);
+        assert!(matches!(
+            args.command,
+            AdminCommand::Studios(StudiosCommand::AllowOrigins { ref origins, none: true, .. })
+                if origins.is_empty()
+        ));
+        assert!(fails(&["studios", "allow-origins", "acme"]));
+        assert!(fails(&[
+            "studios",
+            "allow-origins",
+            "acme",
+            "https://a.example",
+            "--none"
+        ]));
     }
 }

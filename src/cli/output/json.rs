@@ -151,6 +151,7 @@ mod tests {
                 "create_time": "2023-11-14T22:13:20.250Z",
                 "update_time": null,
                 "allowed_model_ids": [],
+                "allowed_origins": [],
             })
         );
     }

@@ -18,6 +18,7 @@ impl Render for Studio {
             Field::time("create_time", self.create_time.as_ref()),
             Field::time("update_time", self.update_time.as_ref()),
             Field::list("allowed_model_ids", &self.allowed_model_ids).or("all"),
+            Field::list("allowed_origins", &self.allowed_origins).or("City-wide only"),
         ]
     }
 }
@@ -261,7 +262,8 @@ mod tests {
                 "STATUS",
                 "CREATE_TIME",
                 "UPDATE_TIME",
-                "ALLOWED_MODEL_IDS"
+                "ALLOWED_MODEL_IDS",
+                "ALLOWED_ORIGINS"
             ]
         );
         let token = UserToken::default();

@@ -154,8 +154,8 @@ impl TlsFiles {
                 self.cert.display()
             )
         })?;
-        // gRPC is HTTP/2 only; clients such as grpc-go insist on ALPN.
-        // HTTP/1.1 too, for the HTTP faces (OpenAI-compatible).
+        // gRPC is HTTP/2 only (clients such as grpc-go insist on ALPN h2);
+        // HTTP/1.1 is for browsers' gRPC-Web and other HTTP clients.
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
     }

@@ -37,14 +37,15 @@ pub(super) async fn put_setting(pool: &PgPool, key: &str, value: &str) -> Result
 
 pub(super) async fn insert_studio(pool: &PgPool, studio: &StudioRecord) -> Result<()> {
     sqlx::query(
-        "INSERT INTO studios (id, display_name, status, create_ms, update_ms) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO studios (id, display_name, status, create_ms, update_ms, allowed_origins) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&studio.id)
     .bind(&studio.display_name)
     .bind(rows::status_str(studio.status))
     .bind(studio.create_ms)
     .bind(studio.update_ms)
+    .bind(rows::origins_text(&studio.allowed_origins))
     .execute(pool)
     .await
     .map_err(|e| {
@@ -60,11 +61,13 @@ pub(super) async fn insert_studio(pool: &PgPool, studio: &StudioRecord) -> Resul
 pub(super) async fn update_studio(pool: &PgPool, studio: &StudioRecord) -> Result<()> {
     // create_ms is fixed at insert.
     let done = sqlx::query(
-        "UPDATE studios SET display_name = $1, status = $2, update_ms = $3 WHERE id = $4",
+        "UPDATE studios SET display_name = $1, status = $2, update_ms = $3, allowed_origins = $4 \
+         WHERE id = $5",
     )
     .bind(&studio.display_name)
     .bind(rows::status_str(studio.status))
     .bind(studio.update_ms)
+    .bind(rows::origins_text(&studio.allowed_origins))
     .bind(&studio.id)
     .execute(pool)
     .await?;

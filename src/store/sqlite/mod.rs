@@ -337,14 +337,15 @@ impl Store for SqliteStore {
 
     async fn insert_studio(&self, studio: &StudioRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO studios (id, display_name, status, create_ms, update_ms) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO studios (id, display_name, status, create_ms, update_ms, allowed_origins) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&studio.id)
         .bind(&studio.display_name)
         .bind(rows::status_str(studio.status))
         .bind(studio.create_ms)
         .bind(studio.update_ms)
+        .bind(rows::origins_text(&studio.allowed_origins))
         .execute(&self.pool)
         .await
         .map_err(|e| {
@@ -360,11 +361,13 @@ impl Store for SqliteStore {
     async fn update_studio(&self, studio: &StudioRecord) -> Result<()> {
         // create_ms is fixed at insert.
         let done = sqlx::query(
-            "UPDATE studios SET display_name = ?, status = ?, update_ms = ? WHERE id = ?",
+            "UPDATE studios SET display_name = ?, status = ?, update_ms = ?, allowed_origins = ? \
+             WHERE id = ?",
         )
         .bind(&studio.display_name)
         .bind(rows::status_str(studio.status))
         .bind(studio.update_ms)
+        .bind(rows::origins_text(&studio.allowed_origins))
         .bind(&studio.id)
         .execute(&self.pool)
         .await?;

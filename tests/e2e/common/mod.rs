@@ -379,3 +379,11 @@ impl TestCity {
             .expect("the stored model")
     }
 }
+
+/// A reqwest builder for the tests' own HTTP calls. reqwest is built without
+/// a TLS provider of its own (City hands it one: src/outbound.rs), and a
+/// builder panics without one, so the tests install ring process-wide first.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}

@@ -191,6 +191,12 @@ impl CityProcess {
         );
     }
 
+    /// SIGKILL: no shutdown, no flush; City dies where it stands.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("sends SIGKILL");
+        self.child.wait().expect("reaps the killed process");
+    }
+
     /// Waits (bounded) for the exit status.
     pub async fn exit_status(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT_LIMIT;

@@ -27,6 +27,7 @@ pub fn update_studio(
         display_name: display_name.map(str::to_string),
         status: status as i32,
         allowed_models: None,
+        allowed_origins: None,
     }
 }
 

@@ -45,6 +45,7 @@ pub fn studio(id: &str) -> StudioRecord {
         status: StudioStatus::Active,
         create_ms: START_MS,
         update_ms: START_MS,
+        allowed_origins: Vec::new(),
     }
 }
 

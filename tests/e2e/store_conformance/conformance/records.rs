@@ -36,6 +36,10 @@ pub async fn studios(store: &dyn Store) {
     updated.display_name = "Renamed".to_string();
     updated.status = StudioStatus::Suspended;
     updated.update_ms = START_MS + 5;
+    updated.allowed_origins = vec![
+        "https://game.example".to_string(),
+        "http://localhost:8080".to_string(),
+    ];
     store.update_studio(&updated).await.unwrap();
     assert_eq!(store.get_studio("studio-07").await.unwrap(), Some(updated));
     assert_not_found(store.update_studio(&studio("nope")).await, "studio", "nope");

@@ -449,8 +449,13 @@ type Studio struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// The only models the studio may see and use; empty allows every model.
 	AllowedModelIds []string `protobuf:"bytes,6,rep,name=allowed_model_ids,json=allowedModelIds,proto3" json:"allowed_model_ids,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Web origins (`https://game.example`) whose pages may call City with this
+	// studio's user tokens, beside those the config allows City-wide. A call
+	// with an `Origin` header allowed by neither is refused with
+	// PERMISSION_DENIED (ORIGIN_NOT_ALLOWED); calls without one are unaffected.
+	AllowedOrigins []string `protobuf:"bytes,7,rep,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Studio) Reset() {
@@ -525,6 +530,13 @@ func (x *Studio) GetAllowedModelIds() []string {
 	return nil
 }
 
+func (x *Studio) GetAllowedOrigins() []string {
+	if x != nil {
+		return x.AllowedOrigins
+	}
+	return nil
+}
+
 // A list of model ids, so an update can tell "unset" from "empty".
 type ModelIdList struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -571,6 +583,53 @@ func (x *ModelIdList) GetModelIds() []string {
 	return nil
 }
 
+// A list of web origins, so an update can tell "unset" from "empty".
+type OriginList struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Origins: scheme, host and port (when not the default) only, such as
+	// `https://game.example` or `http://localhost:8080`.
+	Origins       []string `protobuf:"bytes,1,rep,name=origins,proto3" json:"origins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OriginList) Reset() {
+	*x = OriginList{}
+	mi := &file_downcity_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OriginList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OriginList) ProtoMessage() {}
+
+func (x *OriginList) ProtoReflect() protoreflect.Message {
+	mi := &file_downcity_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OriginList.ProtoReflect.Descriptor instead.
+func (*OriginList) Descriptor() ([]byte, []int) {
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OriginList) GetOrigins() []string {
+	if x != nil {
+		return x.Origins
+	}
+	return nil
+}
+
 // Request of CreateStudio.
 type CreateStudioRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -584,7 +643,7 @@ type CreateStudioRequest struct {
 
 func (x *CreateStudioRequest) Reset() {
 	*x = CreateStudioRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[2]
+	mi := &file_downcity_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +655,7 @@ func (x *CreateStudioRequest) String() string {
 func (*CreateStudioRequest) ProtoMessage() {}
 
 func (x *CreateStudioRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[2]
+	mi := &file_downcity_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +668,7 @@ func (x *CreateStudioRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStudioRequest.ProtoReflect.Descriptor instead.
 func (*CreateStudioRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateStudioRequest) GetStudioId() string {
@@ -637,7 +696,7 @@ type CreateStudioResponse struct {
 
 func (x *CreateStudioResponse) Reset() {
 	*x = CreateStudioResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[3]
+	mi := &file_downcity_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +708,7 @@ func (x *CreateStudioResponse) String() string {
 func (*CreateStudioResponse) ProtoMessage() {}
 
 func (x *CreateStudioResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[3]
+	mi := &file_downcity_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +721,7 @@ func (x *CreateStudioResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStudioResponse.ProtoReflect.Descriptor instead.
 func (*CreateStudioResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateStudioResponse) GetStudio() *Studio {
@@ -683,7 +742,7 @@ type GetStudioRequest struct {
 
 func (x *GetStudioRequest) Reset() {
 	*x = GetStudioRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[4]
+	mi := &file_downcity_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +754,7 @@ func (x *GetStudioRequest) String() string {
 func (*GetStudioRequest) ProtoMessage() {}
 
 func (x *GetStudioRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[4]
+	mi := &file_downcity_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +767,7 @@ func (x *GetStudioRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStudioRequest.ProtoReflect.Descriptor instead.
 func (*GetStudioRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetStudioRequest) GetStudioId() string {
@@ -729,7 +788,7 @@ type GetStudioResponse struct {
 
 func (x *GetStudioResponse) Reset() {
 	*x = GetStudioResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[5]
+	mi := &file_downcity_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +800,7 @@ func (x *GetStudioResponse) String() string {
 func (*GetStudioResponse) ProtoMessage() {}
 
 func (x *GetStudioResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[5]
+	mi := &file_downcity_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +813,7 @@ func (x *GetStudioResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStudioResponse.ProtoReflect.Descriptor instead.
 func (*GetStudioResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetStudioResponse) GetStudio() *Studio {
@@ -777,7 +836,7 @@ type ListStudiosRequest struct {
 
 func (x *ListStudiosRequest) Reset() {
 	*x = ListStudiosRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[6]
+	mi := &file_downcity_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +848,7 @@ func (x *ListStudiosRequest) String() string {
 func (*ListStudiosRequest) ProtoMessage() {}
 
 func (x *ListStudiosRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[6]
+	mi := &file_downcity_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +861,7 @@ func (x *ListStudiosRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStudiosRequest.ProtoReflect.Descriptor instead.
 func (*ListStudiosRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListStudiosRequest) GetPageSize() int32 {
@@ -832,7 +891,7 @@ type ListStudiosResponse struct {
 
 func (x *ListStudiosResponse) Reset() {
 	*x = ListStudiosResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[7]
+	mi := &file_downcity_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +903,7 @@ func (x *ListStudiosResponse) String() string {
 func (*ListStudiosResponse) ProtoMessage() {}
 
 func (x *ListStudiosResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[7]
+	mi := &file_downcity_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +916,7 @@ func (x *ListStudiosResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStudiosResponse.ProtoReflect.Descriptor instead.
 func (*ListStudiosResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListStudiosResponse) GetStudios() []*Studio {
@@ -885,13 +944,16 @@ type UpdateStudioRequest struct {
 	Status StudioStatus `protobuf:"varint,3,opt,name=status,proto3,enum=downcity.v1.StudioStatus" json:"status,omitempty"`
 	// New model allow-list; unset leaves it unchanged, an empty list allows every model.
 	AllowedModels *ModelIdList `protobuf:"bytes,4,opt,name=allowed_models,json=allowedModels,proto3" json:"allowed_models,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// New web origin allow-list; unset leaves it unchanged, an empty list
+	// allows only the origins allowed City-wide.
+	AllowedOrigins *OriginList `protobuf:"bytes,5,opt,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UpdateStudioRequest) Reset() {
 	*x = UpdateStudioRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[8]
+	mi := &file_downcity_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +965,7 @@ func (x *UpdateStudioRequest) String() string {
 func (*UpdateStudioRequest) ProtoMessage() {}
 
 func (x *UpdateStudioRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[8]
+	mi := &file_downcity_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +978,7 @@ func (x *UpdateStudioRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStudioRequest.ProtoReflect.Descriptor instead.
 func (*UpdateStudioRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateStudioRequest) GetStudioId() string {
@@ -947,6 +1009,13 @@ func (x *UpdateStudioRequest) GetAllowedModels() *ModelIdList {
 	return nil
 }
 
+func (x *UpdateStudioRequest) GetAllowedOrigins() *OriginList {
+	if x != nil {
+		return x.AllowedOrigins
+	}
+	return nil
+}
+
 // Response of UpdateStudio.
 type UpdateStudioResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -958,7 +1027,7 @@ type UpdateStudioResponse struct {
 
 func (x *UpdateStudioResponse) Reset() {
 	*x = UpdateStudioResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[9]
+	mi := &file_downcity_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1039,7 @@ func (x *UpdateStudioResponse) String() string {
 func (*UpdateStudioResponse) ProtoMessage() {}
 
 func (x *UpdateStudioResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[9]
+	mi := &file_downcity_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1052,7 @@ func (x *UpdateStudioResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStudioResponse.ProtoReflect.Descriptor instead.
 func (*UpdateStudioResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateStudioResponse) GetStudio() *Studio {
@@ -1012,7 +1081,7 @@ type StudioKey struct {
 
 func (x *StudioKey) Reset() {
 	*x = StudioKey{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[10]
+	mi := &file_downcity_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1093,7 @@ func (x *StudioKey) String() string {
 func (*StudioKey) ProtoMessage() {}
 
 func (x *StudioKey) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[10]
+	mi := &file_downcity_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1106,7 @@ func (x *StudioKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StudioKey.ProtoReflect.Descriptor instead.
 func (*StudioKey) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StudioKey) GetId() string {
@@ -1088,7 +1157,7 @@ type CreateStudioKeyRequest struct {
 
 func (x *CreateStudioKeyRequest) Reset() {
 	*x = CreateStudioKeyRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[11]
+	mi := &file_downcity_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1169,7 @@ func (x *CreateStudioKeyRequest) String() string {
 func (*CreateStudioKeyRequest) ProtoMessage() {}
 
 func (x *CreateStudioKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[11]
+	mi := &file_downcity_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1182,7 @@ func (x *CreateStudioKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStudioKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateStudioKeyRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateStudioKeyRequest) GetStudioId() string {
@@ -1143,7 +1212,7 @@ type CreateStudioKeyResponse struct {
 
 func (x *CreateStudioKeyResponse) Reset() {
 	*x = CreateStudioKeyResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[12]
+	mi := &file_downcity_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1224,7 @@ func (x *CreateStudioKeyResponse) String() string {
 func (*CreateStudioKeyResponse) ProtoMessage() {}
 
 func (x *CreateStudioKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[12]
+	mi := &file_downcity_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1237,7 @@ func (x *CreateStudioKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStudioKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateStudioKeyResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateStudioKeyResponse) GetKey() *StudioKey {
@@ -1200,7 +1269,7 @@ type ListStudioKeysRequest struct {
 
 func (x *ListStudioKeysRequest) Reset() {
 	*x = ListStudioKeysRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[13]
+	mi := &file_downcity_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1281,7 @@ func (x *ListStudioKeysRequest) String() string {
 func (*ListStudioKeysRequest) ProtoMessage() {}
 
 func (x *ListStudioKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[13]
+	mi := &file_downcity_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1294,7 @@ func (x *ListStudioKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStudioKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListStudioKeysRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListStudioKeysRequest) GetStudioId() string {
@@ -1262,7 +1331,7 @@ type ListStudioKeysResponse struct {
 
 func (x *ListStudioKeysResponse) Reset() {
 	*x = ListStudioKeysResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[14]
+	mi := &file_downcity_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1343,7 @@ func (x *ListStudioKeysResponse) String() string {
 func (*ListStudioKeysResponse) ProtoMessage() {}
 
 func (x *ListStudioKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[14]
+	mi := &file_downcity_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1356,7 @@ func (x *ListStudioKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStudioKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListStudioKeysResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListStudioKeysResponse) GetKeys() []*StudioKey {
@@ -1317,7 +1386,7 @@ type RevokeStudioKeyRequest struct {
 
 func (x *RevokeStudioKeyRequest) Reset() {
 	*x = RevokeStudioKeyRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[15]
+	mi := &file_downcity_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1398,7 @@ func (x *RevokeStudioKeyRequest) String() string {
 func (*RevokeStudioKeyRequest) ProtoMessage() {}
 
 func (x *RevokeStudioKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[15]
+	mi := &file_downcity_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1411,7 @@ func (x *RevokeStudioKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeStudioKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeStudioKeyRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RevokeStudioKeyRequest) GetStudioId() string {
@@ -1370,7 +1439,7 @@ type RevokeStudioKeyResponse struct {
 
 func (x *RevokeStudioKeyResponse) Reset() {
 	*x = RevokeStudioKeyResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[16]
+	mi := &file_downcity_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1451,7 @@ func (x *RevokeStudioKeyResponse) String() string {
 func (*RevokeStudioKeyResponse) ProtoMessage() {}
 
 func (x *RevokeStudioKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[16]
+	mi := &file_downcity_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1464,7 @@ func (x *RevokeStudioKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeStudioKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeStudioKeyResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokeStudioKeyResponse) GetKey() *StudioKey {
@@ -1426,7 +1495,7 @@ type UserToken struct {
 
 func (x *UserToken) Reset() {
 	*x = UserToken{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[17]
+	mi := &file_downcity_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1507,7 @@ func (x *UserToken) String() string {
 func (*UserToken) ProtoMessage() {}
 
 func (x *UserToken) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[17]
+	mi := &file_downcity_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1520,7 @@ func (x *UserToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserToken.ProtoReflect.Descriptor instead.
 func (*UserToken) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UserToken) GetId() string {
@@ -1511,7 +1580,7 @@ type IssueUserTokenRequest struct {
 
 func (x *IssueUserTokenRequest) Reset() {
 	*x = IssueUserTokenRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[18]
+	mi := &file_downcity_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1592,7 @@ func (x *IssueUserTokenRequest) String() string {
 func (*IssueUserTokenRequest) ProtoMessage() {}
 
 func (x *IssueUserTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[18]
+	mi := &file_downcity_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1605,7 @@ func (x *IssueUserTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueUserTokenRequest.ProtoReflect.Descriptor instead.
 func (*IssueUserTokenRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IssueUserTokenRequest) GetStudioId() string {
@@ -1573,7 +1642,7 @@ type IssueUserTokenResponse struct {
 
 func (x *IssueUserTokenResponse) Reset() {
 	*x = IssueUserTokenResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[19]
+	mi := &file_downcity_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1654,7 @@ func (x *IssueUserTokenResponse) String() string {
 func (*IssueUserTokenResponse) ProtoMessage() {}
 
 func (x *IssueUserTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[19]
+	mi := &file_downcity_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1667,7 @@ func (x *IssueUserTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueUserTokenResponse.ProtoReflect.Descriptor instead.
 func (*IssueUserTokenResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IssueUserTokenResponse) GetToken() *UserToken {
@@ -1632,7 +1701,7 @@ type ListUserTokensRequest struct {
 
 func (x *ListUserTokensRequest) Reset() {
 	*x = ListUserTokensRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[20]
+	mi := &file_downcity_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1713,7 @@ func (x *ListUserTokensRequest) String() string {
 func (*ListUserTokensRequest) ProtoMessage() {}
 
 func (x *ListUserTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[20]
+	mi := &file_downcity_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1726,7 @@ func (x *ListUserTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListUserTokensRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListUserTokensRequest) GetStudioId() string {
@@ -1701,7 +1770,7 @@ type ListUserTokensResponse struct {
 
 func (x *ListUserTokensResponse) Reset() {
 	*x = ListUserTokensResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[21]
+	mi := &file_downcity_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1782,7 @@ func (x *ListUserTokensResponse) String() string {
 func (*ListUserTokensResponse) ProtoMessage() {}
 
 func (x *ListUserTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[21]
+	mi := &file_downcity_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1795,7 @@ func (x *ListUserTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListUserTokensResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListUserTokensResponse) GetTokens() []*UserToken {
@@ -1756,7 +1825,7 @@ type RevokeUserTokenRequest struct {
 
 func (x *RevokeUserTokenRequest) Reset() {
 	*x = RevokeUserTokenRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[22]
+	mi := &file_downcity_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1837,7 @@ func (x *RevokeUserTokenRequest) String() string {
 func (*RevokeUserTokenRequest) ProtoMessage() {}
 
 func (x *RevokeUserTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[22]
+	mi := &file_downcity_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1850,7 @@ func (x *RevokeUserTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeUserTokenRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokeUserTokenRequest) GetStudioId() string {
@@ -1809,7 +1878,7 @@ type RevokeUserTokenResponse struct {
 
 func (x *RevokeUserTokenResponse) Reset() {
 	*x = RevokeUserTokenResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[23]
+	mi := &file_downcity_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1890,7 @@ func (x *RevokeUserTokenResponse) String() string {
 func (*RevokeUserTokenResponse) ProtoMessage() {}
 
 func (x *RevokeUserTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[23]
+	mi := &file_downcity_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1903,7 @@ func (x *RevokeUserTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeUserTokenResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeUserTokenResponse) GetToken() *UserToken {
@@ -1878,7 +1947,7 @@ type Provider struct {
 
 func (x *Provider) Reset() {
 	*x = Provider{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[24]
+	mi := &file_downcity_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1959,7 @@ func (x *Provider) String() string {
 func (*Provider) ProtoMessage() {}
 
 func (x *Provider) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[24]
+	mi := &file_downcity_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +1972,7 @@ func (x *Provider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Provider.ProtoReflect.Descriptor instead.
 func (*Provider) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Provider) GetId() string {
@@ -1990,7 +2059,7 @@ type UpsertProviderRequest struct {
 
 func (x *UpsertProviderRequest) Reset() {
 	*x = UpsertProviderRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[25]
+	mi := &file_downcity_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2071,7 @@ func (x *UpsertProviderRequest) String() string {
 func (*UpsertProviderRequest) ProtoMessage() {}
 
 func (x *UpsertProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[25]
+	mi := &file_downcity_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2084,7 @@ func (x *UpsertProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertProviderRequest.ProtoReflect.Descriptor instead.
 func (*UpsertProviderRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpsertProviderRequest) GetProvider() *Provider {
@@ -2043,7 +2112,7 @@ type UpsertProviderResponse struct {
 
 func (x *UpsertProviderResponse) Reset() {
 	*x = UpsertProviderResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[26]
+	mi := &file_downcity_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2124,7 @@ func (x *UpsertProviderResponse) String() string {
 func (*UpsertProviderResponse) ProtoMessage() {}
 
 func (x *UpsertProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[26]
+	mi := &file_downcity_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2137,7 @@ func (x *UpsertProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertProviderResponse.ProtoReflect.Descriptor instead.
 func (*UpsertProviderResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpsertProviderResponse) GetProvider() *Provider {
@@ -2091,7 +2160,7 @@ type ListProvidersRequest struct {
 
 func (x *ListProvidersRequest) Reset() {
 	*x = ListProvidersRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[27]
+	mi := &file_downcity_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2172,7 @@ func (x *ListProvidersRequest) String() string {
 func (*ListProvidersRequest) ProtoMessage() {}
 
 func (x *ListProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[27]
+	mi := &file_downcity_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2185,7 @@ func (x *ListProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProvidersRequest.ProtoReflect.Descriptor instead.
 func (*ListProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListProvidersRequest) GetPageSize() int32 {
@@ -2146,7 +2215,7 @@ type ListProvidersResponse struct {
 
 func (x *ListProvidersResponse) Reset() {
 	*x = ListProvidersResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[28]
+	mi := &file_downcity_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2227,7 @@ func (x *ListProvidersResponse) String() string {
 func (*ListProvidersResponse) ProtoMessage() {}
 
 func (x *ListProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[28]
+	mi := &file_downcity_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2240,7 @@ func (x *ListProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProvidersResponse.ProtoReflect.Descriptor instead.
 func (*ListProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListProvidersResponse) GetProviders() []*Provider {
@@ -2199,7 +2268,7 @@ type DeleteProviderRequest struct {
 
 func (x *DeleteProviderRequest) Reset() {
 	*x = DeleteProviderRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[29]
+	mi := &file_downcity_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2280,7 @@ func (x *DeleteProviderRequest) String() string {
 func (*DeleteProviderRequest) ProtoMessage() {}
 
 func (x *DeleteProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[29]
+	mi := &file_downcity_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2293,7 @@ func (x *DeleteProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProviderRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProviderRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteProviderRequest) GetProviderId() string {
@@ -2243,7 +2312,7 @@ type DeleteProviderResponse struct {
 
 func (x *DeleteProviderResponse) Reset() {
 	*x = DeleteProviderResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[30]
+	mi := &file_downcity_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2324,7 @@ func (x *DeleteProviderResponse) String() string {
 func (*DeleteProviderResponse) ProtoMessage() {}
 
 func (x *DeleteProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[30]
+	mi := &file_downcity_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2337,7 @@ func (x *DeleteProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProviderResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProviderResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 // A catalog model: a stable id that maps to an upstream model.
@@ -2311,7 +2380,7 @@ type Model struct {
 
 func (x *Model) Reset() {
 	*x = Model{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[31]
+	mi := &file_downcity_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2392,7 @@ func (x *Model) String() string {
 func (*Model) ProtoMessage() {}
 
 func (x *Model) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[31]
+	mi := &file_downcity_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2405,7 @@ func (x *Model) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Model.ProtoReflect.Descriptor instead.
 func (*Model) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Model) GetId() string {
@@ -2455,7 +2524,7 @@ type UpsertModelRequest struct {
 
 func (x *UpsertModelRequest) Reset() {
 	*x = UpsertModelRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[32]
+	mi := &file_downcity_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2536,7 @@ func (x *UpsertModelRequest) String() string {
 func (*UpsertModelRequest) ProtoMessage() {}
 
 func (x *UpsertModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[32]
+	mi := &file_downcity_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2549,7 @@ func (x *UpsertModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertModelRequest.ProtoReflect.Descriptor instead.
 func (*UpsertModelRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpsertModelRequest) GetModel() *Model {
@@ -2501,7 +2570,7 @@ type UpsertModelResponse struct {
 
 func (x *UpsertModelResponse) Reset() {
 	*x = UpsertModelResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[33]
+	mi := &file_downcity_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2582,7 @@ func (x *UpsertModelResponse) String() string {
 func (*UpsertModelResponse) ProtoMessage() {}
 
 func (x *UpsertModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[33]
+	mi := &file_downcity_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2595,7 @@ func (x *UpsertModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertModelResponse.ProtoReflect.Descriptor instead.
 func (*UpsertModelResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpsertModelResponse) GetModel() *Model {
@@ -2549,7 +2618,7 @@ type ListCatalogModelsRequest struct {
 
 func (x *ListCatalogModelsRequest) Reset() {
 	*x = ListCatalogModelsRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[34]
+	mi := &file_downcity_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2630,7 @@ func (x *ListCatalogModelsRequest) String() string {
 func (*ListCatalogModelsRequest) ProtoMessage() {}
 
 func (x *ListCatalogModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[34]
+	mi := &file_downcity_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,7 +2643,7 @@ func (x *ListCatalogModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListCatalogModelsRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListCatalogModelsRequest) GetPageSize() int32 {
@@ -2604,7 +2673,7 @@ type ListCatalogModelsResponse struct {
 
 func (x *ListCatalogModelsResponse) Reset() {
 	*x = ListCatalogModelsResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[35]
+	mi := &file_downcity_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +2685,7 @@ func (x *ListCatalogModelsResponse) String() string {
 func (*ListCatalogModelsResponse) ProtoMessage() {}
 
 func (x *ListCatalogModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[35]
+	mi := &file_downcity_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +2698,7 @@ func (x *ListCatalogModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListCatalogModelsResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListCatalogModelsResponse) GetModels() []*Model {
@@ -2657,7 +2726,7 @@ type DeleteModelRequest struct {
 
 func (x *DeleteModelRequest) Reset() {
 	*x = DeleteModelRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[36]
+	mi := &file_downcity_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2738,7 @@ func (x *DeleteModelRequest) String() string {
 func (*DeleteModelRequest) ProtoMessage() {}
 
 func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[36]
+	mi := &file_downcity_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2751,7 @@ func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelRequest.ProtoReflect.Descriptor instead.
 func (*DeleteModelRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteModelRequest) GetModelId() string {
@@ -2701,7 +2770,7 @@ type DeleteModelResponse struct {
 
 func (x *DeleteModelResponse) Reset() {
 	*x = DeleteModelResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[37]
+	mi := &file_downcity_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2782,7 @@ func (x *DeleteModelResponse) String() string {
 func (*DeleteModelResponse) ProtoMessage() {}
 
 func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[37]
+	mi := &file_downcity_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2795,7 @@ func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelResponse.ProtoReflect.Descriptor instead.
 func (*DeleteModelResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 // Request of SetDefaultModel.
@@ -2742,7 +2811,7 @@ type SetDefaultModelRequest struct {
 
 func (x *SetDefaultModelRequest) Reset() {
 	*x = SetDefaultModelRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[38]
+	mi := &file_downcity_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +2823,7 @@ func (x *SetDefaultModelRequest) String() string {
 func (*SetDefaultModelRequest) ProtoMessage() {}
 
 func (x *SetDefaultModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[38]
+	mi := &file_downcity_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +2836,7 @@ func (x *SetDefaultModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDefaultModelRequest.ProtoReflect.Descriptor instead.
 func (*SetDefaultModelRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetDefaultModelRequest) GetPathway() Pathway {
@@ -2795,7 +2864,7 @@ type SetDefaultModelResponse struct {
 
 func (x *SetDefaultModelResponse) Reset() {
 	*x = SetDefaultModelResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[39]
+	mi := &file_downcity_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2876,7 @@ func (x *SetDefaultModelResponse) String() string {
 func (*SetDefaultModelResponse) ProtoMessage() {}
 
 func (x *SetDefaultModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[39]
+	mi := &file_downcity_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2889,7 @@ func (x *SetDefaultModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDefaultModelResponse.ProtoReflect.Descriptor instead.
 func (*SetDefaultModelResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetDefaultModelResponse) GetModel() *Model {
@@ -2871,7 +2940,7 @@ type UsageRecord struct {
 
 func (x *UsageRecord) Reset() {
 	*x = UsageRecord{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[40]
+	mi := &file_downcity_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2883,7 +2952,7 @@ func (x *UsageRecord) String() string {
 func (*UsageRecord) ProtoMessage() {}
 
 func (x *UsageRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[40]
+	mi := &file_downcity_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2896,7 +2965,7 @@ func (x *UsageRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecord.ProtoReflect.Descriptor instead.
 func (*UsageRecord) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UsageRecord) GetRequestId() string {
@@ -3030,7 +3099,7 @@ type UsageFilter struct {
 
 func (x *UsageFilter) Reset() {
 	*x = UsageFilter{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[41]
+	mi := &file_downcity_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3111,7 @@ func (x *UsageFilter) String() string {
 func (*UsageFilter) ProtoMessage() {}
 
 func (x *UsageFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[41]
+	mi := &file_downcity_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3124,7 @@ func (x *UsageFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageFilter.ProtoReflect.Descriptor instead.
 func (*UsageFilter) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UsageFilter) GetStudioId() string {
@@ -3108,7 +3177,7 @@ type ListUsageRecordsRequest struct {
 
 func (x *ListUsageRecordsRequest) Reset() {
 	*x = ListUsageRecordsRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[42]
+	mi := &file_downcity_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3120,7 +3189,7 @@ func (x *ListUsageRecordsRequest) String() string {
 func (*ListUsageRecordsRequest) ProtoMessage() {}
 
 func (x *ListUsageRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[42]
+	mi := &file_downcity_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3133,7 +3202,7 @@ func (x *ListUsageRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsageRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListUsageRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListUsageRecordsRequest) GetFilter() *UsageFilter {
@@ -3170,7 +3239,7 @@ type ListUsageRecordsResponse struct {
 
 func (x *ListUsageRecordsResponse) Reset() {
 	*x = ListUsageRecordsResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[43]
+	mi := &file_downcity_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3182,7 +3251,7 @@ func (x *ListUsageRecordsResponse) String() string {
 func (*ListUsageRecordsResponse) ProtoMessage() {}
 
 func (x *ListUsageRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[43]
+	mi := &file_downcity_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3195,7 +3264,7 @@ func (x *ListUsageRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsageRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListUsageRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListUsageRecordsResponse) GetRecords() []*UsageRecord {
@@ -3229,7 +3298,7 @@ type AggregateUsageRequest struct {
 
 func (x *AggregateUsageRequest) Reset() {
 	*x = AggregateUsageRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[44]
+	mi := &file_downcity_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3310,7 @@ func (x *AggregateUsageRequest) String() string {
 func (*AggregateUsageRequest) ProtoMessage() {}
 
 func (x *AggregateUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[44]
+	mi := &file_downcity_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3323,7 @@ func (x *AggregateUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateUsageRequest.ProtoReflect.Descriptor instead.
 func (*AggregateUsageRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AggregateUsageRequest) GetFilter() *UsageFilter {
@@ -3318,7 +3387,7 @@ type UsageAggregate struct {
 
 func (x *UsageAggregate) Reset() {
 	*x = UsageAggregate{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[45]
+	mi := &file_downcity_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3330,7 +3399,7 @@ func (x *UsageAggregate) String() string {
 func (*UsageAggregate) ProtoMessage() {}
 
 func (x *UsageAggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[45]
+	mi := &file_downcity_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3343,7 +3412,7 @@ func (x *UsageAggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageAggregate.ProtoReflect.Descriptor instead.
 func (*UsageAggregate) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UsageAggregate) GetStudioId() string {
@@ -3443,7 +3512,7 @@ type AggregateUsageResponse struct {
 
 func (x *AggregateUsageResponse) Reset() {
 	*x = AggregateUsageResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[46]
+	mi := &file_downcity_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3455,7 +3524,7 @@ func (x *AggregateUsageResponse) String() string {
 func (*AggregateUsageResponse) ProtoMessage() {}
 
 func (x *AggregateUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[46]
+	mi := &file_downcity_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3468,7 +3537,7 @@ func (x *AggregateUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateUsageResponse.ProtoReflect.Descriptor instead.
 func (*AggregateUsageResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AggregateUsageResponse) GetRows() []*UsageAggregate {
@@ -3505,7 +3574,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[47]
+	mi := &file_downcity_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3517,7 +3586,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[47]
+	mi := &file_downcity_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3530,7 +3599,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Limits) GetRequestsPerMinute() int64 {
@@ -3585,7 +3654,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[48]
+	mi := &file_downcity_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3597,7 +3666,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[48]
+	mi := &file_downcity_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3610,7 +3679,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetLimitsRequest) GetStudioId() string {
@@ -3652,7 +3721,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[49]
+	mi := &file_downcity_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3664,7 +3733,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[49]
+	mi := &file_downcity_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3677,7 +3746,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SetLimitsResponse) GetLimits() *Limits {
@@ -3702,7 +3771,7 @@ type GetLimitsRequest struct {
 
 func (x *GetLimitsRequest) Reset() {
 	*x = GetLimitsRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[50]
+	mi := &file_downcity_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +3783,7 @@ func (x *GetLimitsRequest) String() string {
 func (*GetLimitsRequest) ProtoMessage() {}
 
 func (x *GetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[50]
+	mi := &file_downcity_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +3796,7 @@ func (x *GetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*GetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetLimitsRequest) GetStudioId() string {
@@ -3762,7 +3831,7 @@ type GetLimitsResponse struct {
 
 func (x *GetLimitsResponse) Reset() {
 	*x = GetLimitsResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[51]
+	mi := &file_downcity_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3774,7 +3843,7 @@ func (x *GetLimitsResponse) String() string {
 func (*GetLimitsResponse) ProtoMessage() {}
 
 func (x *GetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[51]
+	mi := &file_downcity_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3787,7 +3856,7 @@ func (x *GetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*GetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetLimitsResponse) GetLimits() *Limits {
@@ -3810,7 +3879,7 @@ type GetQuotaStandingRequest struct {
 
 func (x *GetQuotaStandingRequest) Reset() {
 	*x = GetQuotaStandingRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[52]
+	mi := &file_downcity_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +3891,7 @@ func (x *GetQuotaStandingRequest) String() string {
 func (*GetQuotaStandingRequest) ProtoMessage() {}
 
 func (x *GetQuotaStandingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[52]
+	mi := &file_downcity_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +3904,7 @@ func (x *GetQuotaStandingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotaStandingRequest.ProtoReflect.Descriptor instead.
 func (*GetQuotaStandingRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetQuotaStandingRequest) GetStudioId() string {
@@ -3877,7 +3946,7 @@ type LimitStanding struct {
 
 func (x *LimitStanding) Reset() {
 	*x = LimitStanding{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[53]
+	mi := &file_downcity_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3889,7 +3958,7 @@ func (x *LimitStanding) String() string {
 func (*LimitStanding) ProtoMessage() {}
 
 func (x *LimitStanding) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[53]
+	mi := &file_downcity_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3902,7 +3971,7 @@ func (x *LimitStanding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitStanding.ProtoReflect.Descriptor instead.
 func (*LimitStanding) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *LimitStanding) GetScope() string {
@@ -3972,7 +4041,7 @@ type GetQuotaStandingResponse struct {
 
 func (x *GetQuotaStandingResponse) Reset() {
 	*x = GetQuotaStandingResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[54]
+	mi := &file_downcity_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3984,7 +4053,7 @@ func (x *GetQuotaStandingResponse) String() string {
 func (*GetQuotaStandingResponse) ProtoMessage() {}
 
 func (x *GetQuotaStandingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[54]
+	mi := &file_downcity_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3997,7 +4066,7 @@ func (x *GetQuotaStandingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotaStandingResponse.ProtoReflect.Descriptor instead.
 func (*GetQuotaStandingResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetQuotaStandingResponse) GetLimits() []*LimitStanding {
@@ -4036,7 +4105,7 @@ type Hook struct {
 
 func (x *Hook) Reset() {
 	*x = Hook{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[55]
+	mi := &file_downcity_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4048,7 +4117,7 @@ func (x *Hook) String() string {
 func (*Hook) ProtoMessage() {}
 
 func (x *Hook) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[55]
+	mi := &file_downcity_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4061,7 +4130,7 @@ func (x *Hook) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hook.ProtoReflect.Descriptor instead.
 func (*Hook) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Hook) GetId() string {
@@ -4138,7 +4207,7 @@ type UpsertHookRequest struct {
 
 func (x *UpsertHookRequest) Reset() {
 	*x = UpsertHookRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[56]
+	mi := &file_downcity_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4150,7 +4219,7 @@ func (x *UpsertHookRequest) String() string {
 func (*UpsertHookRequest) ProtoMessage() {}
 
 func (x *UpsertHookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[56]
+	mi := &file_downcity_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4163,7 +4232,7 @@ func (x *UpsertHookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertHookRequest.ProtoReflect.Descriptor instead.
 func (*UpsertHookRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UpsertHookRequest) GetHook() *Hook {
@@ -4187,7 +4256,7 @@ type UpsertHookResponse struct {
 
 func (x *UpsertHookResponse) Reset() {
 	*x = UpsertHookResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[57]
+	mi := &file_downcity_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4199,7 +4268,7 @@ func (x *UpsertHookResponse) String() string {
 func (*UpsertHookResponse) ProtoMessage() {}
 
 func (x *UpsertHookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[57]
+	mi := &file_downcity_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4212,7 +4281,7 @@ func (x *UpsertHookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertHookResponse.ProtoReflect.Descriptor instead.
 func (*UpsertHookResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *UpsertHookResponse) GetHook() *Hook {
@@ -4244,7 +4313,7 @@ type ListHooksRequest struct {
 
 func (x *ListHooksRequest) Reset() {
 	*x = ListHooksRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[58]
+	mi := &file_downcity_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4256,7 +4325,7 @@ func (x *ListHooksRequest) String() string {
 func (*ListHooksRequest) ProtoMessage() {}
 
 func (x *ListHooksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[58]
+	mi := &file_downcity_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4269,7 +4338,7 @@ func (x *ListHooksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHooksRequest.ProtoReflect.Descriptor instead.
 func (*ListHooksRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListHooksRequest) GetStudioId() string {
@@ -4306,7 +4375,7 @@ type ListHooksResponse struct {
 
 func (x *ListHooksResponse) Reset() {
 	*x = ListHooksResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[59]
+	mi := &file_downcity_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4318,7 +4387,7 @@ func (x *ListHooksResponse) String() string {
 func (*ListHooksResponse) ProtoMessage() {}
 
 func (x *ListHooksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[59]
+	mi := &file_downcity_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4331,7 +4400,7 @@ func (x *ListHooksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHooksResponse.ProtoReflect.Descriptor instead.
 func (*ListHooksResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListHooksResponse) GetHooks() []*Hook {
@@ -4361,7 +4430,7 @@ type DeleteHookRequest struct {
 
 func (x *DeleteHookRequest) Reset() {
 	*x = DeleteHookRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[60]
+	mi := &file_downcity_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4373,7 +4442,7 @@ func (x *DeleteHookRequest) String() string {
 func (*DeleteHookRequest) ProtoMessage() {}
 
 func (x *DeleteHookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[60]
+	mi := &file_downcity_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4386,7 +4455,7 @@ func (x *DeleteHookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHookRequest.ProtoReflect.Descriptor instead.
 func (*DeleteHookRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DeleteHookRequest) GetStudioId() string {
@@ -4412,7 +4481,7 @@ type DeleteHookResponse struct {
 
 func (x *DeleteHookResponse) Reset() {
 	*x = DeleteHookResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[61]
+	mi := &file_downcity_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4424,7 +4493,7 @@ func (x *DeleteHookResponse) String() string {
 func (*DeleteHookResponse) ProtoMessage() {}
 
 func (x *DeleteHookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[61]
+	mi := &file_downcity_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4437,7 +4506,7 @@ func (x *DeleteHookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHookResponse.ProtoReflect.Descriptor instead.
 func (*DeleteHookResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 // One after_call delivery: one usage row sent to one hook.
@@ -4469,7 +4538,7 @@ type HookDelivery struct {
 
 func (x *HookDelivery) Reset() {
 	*x = HookDelivery{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[62]
+	mi := &file_downcity_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4481,7 +4550,7 @@ func (x *HookDelivery) String() string {
 func (*HookDelivery) ProtoMessage() {}
 
 func (x *HookDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[62]
+	mi := &file_downcity_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4494,7 +4563,7 @@ func (x *HookDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HookDelivery.ProtoReflect.Descriptor instead.
 func (*HookDelivery) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *HookDelivery) GetId() string {
@@ -4586,7 +4655,7 @@ type ListHookDeliveriesRequest struct {
 
 func (x *ListHookDeliveriesRequest) Reset() {
 	*x = ListHookDeliveriesRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[63]
+	mi := &file_downcity_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4598,7 +4667,7 @@ func (x *ListHookDeliveriesRequest) String() string {
 func (*ListHookDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListHookDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[63]
+	mi := &file_downcity_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4611,7 +4680,7 @@ func (x *ListHookDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHookDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListHookDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListHookDeliveriesRequest) GetStudioId() string {
@@ -4662,7 +4731,7 @@ type ListHookDeliveriesResponse struct {
 
 func (x *ListHookDeliveriesResponse) Reset() {
 	*x = ListHookDeliveriesResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[64]
+	mi := &file_downcity_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4674,7 +4743,7 @@ func (x *ListHookDeliveriesResponse) String() string {
 func (*ListHookDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListHookDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[64]
+	mi := &file_downcity_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4687,7 +4756,7 @@ func (x *ListHookDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHookDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListHookDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListHookDeliveriesResponse) GetDeliveries() []*HookDelivery {
@@ -4717,7 +4786,7 @@ type RedeliverHookRequest struct {
 
 func (x *RedeliverHookRequest) Reset() {
 	*x = RedeliverHookRequest{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[65]
+	mi := &file_downcity_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4729,7 +4798,7 @@ func (x *RedeliverHookRequest) String() string {
 func (*RedeliverHookRequest) ProtoMessage() {}
 
 func (x *RedeliverHookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[65]
+	mi := &file_downcity_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4742,7 +4811,7 @@ func (x *RedeliverHookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverHookRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverHookRequest) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RedeliverHookRequest) GetStudioId() string {
@@ -4770,7 +4839,7 @@ type RedeliverHookResponse struct {
 
 func (x *RedeliverHookResponse) Reset() {
 	*x = RedeliverHookResponse{}
-	mi := &file_downcity_v1_admin_proto_msgTypes[66]
+	mi := &file_downcity_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4782,7 +4851,7 @@ func (x *RedeliverHookResponse) String() string {
 func (*RedeliverHookResponse) ProtoMessage() {}
 
 func (x *RedeliverHookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_downcity_v1_admin_proto_msgTypes[66]
+	mi := &file_downcity_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4795,7 +4864,7 @@ func (x *RedeliverHookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverHookResponse.ProtoReflect.Descriptor instead.
 func (*RedeliverHookResponse) Descriptor() ([]byte, []int) {
-	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_downcity_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RedeliverHookResponse) GetDelivery() *HookDelivery {
@@ -4809,7 +4878,7 @@ var File_downcity_v1_admin_proto protoreflect.FileDescriptor
 
 const file_downcity_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17downcity/v1/admin.proto\x12\vdowncity.v1\x1a\x18downcity/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x02\n" +
+	"\x17downcity/v1/admin.proto\x12\vdowncity.v1\x1a\x18downcity/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x02\n" +
 	"\x06Studio\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x121\n" +
@@ -4818,9 +4887,13 @@ const file_downcity_v1_admin_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12*\n" +
-	"\x11allowed_model_ids\x18\x06 \x03(\tR\x0fallowedModelIds\"*\n" +
+	"\x11allowed_model_ids\x18\x06 \x03(\tR\x0fallowedModelIds\x12'\n" +
+	"\x0fallowed_origins\x18\a \x03(\tR\x0eallowedOrigins\"*\n" +
 	"\vModelIdList\x12\x1b\n" +
-	"\tmodel_ids\x18\x01 \x03(\tR\bmodelIds\"U\n" +
+	"\tmodel_ids\x18\x01 \x03(\tR\bmodelIds\"&\n" +
+	"\n" +
+	"OriginList\x12\x18\n" +
+	"\aorigins\x18\x01 \x03(\tR\aorigins\"U\n" +
 	"\x13CreateStudioRequest\x12\x1b\n" +
 	"\tstudio_id\x18\x01 \x01(\tR\bstudioId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\"C\n" +
@@ -4836,12 +4909,13 @@ const file_downcity_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"l\n" +
 	"\x13ListStudiosResponse\x12-\n" +
 	"\astudios\x18\x01 \x03(\v2\x13.downcity.v1.StudioR\astudios\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdf\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa1\x02\n" +
 	"\x13UpdateStudioRequest\x12\x1b\n" +
 	"\tstudio_id\x18\x01 \x01(\tR\bstudioId\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tH\x00R\vdisplayName\x88\x01\x01\x121\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x19.downcity.v1.StudioStatusR\x06status\x12?\n" +
-	"\x0eallowed_models\x18\x04 \x01(\v2\x18.downcity.v1.ModelIdListR\rallowedModelsB\x0f\n" +
+	"\x0eallowed_models\x18\x04 \x01(\v2\x18.downcity.v1.ModelIdListR\rallowedModels\x12@\n" +
+	"\x0fallowed_origins\x18\x05 \x01(\v2\x17.downcity.v1.OriginListR\x0eallowedOriginsB\x0f\n" +
 	"\r_display_name\"C\n" +
 	"\x14UpdateStudioResponse\x12+\n" +
 	"\x06studio\x18\x01 \x01(\v2\x13.downcity.v1.StudioR\x06studio\"\xd5\x01\n" +
@@ -5231,7 +5305,7 @@ func file_downcity_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_downcity_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_downcity_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_downcity_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_downcity_v1_admin_proto_goTypes = []any{
 	(StudioStatus)(0),                  // 0: downcity.v1.StudioStatus
 	(ProviderKind)(0),                  // 1: downcity.v1.ProviderKind
@@ -5242,211 +5316,213 @@ var file_downcity_v1_admin_proto_goTypes = []any{
 	(HookDeliveryState)(0),             // 6: downcity.v1.HookDeliveryState
 	(*Studio)(nil),                     // 7: downcity.v1.Studio
 	(*ModelIdList)(nil),                // 8: downcity.v1.ModelIdList
-	(*CreateStudioRequest)(nil),        // 9: downcity.v1.CreateStudioRequest
-	(*CreateStudioResponse)(nil),       // 10: downcity.v1.CreateStudioResponse
-	(*GetStudioRequest)(nil),           // 11: downcity.v1.GetStudioRequest
-	(*GetStudioResponse)(nil),          // 12: downcity.v1.GetStudioResponse
-	(*ListStudiosRequest)(nil),         // 13: downcity.v1.ListStudiosRequest
-	(*ListStudiosResponse)(nil),        // 14: downcity.v1.ListStudiosResponse
-	(*UpdateStudioRequest)(nil),        // 15: downcity.v1.UpdateStudioRequest
-	(*UpdateStudioResponse)(nil),       // 16: downcity.v1.UpdateStudioResponse
-	(*StudioKey)(nil),                  // 17: downcity.v1.StudioKey
-	(*CreateStudioKeyRequest)(nil),     // 18: downcity.v1.CreateStudioKeyRequest
-	(*CreateStudioKeyResponse)(nil),    // 19: downcity.v1.CreateStudioKeyResponse
-	(*ListStudioKeysRequest)(nil),      // 20: downcity.v1.ListStudioKeysRequest
-	(*ListStudioKeysResponse)(nil),     // 21: downcity.v1.ListStudioKeysResponse
-	(*RevokeStudioKeyRequest)(nil),     // 22: downcity.v1.RevokeStudioKeyRequest
-	(*RevokeStudioKeyResponse)(nil),    // 23: downcity.v1.RevokeStudioKeyResponse
-	(*UserToken)(nil),                  // 24: downcity.v1.UserToken
-	(*IssueUserTokenRequest)(nil),      // 25: downcity.v1.IssueUserTokenRequest
-	(*IssueUserTokenResponse)(nil),     // 26: downcity.v1.IssueUserTokenResponse
-	(*ListUserTokensRequest)(nil),      // 27: downcity.v1.ListUserTokensRequest
-	(*ListUserTokensResponse)(nil),     // 28: downcity.v1.ListUserTokensResponse
-	(*RevokeUserTokenRequest)(nil),     // 29: downcity.v1.RevokeUserTokenRequest
-	(*RevokeUserTokenResponse)(nil),    // 30: downcity.v1.RevokeUserTokenResponse
-	(*Provider)(nil),                   // 31: downcity.v1.Provider
-	(*UpsertProviderRequest)(nil),      // 32: downcity.v1.UpsertProviderRequest
-	(*UpsertProviderResponse)(nil),     // 33: downcity.v1.UpsertProviderResponse
-	(*ListProvidersRequest)(nil),       // 34: downcity.v1.ListProvidersRequest
-	(*ListProvidersResponse)(nil),      // 35: downcity.v1.ListProvidersResponse
-	(*DeleteProviderRequest)(nil),      // 36: downcity.v1.DeleteProviderRequest
-	(*DeleteProviderResponse)(nil),     // 37: downcity.v1.DeleteProviderResponse
-	(*Model)(nil),                      // 38: downcity.v1.Model
-	(*UpsertModelRequest)(nil),         // 39: downcity.v1.UpsertModelRequest
-	(*UpsertModelResponse)(nil),        // 40: downcity.v1.UpsertModelResponse
-	(*ListCatalogModelsRequest)(nil),   // 41: downcity.v1.ListCatalogModelsRequest
-	(*ListCatalogModelsResponse)(nil),  // 42: downcity.v1.ListCatalogModelsResponse
-	(*DeleteModelRequest)(nil),         // 43: downcity.v1.DeleteModelRequest
-	(*DeleteModelResponse)(nil),        // 44: downcity.v1.DeleteModelResponse
-	(*SetDefaultModelRequest)(nil),     // 45: downcity.v1.SetDefaultModelRequest
-	(*SetDefaultModelResponse)(nil),    // 46: downcity.v1.SetDefaultModelResponse
-	(*UsageRecord)(nil),                // 47: downcity.v1.UsageRecord
-	(*UsageFilter)(nil),                // 48: downcity.v1.UsageFilter
-	(*ListUsageRecordsRequest)(nil),    // 49: downcity.v1.ListUsageRecordsRequest
-	(*ListUsageRecordsResponse)(nil),   // 50: downcity.v1.ListUsageRecordsResponse
-	(*AggregateUsageRequest)(nil),      // 51: downcity.v1.AggregateUsageRequest
-	(*UsageAggregate)(nil),             // 52: downcity.v1.UsageAggregate
-	(*AggregateUsageResponse)(nil),     // 53: downcity.v1.AggregateUsageResponse
-	(*Limits)(nil),                     // 54: downcity.v1.Limits
-	(*SetLimitsRequest)(nil),           // 55: downcity.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),          // 56: downcity.v1.SetLimitsResponse
-	(*GetLimitsRequest)(nil),           // 57: downcity.v1.GetLimitsRequest
-	(*GetLimitsResponse)(nil),          // 58: downcity.v1.GetLimitsResponse
-	(*GetQuotaStandingRequest)(nil),    // 59: downcity.v1.GetQuotaStandingRequest
-	(*LimitStanding)(nil),              // 60: downcity.v1.LimitStanding
-	(*GetQuotaStandingResponse)(nil),   // 61: downcity.v1.GetQuotaStandingResponse
-	(*Hook)(nil),                       // 62: downcity.v1.Hook
-	(*UpsertHookRequest)(nil),          // 63: downcity.v1.UpsertHookRequest
-	(*UpsertHookResponse)(nil),         // 64: downcity.v1.UpsertHookResponse
-	(*ListHooksRequest)(nil),           // 65: downcity.v1.ListHooksRequest
-	(*ListHooksResponse)(nil),          // 66: downcity.v1.ListHooksResponse
-	(*DeleteHookRequest)(nil),          // 67: downcity.v1.DeleteHookRequest
-	(*DeleteHookResponse)(nil),         // 68: downcity.v1.DeleteHookResponse
-	(*HookDelivery)(nil),               // 69: downcity.v1.HookDelivery
-	(*ListHookDeliveriesRequest)(nil),  // 70: downcity.v1.ListHookDeliveriesRequest
-	(*ListHookDeliveriesResponse)(nil), // 71: downcity.v1.ListHookDeliveriesResponse
-	(*RedeliverHookRequest)(nil),       // 72: downcity.v1.RedeliverHookRequest
-	(*RedeliverHookResponse)(nil),      // 73: downcity.v1.RedeliverHookResponse
-	nil,                                // 74: downcity.v1.Provider.HeadersEntry
-	nil,                                // 75: downcity.v1.Model.OptionsEntry
-	nil,                                // 76: downcity.v1.UsageRecord.MetadataEntry
-	(*timestamppb.Timestamp)(nil),      // 77: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 78: google.protobuf.Duration
-	(Pathway)(0),                       // 79: downcity.v1.Pathway
+	(*OriginList)(nil),                 // 9: downcity.v1.OriginList
+	(*CreateStudioRequest)(nil),        // 10: downcity.v1.CreateStudioRequest
+	(*CreateStudioResponse)(nil),       // 11: downcity.v1.CreateStudioResponse
+	(*GetStudioRequest)(nil),           // 12: downcity.v1.GetStudioRequest
+	(*GetStudioResponse)(nil),          // 13: downcity.v1.GetStudioResponse
+	(*ListStudiosRequest)(nil),         // 14: downcity.v1.ListStudiosRequest
+	(*ListStudiosResponse)(nil),        // 15: downcity.v1.ListStudiosResponse
+	(*UpdateStudioRequest)(nil),        // 16: downcity.v1.UpdateStudioRequest
+	(*UpdateStudioResponse)(nil),       // 17: downcity.v1.UpdateStudioResponse
+	(*StudioKey)(nil),                  // 18: downcity.v1.StudioKey
+	(*CreateStudioKeyRequest)(nil),     // 19: downcity.v1.CreateStudioKeyRequest
+	(*CreateStudioKeyResponse)(nil),    // 20: downcity.v1.CreateStudioKeyResponse
+	(*ListStudioKeysRequest)(nil),      // 21: downcity.v1.ListStudioKeysRequest
+	(*ListStudioKeysResponse)(nil),     // 22: downcity.v1.ListStudioKeysResponse
+	(*RevokeStudioKeyRequest)(nil),     // 23: downcity.v1.RevokeStudioKeyRequest
+	(*RevokeStudioKeyResponse)(nil),    // 24: downcity.v1.RevokeStudioKeyResponse
+	(*UserToken)(nil),                  // 25: downcity.v1.UserToken
+	(*IssueUserTokenRequest)(nil),      // 26: downcity.v1.IssueUserTokenRequest
+	(*IssueUserTokenResponse)(nil),     // 27: downcity.v1.IssueUserTokenResponse
+	(*ListUserTokensRequest)(nil),      // 28: downcity.v1.ListUserTokensRequest
+	(*ListUserTokensResponse)(nil),     // 29: downcity.v1.ListUserTokensResponse
+	(*RevokeUserTokenRequest)(nil),     // 30: downcity.v1.RevokeUserTokenRequest
+	(*RevokeUserTokenResponse)(nil),    // 31: downcity.v1.RevokeUserTokenResponse
+	(*Provider)(nil),                   // 32: downcity.v1.Provider
+	(*UpsertProviderRequest)(nil),      // 33: downcity.v1.UpsertProviderRequest
+	(*UpsertProviderResponse)(nil),     // 34: downcity.v1.UpsertProviderResponse
+	(*ListProvidersRequest)(nil),       // 35: downcity.v1.ListProvidersRequest
+	(*ListProvidersResponse)(nil),      // 36: downcity.v1.ListProvidersResponse
+	(*DeleteProviderRequest)(nil),      // 37: downcity.v1.DeleteProviderRequest
+	(*DeleteProviderResponse)(nil),     // 38: downcity.v1.DeleteProviderResponse
+	(*Model)(nil),                      // 39: downcity.v1.Model
+	(*UpsertModelRequest)(nil),         // 40: downcity.v1.UpsertModelRequest
+	(*UpsertModelResponse)(nil),        // 41: downcity.v1.UpsertModelResponse
+	(*ListCatalogModelsRequest)(nil),   // 42: downcity.v1.ListCatalogModelsRequest
+	(*ListCatalogModelsResponse)(nil),  // 43: downcity.v1.ListCatalogModelsResponse
+	(*DeleteModelRequest)(nil),         // 44: downcity.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil),        // 45: downcity.v1.DeleteModelResponse
+	(*SetDefaultModelRequest)(nil),     // 46: downcity.v1.SetDefaultModelRequest
+	(*SetDefaultModelResponse)(nil),    // 47: downcity.v1.SetDefaultModelResponse
+	(*UsageRecord)(nil),                // 48: downcity.v1.UsageRecord
+	(*UsageFilter)(nil),                // 49: downcity.v1.UsageFilter
+	(*ListUsageRecordsRequest)(nil),    // 50: downcity.v1.ListUsageRecordsRequest
+	(*ListUsageRecordsResponse)(nil),   // 51: downcity.v1.ListUsageRecordsResponse
+	(*AggregateUsageRequest)(nil),      // 52: downcity.v1.AggregateUsageRequest
+	(*UsageAggregate)(nil),             // 53: downcity.v1.UsageAggregate
+	(*AggregateUsageResponse)(nil),     // 54: downcity.v1.AggregateUsageResponse
+	(*Limits)(nil),                     // 55: downcity.v1.Limits
+	(*SetLimitsRequest)(nil),           // 56: downcity.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),          // 57: downcity.v1.SetLimitsResponse
+	(*GetLimitsRequest)(nil),           // 58: downcity.v1.GetLimitsRequest
+	(*GetLimitsResponse)(nil),          // 59: downcity.v1.GetLimitsResponse
+	(*GetQuotaStandingRequest)(nil),    // 60: downcity.v1.GetQuotaStandingRequest
+	(*LimitStanding)(nil),              // 61: downcity.v1.LimitStanding
+	(*GetQuotaStandingResponse)(nil),   // 62: downcity.v1.GetQuotaStandingResponse
+	(*Hook)(nil),                       // 63: downcity.v1.Hook
+	(*UpsertHookRequest)(nil),          // 64: downcity.v1.UpsertHookRequest
+	(*UpsertHookResponse)(nil),         // 65: downcity.v1.UpsertHookResponse
+	(*ListHooksRequest)(nil),           // 66: downcity.v1.ListHooksRequest
+	(*ListHooksResponse)(nil),          // 67: downcity.v1.ListHooksResponse
+	(*DeleteHookRequest)(nil),          // 68: downcity.v1.DeleteHookRequest
+	(*DeleteHookResponse)(nil),         // 69: downcity.v1.DeleteHookResponse
+	(*HookDelivery)(nil),               // 70: downcity.v1.HookDelivery
+	(*ListHookDeliveriesRequest)(nil),  // 71: downcity.v1.ListHookDeliveriesRequest
+	(*ListHookDeliveriesResponse)(nil), // 72: downcity.v1.ListHookDeliveriesResponse
+	(*RedeliverHookRequest)(nil),       // 73: downcity.v1.RedeliverHookRequest
+	(*RedeliverHookResponse)(nil),      // 74: downcity.v1.RedeliverHookResponse
+	nil,                                // 75: downcity.v1.Provider.HeadersEntry
+	nil,                                // 76: downcity.v1.Model.OptionsEntry
+	nil,                                // 77: downcity.v1.UsageRecord.MetadataEntry
+	(*timestamppb.Timestamp)(nil),      // 78: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 79: google.protobuf.Duration
+	(Pathway)(0),                       // 80: downcity.v1.Pathway
 }
 var file_downcity_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: downcity.v1.Studio.status:type_name -> downcity.v1.StudioStatus
-	77,  // 1: downcity.v1.Studio.create_time:type_name -> google.protobuf.Timestamp
-	77,  // 2: downcity.v1.Studio.update_time:type_name -> google.protobuf.Timestamp
+	78,  // 1: downcity.v1.Studio.create_time:type_name -> google.protobuf.Timestamp
+	78,  // 2: downcity.v1.Studio.update_time:type_name -> google.protobuf.Timestamp
 	7,   // 3: downcity.v1.CreateStudioResponse.studio:type_name -> downcity.v1.Studio
 	7,   // 4: downcity.v1.GetStudioResponse.studio:type_name -> downcity.v1.Studio
 	7,   // 5: downcity.v1.ListStudiosResponse.studios:type_name -> downcity.v1.Studio
 	0,   // 6: downcity.v1.UpdateStudioRequest.status:type_name -> downcity.v1.StudioStatus
 	8,   // 7: downcity.v1.UpdateStudioRequest.allowed_models:type_name -> downcity.v1.ModelIdList
-	7,   // 8: downcity.v1.UpdateStudioResponse.studio:type_name -> downcity.v1.Studio
-	77,  // 9: downcity.v1.StudioKey.create_time:type_name -> google.protobuf.Timestamp
-	77,  // 10: downcity.v1.StudioKey.revoke_time:type_name -> google.protobuf.Timestamp
-	17,  // 11: downcity.v1.CreateStudioKeyResponse.key:type_name -> downcity.v1.StudioKey
-	17,  // 12: downcity.v1.ListStudioKeysResponse.keys:type_name -> downcity.v1.StudioKey
-	17,  // 13: downcity.v1.RevokeStudioKeyResponse.key:type_name -> downcity.v1.StudioKey
-	77,  // 14: downcity.v1.UserToken.create_time:type_name -> google.protobuf.Timestamp
-	77,  // 15: downcity.v1.UserToken.expire_time:type_name -> google.protobuf.Timestamp
-	77,  // 16: downcity.v1.UserToken.revoke_time:type_name -> google.protobuf.Timestamp
-	78,  // 17: downcity.v1.IssueUserTokenRequest.ttl:type_name -> google.protobuf.Duration
-	24,  // 18: downcity.v1.IssueUserTokenResponse.token:type_name -> downcity.v1.UserToken
-	24,  // 19: downcity.v1.ListUserTokensResponse.tokens:type_name -> downcity.v1.UserToken
-	24,  // 20: downcity.v1.RevokeUserTokenResponse.token:type_name -> downcity.v1.UserToken
-	1,   // 21: downcity.v1.Provider.kind:type_name -> downcity.v1.ProviderKind
-	77,  // 22: downcity.v1.Provider.update_time:type_name -> google.protobuf.Timestamp
-	77,  // 23: downcity.v1.Provider.api_key_update_time:type_name -> google.protobuf.Timestamp
-	74,  // 24: downcity.v1.Provider.headers:type_name -> downcity.v1.Provider.HeadersEntry
-	78,  // 25: downcity.v1.Provider.connect_timeout:type_name -> google.protobuf.Duration
-	78,  // 26: downcity.v1.Provider.first_byte_timeout:type_name -> google.protobuf.Duration
-	78,  // 27: downcity.v1.Provider.total_timeout:type_name -> google.protobuf.Duration
-	31,  // 28: downcity.v1.UpsertProviderRequest.provider:type_name -> downcity.v1.Provider
-	31,  // 29: downcity.v1.UpsertProviderResponse.provider:type_name -> downcity.v1.Provider
-	31,  // 30: downcity.v1.ListProvidersResponse.providers:type_name -> downcity.v1.Provider
-	79,  // 31: downcity.v1.Model.pathway:type_name -> downcity.v1.Pathway
-	75,  // 32: downcity.v1.Model.options:type_name -> downcity.v1.Model.OptionsEntry
-	77,  // 33: downcity.v1.Model.update_time:type_name -> google.protobuf.Timestamp
-	38,  // 34: downcity.v1.UpsertModelRequest.model:type_name -> downcity.v1.Model
-	38,  // 35: downcity.v1.UpsertModelResponse.model:type_name -> downcity.v1.Model
-	38,  // 36: downcity.v1.ListCatalogModelsResponse.models:type_name -> downcity.v1.Model
-	79,  // 37: downcity.v1.SetDefaultModelRequest.pathway:type_name -> downcity.v1.Pathway
-	38,  // 38: downcity.v1.SetDefaultModelResponse.model:type_name -> downcity.v1.Model
-	79,  // 39: downcity.v1.UsageRecord.pathway:type_name -> downcity.v1.Pathway
-	78,  // 40: downcity.v1.UsageRecord.latency:type_name -> google.protobuf.Duration
-	78,  // 41: downcity.v1.UsageRecord.time_to_first_token:type_name -> google.protobuf.Duration
-	77,  // 42: downcity.v1.UsageRecord.create_time:type_name -> google.protobuf.Timestamp
-	76,  // 43: downcity.v1.UsageRecord.metadata:type_name -> downcity.v1.UsageRecord.MetadataEntry
-	77,  // 44: downcity.v1.UsageFilter.start_time:type_name -> google.protobuf.Timestamp
-	77,  // 45: downcity.v1.UsageFilter.end_time:type_name -> google.protobuf.Timestamp
-	48,  // 46: downcity.v1.ListUsageRecordsRequest.filter:type_name -> downcity.v1.UsageFilter
-	47,  // 47: downcity.v1.ListUsageRecordsResponse.records:type_name -> downcity.v1.UsageRecord
-	48,  // 48: downcity.v1.AggregateUsageRequest.filter:type_name -> downcity.v1.UsageFilter
-	2,   // 49: downcity.v1.AggregateUsageRequest.group_by:type_name -> downcity.v1.UsageDimension
-	52,  // 50: downcity.v1.AggregateUsageResponse.rows:type_name -> downcity.v1.UsageAggregate
-	3,   // 51: downcity.v1.SetLimitsRequest.target:type_name -> downcity.v1.LimitTarget
-	54,  // 52: downcity.v1.SetLimitsRequest.limits:type_name -> downcity.v1.Limits
-	54,  // 53: downcity.v1.SetLimitsResponse.limits:type_name -> downcity.v1.Limits
-	3,   // 54: downcity.v1.GetLimitsRequest.target:type_name -> downcity.v1.LimitTarget
-	54,  // 55: downcity.v1.GetLimitsResponse.limits:type_name -> downcity.v1.Limits
-	77,  // 56: downcity.v1.LimitStanding.reset_time:type_name -> google.protobuf.Timestamp
-	60,  // 57: downcity.v1.GetQuotaStandingResponse.limits:type_name -> downcity.v1.LimitStanding
-	4,   // 58: downcity.v1.Hook.events:type_name -> downcity.v1.HookEvent
-	78,  // 59: downcity.v1.Hook.timeout:type_name -> google.protobuf.Duration
-	5,   // 60: downcity.v1.Hook.failure_policy:type_name -> downcity.v1.HookFailurePolicy
-	77,  // 61: downcity.v1.Hook.create_time:type_name -> google.protobuf.Timestamp
-	77,  // 62: downcity.v1.Hook.update_time:type_name -> google.protobuf.Timestamp
-	62,  // 63: downcity.v1.UpsertHookRequest.hook:type_name -> downcity.v1.Hook
-	62,  // 64: downcity.v1.UpsertHookResponse.hook:type_name -> downcity.v1.Hook
-	62,  // 65: downcity.v1.ListHooksResponse.hooks:type_name -> downcity.v1.Hook
-	6,   // 66: downcity.v1.HookDelivery.state:type_name -> downcity.v1.HookDeliveryState
-	77,  // 67: downcity.v1.HookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
-	77,  // 68: downcity.v1.HookDelivery.create_time:type_name -> google.protobuf.Timestamp
-	77,  // 69: downcity.v1.HookDelivery.deliver_time:type_name -> google.protobuf.Timestamp
-	6,   // 70: downcity.v1.ListHookDeliveriesRequest.state:type_name -> downcity.v1.HookDeliveryState
-	69,  // 71: downcity.v1.ListHookDeliveriesResponse.deliveries:type_name -> downcity.v1.HookDelivery
-	69,  // 72: downcity.v1.RedeliverHookResponse.delivery:type_name -> downcity.v1.HookDelivery
-	9,   // 73: downcity.v1.AdminService.CreateStudio:input_type -> downcity.v1.CreateStudioRequest
-	11,  // 74: downcity.v1.AdminService.GetStudio:input_type -> downcity.v1.GetStudioRequest
-	13,  // 75: downcity.v1.AdminService.ListStudios:input_type -> downcity.v1.ListStudiosRequest
-	15,  // 76: downcity.v1.AdminService.UpdateStudio:input_type -> downcity.v1.UpdateStudioRequest
-	18,  // 77: downcity.v1.AdminService.CreateStudioKey:input_type -> downcity.v1.CreateStudioKeyRequest
-	20,  // 78: downcity.v1.AdminService.ListStudioKeys:input_type -> downcity.v1.ListStudioKeysRequest
-	22,  // 79: downcity.v1.AdminService.RevokeStudioKey:input_type -> downcity.v1.RevokeStudioKeyRequest
-	25,  // 80: downcity.v1.AdminService.IssueUserToken:input_type -> downcity.v1.IssueUserTokenRequest
-	27,  // 81: downcity.v1.AdminService.ListUserTokens:input_type -> downcity.v1.ListUserTokensRequest
-	29,  // 82: downcity.v1.AdminService.RevokeUserToken:input_type -> downcity.v1.RevokeUserTokenRequest
-	32,  // 83: downcity.v1.AdminService.UpsertProvider:input_type -> downcity.v1.UpsertProviderRequest
-	34,  // 84: downcity.v1.AdminService.ListProviders:input_type -> downcity.v1.ListProvidersRequest
-	36,  // 85: downcity.v1.AdminService.DeleteProvider:input_type -> downcity.v1.DeleteProviderRequest
-	39,  // 86: downcity.v1.AdminService.UpsertModel:input_type -> downcity.v1.UpsertModelRequest
-	41,  // 87: downcity.v1.AdminService.ListCatalogModels:input_type -> downcity.v1.ListCatalogModelsRequest
-	43,  // 88: downcity.v1.AdminService.DeleteModel:input_type -> downcity.v1.DeleteModelRequest
-	45,  // 89: downcity.v1.AdminService.SetDefaultModel:input_type -> downcity.v1.SetDefaultModelRequest
-	49,  // 90: downcity.v1.AdminService.ListUsageRecords:input_type -> downcity.v1.ListUsageRecordsRequest
-	51,  // 91: downcity.v1.AdminService.AggregateUsage:input_type -> downcity.v1.AggregateUsageRequest
-	55,  // 92: downcity.v1.AdminService.SetLimits:input_type -> downcity.v1.SetLimitsRequest
-	57,  // 93: downcity.v1.AdminService.GetLimits:input_type -> downcity.v1.GetLimitsRequest
-	59,  // 94: downcity.v1.AdminService.GetQuotaStanding:input_type -> downcity.v1.GetQuotaStandingRequest
-	63,  // 95: downcity.v1.AdminService.UpsertHook:input_type -> downcity.v1.UpsertHookRequest
-	65,  // 96: downcity.v1.AdminService.ListHooks:input_type -> downcity.v1.ListHooksRequest
-	67,  // 97: downcity.v1.AdminService.DeleteHook:input_type -> downcity.v1.DeleteHookRequest
-	70,  // 98: downcity.v1.AdminService.ListHookDeliveries:input_type -> downcity.v1.ListHookDeliveriesRequest
-	72,  // 99: downcity.v1.AdminService.RedeliverHook:input_type -> downcity.v1.RedeliverHookRequest
-	10,  // 100: downcity.v1.AdminService.CreateStudio:output_type -> downcity.v1.CreateStudioResponse
-	12,  // 101: downcity.v1.AdminService.GetStudio:output_type -> downcity.v1.GetStudioResponse
-	14,  // 102: downcity.v1.AdminService.ListStudios:output_type -> downcity.v1.ListStudiosResponse
-	16,  // 103: downcity.v1.AdminService.UpdateStudio:output_type -> downcity.v1.UpdateStudioResponse
-	19,  // 104: downcity.v1.AdminService.CreateStudioKey:output_type -> downcity.v1.CreateStudioKeyResponse
-	21,  // 105: downcity.v1.AdminService.ListStudioKeys:output_type -> downcity.v1.ListStudioKeysResponse
-	23,  // 106: downcity.v1.AdminService.RevokeStudioKey:output_type -> downcity.v1.RevokeStudioKeyResponse
-	26,  // 107: downcity.v1.AdminService.IssueUserToken:output_type -> downcity.v1.IssueUserTokenResponse
-	28,  // 108: downcity.v1.AdminService.ListUserTokens:output_type -> downcity.v1.ListUserTokensResponse
-	30,  // 109: downcity.v1.AdminService.RevokeUserToken:output_type -> downcity.v1.RevokeUserTokenResponse
-	33,  // 110: downcity.v1.AdminService.UpsertProvider:output_type -> downcity.v1.UpsertProviderResponse
-	35,  // 111: downcity.v1.AdminService.ListProviders:output_type -> downcity.v1.ListProvidersResponse
-	37,  // 112: downcity.v1.AdminService.DeleteProvider:output_type -> downcity.v1.DeleteProviderResponse
-	40,  // 113: downcity.v1.AdminService.UpsertModel:output_type -> downcity.v1.UpsertModelResponse
-	42,  // 114: downcity.v1.AdminService.ListCatalogModels:output_type -> downcity.v1.ListCatalogModelsResponse
-	44,  // 115: downcity.v1.AdminService.DeleteModel:output_type -> downcity.v1.DeleteModelResponse
-	46,  // 116: downcity.v1.AdminService.SetDefaultModel:output_type -> downcity.v1.SetDefaultModelResponse
-	50,  // 117: downcity.v1.AdminService.ListUsageRecords:output_type -> downcity.v1.ListUsageRecordsResponse
-	53,  // 118: downcity.v1.AdminService.AggregateUsage:output_type -> downcity.v1.AggregateUsageResponse
-	56,  // 119: downcity.v1.AdminService.SetLimits:output_type -> downcity.v1.SetLimitsResponse
-	58,  // 120: downcity.v1.AdminService.GetLimits:output_type -> downcity.v1.GetLimitsResponse
-	61,  // 121: downcity.v1.AdminService.GetQuotaStanding:output_type -> downcity.v1.GetQuotaStandingResponse
-	64,  // 122: downcity.v1.AdminService.UpsertHook:output_type -> downcity.v1.UpsertHookResponse
-	66,  // 123: downcity.v1.AdminService.ListHooks:output_type -> downcity.v1.ListHooksResponse
-	68,  // 124: downcity.v1.AdminService.DeleteHook:output_type -> downcity.v1.DeleteHookResponse
-	71,  // 125: downcity.v1.AdminService.ListHookDeliveries:output_type -> downcity.v1.ListHookDeliveriesResponse
-	73,  // 126: downcity.v1.AdminService.RedeliverHook:output_type -> downcity.v1.RedeliverHookResponse
-	100, // [100:127] is the sub-list for method output_type
-	73,  // [73:100] is the sub-list for method input_type
-	73,  // [73:73] is the sub-list for extension type_name
-	73,  // [73:73] is the sub-list for extension extendee
-	0,   // [0:73] is the sub-list for field type_name
+	9,   // 8: downcity.v1.UpdateStudioRequest.allowed_origins:type_name -> downcity.v1.OriginList
+	7,   // 9: downcity.v1.UpdateStudioResponse.studio:type_name -> downcity.v1.Studio
+	78,  // 10: downcity.v1.StudioKey.create_time:type_name -> google.protobuf.Timestamp
+	78,  // 11: downcity.v1.StudioKey.revoke_time:type_name -> google.protobuf.Timestamp
+	18,  // 12: downcity.v1.CreateStudioKeyResponse.key:type_name -> downcity.v1.StudioKey
+	18,  // 13: downcity.v1.ListStudioKeysResponse.keys:type_name -> downcity.v1.StudioKey
+	18,  // 14: downcity.v1.RevokeStudioKeyResponse.key:type_name -> downcity.v1.StudioKey
+	78,  // 15: downcity.v1.UserToken.create_time:type_name -> google.protobuf.Timestamp
+	78,  // 16: downcity.v1.UserToken.expire_time:type_name -> google.protobuf.Timestamp
+	78,  // 17: downcity.v1.UserToken.revoke_time:type_name -> google.protobuf.Timestamp
+	79,  // 18: downcity.v1.IssueUserTokenRequest.ttl:type_name -> google.protobuf.Duration
+	25,  // 19: downcity.v1.IssueUserTokenResponse.token:type_name -> downcity.v1.UserToken
+	25,  // 20: downcity.v1.ListUserTokensResponse.tokens:type_name -> downcity.v1.UserToken
+	25,  // 21: downcity.v1.RevokeUserTokenResponse.token:type_name -> downcity.v1.UserToken
+	1,   // 22: downcity.v1.Provider.kind:type_name -> downcity.v1.ProviderKind
+	78,  // 23: downcity.v1.Provider.update_time:type_name -> google.protobuf.Timestamp
+	78,  // 24: downcity.v1.Provider.api_key_update_time:type_name -> google.protobuf.Timestamp
+	75,  // 25: downcity.v1.Provider.headers:type_name -> downcity.v1.Provider.HeadersEntry
+	79,  // 26: downcity.v1.Provider.connect_timeout:type_name -> google.protobuf.Duration
+	79,  // 27: downcity.v1.Provider.first_byte_timeout:type_name -> google.protobuf.Duration
+	79,  // 28: downcity.v1.Provider.total_timeout:type_name -> google.protobuf.Duration
+	32,  // 29: downcity.v1.UpsertProviderRequest.provider:type_name -> downcity.v1.Provider
+	32,  // 30: downcity.v1.UpsertProviderResponse.provider:type_name -> downcity.v1.Provider
+	32,  // 31: downcity.v1.ListProvidersResponse.providers:type_name -> downcity.v1.Provider
+	80,  // 32: downcity.v1.Model.pathway:type_name -> downcity.v1.Pathway
+	76,  // 33: downcity.v1.Model.options:type_name -> downcity.v1.Model.OptionsEntry
+	78,  // 34: downcity.v1.Model.update_time:type_name -> google.protobuf.Timestamp
+	39,  // 35: downcity.v1.UpsertModelRequest.model:type_name -> downcity.v1.Model
+	39,  // 36: downcity.v1.UpsertModelResponse.model:type_name -> downcity.v1.Model
+	39,  // 37: downcity.v1.ListCatalogModelsResponse.models:type_name -> downcity.v1.Model
+	80,  // 38: downcity.v1.SetDefaultModelRequest.pathway:type_name -> downcity.v1.Pathway
+	39,  // 39: downcity.v1.SetDefaultModelResponse.model:type_name -> downcity.v1.Model
+	80,  // 40: downcity.v1.UsageRecord.pathway:type_name -> downcity.v1.Pathway
+	79,  // 41: downcity.v1.UsageRecord.latency:type_name -> google.protobuf.Duration
+	79,  // 42: downcity.v1.UsageRecord.time_to_first_token:type_name -> google.protobuf.Duration
+	78,  // 43: downcity.v1.UsageRecord.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 44: downcity.v1.UsageRecord.metadata:type_name -> downcity.v1.UsageRecord.MetadataEntry
+	78,  // 45: downcity.v1.UsageFilter.start_time:type_name -> google.protobuf.Timestamp
+	78,  // 46: downcity.v1.UsageFilter.end_time:type_name -> google.protobuf.Timestamp
+	49,  // 47: downcity.v1.ListUsageRecordsRequest.filter:type_name -> downcity.v1.UsageFilter
+	48,  // 48: downcity.v1.ListUsageRecordsResponse.records:type_name -> downcity.v1.UsageRecord
+	49,  // 49: downcity.v1.AggregateUsageRequest.filter:type_name -> downcity.v1.UsageFilter
+	2,   // 50: downcity.v1.AggregateUsageRequest.group_by:type_name -> downcity.v1.UsageDimension
+	53,  // 51: downcity.v1.AggregateUsageResponse.rows:type_name -> downcity.v1.UsageAggregate
+	3,   // 52: downcity.v1.SetLimitsRequest.target:type_name -> downcity.v1.LimitTarget
+	55,  // 53: downcity.v1.SetLimitsRequest.limits:type_name -> downcity.v1.Limits
+	55,  // 54: downcity.v1.SetLimitsResponse.limits:type_name -> downcity.v1.Limits
+	3,   // 55: downcity.v1.GetLimitsRequest.target:type_name -> downcity.v1.LimitTarget
+	55,  // 56: downcity.v1.GetLimitsResponse.limits:type_name -> downcity.v1.Limits
+	78,  // 57: downcity.v1.LimitStanding.reset_time:type_name -> google.protobuf.Timestamp
+	61,  // 58: downcity.v1.GetQuotaStandingResponse.limits:type_name -> downcity.v1.LimitStanding
+	4,   // 59: downcity.v1.Hook.events:type_name -> downcity.v1.HookEvent
+	79,  // 60: downcity.v1.Hook.timeout:type_name -> google.protobuf.Duration
+	5,   // 61: downcity.v1.Hook.failure_policy:type_name -> downcity.v1.HookFailurePolicy
+	78,  // 62: downcity.v1.Hook.create_time:type_name -> google.protobuf.Timestamp
+	78,  // 63: downcity.v1.Hook.update_time:type_name -> google.protobuf.Timestamp
+	63,  // 64: downcity.v1.UpsertHookRequest.hook:type_name -> downcity.v1.Hook
+	63,  // 65: downcity.v1.UpsertHookResponse.hook:type_name -> downcity.v1.Hook
+	63,  // 66: downcity.v1.ListHooksResponse.hooks:type_name -> downcity.v1.Hook
+	6,   // 67: downcity.v1.HookDelivery.state:type_name -> downcity.v1.HookDeliveryState
+	78,  // 68: downcity.v1.HookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	78,  // 69: downcity.v1.HookDelivery.create_time:type_name -> google.protobuf.Timestamp
+	78,  // 70: downcity.v1.HookDelivery.deliver_time:type_name -> google.protobuf.Timestamp
+	6,   // 71: downcity.v1.ListHookDeliveriesRequest.state:type_name -> downcity.v1.HookDeliveryState
+	70,  // 72: downcity.v1.ListHookDeliveriesResponse.deliveries:type_name -> downcity.v1.HookDelivery
+	70,  // 73: downcity.v1.RedeliverHookResponse.delivery:type_name -> downcity.v1.HookDelivery
+	10,  // 74: downcity.v1.AdminService.CreateStudio:input_type -> downcity.v1.CreateStudioRequest
+	12,  // 75: downcity.v1.AdminService.GetStudio:input_type -> downcity.v1.GetStudioRequest
+	14,  // 76: downcity.v1.AdminService.ListStudios:input_type -> downcity.v1.ListStudiosRequest
+	16,  // 77: downcity.v1.AdminService.UpdateStudio:input_type -> downcity.v1.UpdateStudioRequest
+	19,  // 78: downcity.v1.AdminService.CreateStudioKey:input_type -> downcity.v1.CreateStudioKeyRequest
+	21,  // 79: downcity.v1.AdminService.ListStudioKeys:input_type -> downcity.v1.ListStudioKeysRequest
+	23,  // 80: downcity.v1.AdminService.RevokeStudioKey:input_type -> downcity.v1.RevokeStudioKeyRequest
+	26,  // 81: downcity.v1.AdminService.IssueUserToken:input_type -> downcity.v1.IssueUserTokenRequest
+	28,  // 82: downcity.v1.AdminService.ListUserTokens:input_type -> downcity.v1.ListUserTokensRequest
+	30,  // 83: downcity.v1.AdminService.RevokeUserToken:input_type -> downcity.v1.RevokeUserTokenRequest
+	33,  // 84: downcity.v1.AdminService.UpsertProvider:input_type -> downcity.v1.UpsertProviderRequest
+	35,  // 85: downcity.v1.AdminService.ListProviders:input_type -> downcity.v1.ListProvidersRequest
+	37,  // 86: downcity.v1.AdminService.DeleteProvider:input_type -> downcity.v1.DeleteProviderRequest
+	40,  // 87: downcity.v1.AdminService.UpsertModel:input_type -> downcity.v1.UpsertModelRequest
+	42,  // 88: downcity.v1.AdminService.ListCatalogModels:input_type -> downcity.v1.ListCatalogModelsRequest
+	44,  // 89: downcity.v1.AdminService.DeleteModel:input_type -> downcity.v1.DeleteModelRequest
+	46,  // 90: downcity.v1.AdminService.SetDefaultModel:input_type -> downcity.v1.SetDefaultModelRequest
+	50,  // 91: downcity.v1.AdminService.ListUsageRecords:input_type -> downcity.v1.ListUsageRecordsRequest
+	52,  // 92: downcity.v1.AdminService.AggregateUsage:input_type -> downcity.v1.AggregateUsageRequest
+	56,  // 93: downcity.v1.AdminService.SetLimits:input_type -> downcity.v1.SetLimitsRequest
+	58,  // 94: downcity.v1.AdminService.GetLimits:input_type -> downcity.v1.GetLimitsRequest
+	60,  // 95: downcity.v1.AdminService.GetQuotaStanding:input_type -> downcity.v1.GetQuotaStandingRequest
+	64,  // 96: downcity.v1.AdminService.UpsertHook:input_type -> downcity.v1.UpsertHookRequest
+	66,  // 97: downcity.v1.AdminService.ListHooks:input_type -> downcity.v1.ListHooksRequest
+	68,  // 98: downcity.v1.AdminService.DeleteHook:input_type -> downcity.v1.DeleteHookRequest
+	71,  // 99: downcity.v1.AdminService.ListHookDeliveries:input_type -> downcity.v1.ListHookDeliveriesRequest
+	73,  // 100: downcity.v1.AdminService.RedeliverHook:input_type -> downcity.v1.RedeliverHookRequest
+	11,  // 101: downcity.v1.AdminService.CreateStudio:output_type -> downcity.v1.CreateStudioResponse
+	13,  // 102: downcity.v1.AdminService.GetStudio:output_type -> downcity.v1.GetStudioResponse
+	15,  // 103: downcity.v1.AdminService.ListStudios:output_type -> downcity.v1.ListStudiosResponse
+	17,  // 104: downcity.v1.AdminService.UpdateStudio:output_type -> downcity.v1.UpdateStudioResponse
+	20,  // 105: downcity.v1.AdminService.CreateStudioKey:output_type -> downcity.v1.CreateStudioKeyResponse
+	22,  // 106: downcity.v1.AdminService.ListStudioKeys:output_type -> downcity.v1.ListStudioKeysResponse
+	24,  // 107: downcity.v1.AdminService.RevokeStudioKey:output_type -> downcity.v1.RevokeStudioKeyResponse
+	27,  // 108: downcity.v1.AdminService.IssueUserToken:output_type -> downcity.v1.IssueUserTokenResponse
+	29,  // 109: downcity.v1.AdminService.ListUserTokens:output_type -> downcity.v1.ListUserTokensResponse
+	31,  // 110: downcity.v1.AdminService.RevokeUserToken:output_type -> downcity.v1.RevokeUserTokenResponse
+	34,  // 111: downcity.v1.AdminService.UpsertProvider:output_type -> downcity.v1.UpsertProviderResponse
+	36,  // 112: downcity.v1.AdminService.ListProviders:output_type -> downcity.v1.ListProvidersResponse
+	38,  // 113: downcity.v1.AdminService.DeleteProvider:output_type -> downcity.v1.DeleteProviderResponse
+	41,  // 114: downcity.v1.AdminService.UpsertModel:output_type -> downcity.v1.UpsertModelResponse
+	43,  // 115: downcity.v1.AdminService.ListCatalogModels:output_type -> downcity.v1.ListCatalogModelsResponse
+	45,  // 116: downcity.v1.AdminService.DeleteModel:output_type -> downcity.v1.DeleteModelResponse
+	47,  // 117: downcity.v1.AdminService.SetDefaultModel:output_type -> downcity.v1.SetDefaultModelResponse
+	51,  // 118: downcity.v1.AdminService.ListUsageRecords:output_type -> downcity.v1.ListUsageRecordsResponse
+	54,  // 119: downcity.v1.AdminService.AggregateUsage:output_type -> downcity.v1.AggregateUsageResponse
+	57,  // 120: downcity.v1.AdminService.SetLimits:output_type -> downcity.v1.SetLimitsResponse
+	59,  // 121: downcity.v1.AdminService.GetLimits:output_type -> downcity.v1.GetLimitsResponse
+	62,  // 122: downcity.v1.AdminService.GetQuotaStanding:output_type -> downcity.v1.GetQuotaStandingResponse
+	65,  // 123: downcity.v1.AdminService.UpsertHook:output_type -> downcity.v1.UpsertHookResponse
+	67,  // 124: downcity.v1.AdminService.ListHooks:output_type -> downcity.v1.ListHooksResponse
+	69,  // 125: downcity.v1.AdminService.DeleteHook:output_type -> downcity.v1.DeleteHookResponse
+	72,  // 126: downcity.v1.AdminService.ListHookDeliveries:output_type -> downcity.v1.ListHookDeliveriesResponse
+	74,  // 127: downcity.v1.AdminService.RedeliverHook:output_type -> downcity.v1.RedeliverHookResponse
+	101, // [101:128] is the sub-list for method output_type
+	74,  // [74:101] is the sub-list for method input_type
+	74,  // [74:74] is the sub-list for extension type_name
+	74,  // [74:74] is the sub-list for extension extendee
+	0,   // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_downcity_v1_admin_proto_init() }
@@ -5455,17 +5531,17 @@ func file_downcity_v1_admin_proto_init() {
 		return
 	}
 	file_downcity_v1_common_proto_init()
-	file_downcity_v1_admin_proto_msgTypes[8].OneofWrappers = []any{}
-	file_downcity_v1_admin_proto_msgTypes[25].OneofWrappers = []any{}
-	file_downcity_v1_admin_proto_msgTypes[31].OneofWrappers = []any{}
-	file_downcity_v1_admin_proto_msgTypes[47].OneofWrappers = []any{}
+	file_downcity_v1_admin_proto_msgTypes[9].OneofWrappers = []any{}
+	file_downcity_v1_admin_proto_msgTypes[26].OneofWrappers = []any{}
+	file_downcity_v1_admin_proto_msgTypes[32].OneofWrappers = []any{}
+	file_downcity_v1_admin_proto_msgTypes[48].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_downcity_v1_admin_proto_rawDesc), len(file_downcity_v1_admin_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   70,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -67,8 +67,9 @@ type AdminServiceClient interface {
 	GetStudio(ctx context.Context, in *GetStudioRequest, opts ...grpc.CallOption) (*GetStudioResponse, error)
 	// ListStudios lists studios ordered by id.
 	ListStudios(ctx context.Context, in *ListStudiosRequest, opts ...grpc.CallOption) (*ListStudiosResponse, error)
-	// UpdateStudio changes a studio's name or status. A suspended studio's
-	// calls fail at once with PERMISSION_DENIED (STUDIO_SUSPENDED).
+	// UpdateStudio changes a studio's name, status, model allow-list or web
+	// origins. A suspended studio's calls fail at once with PERMISSION_DENIED
+	// (STUDIO_SUSPENDED).
 	UpdateStudio(ctx context.Context, in *UpdateStudioRequest, opts ...grpc.CallOption) (*UpdateStudioResponse, error)
 	// CreateStudioKey creates a studio key. Its secret is returned only here.
 	CreateStudioKey(ctx context.Context, in *CreateStudioKeyRequest, opts ...grpc.CallOption) (*CreateStudioKeyResponse, error)
@@ -416,8 +417,9 @@ type AdminServiceServer interface {
 	GetStudio(context.Context, *GetStudioRequest) (*GetStudioResponse, error)
 	// ListStudios lists studios ordered by id.
 	ListStudios(context.Context, *ListStudiosRequest) (*ListStudiosResponse, error)
-	// UpdateStudio changes a studio's name or status. A suspended studio's
-	// calls fail at once with PERMISSION_DENIED (STUDIO_SUSPENDED).
+	// UpdateStudio changes a studio's name, status, model allow-list or web
+	// origins. A suspended studio's calls fail at once with PERMISSION_DENIED
+	// (STUDIO_SUSPENDED).
 	UpdateStudio(context.Context, *UpdateStudioRequest) (*UpdateStudioResponse, error)
 	// CreateStudioKey creates a studio key. Its secret is returned only here.
 	CreateStudioKey(context.Context, *CreateStudioKeyRequest) (*CreateStudioKeyResponse, error)

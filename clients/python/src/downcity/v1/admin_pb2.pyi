@@ -246,6 +246,7 @@ class Studio(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ALLOWED_MODEL_IDS_FIELD_NUMBER: _builtins.int
+    ALLOWED_ORIGINS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable id: 1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter."""
     display_name: _builtins.str
@@ -264,6 +265,14 @@ class Studio(_message.Message):
     def allowed_model_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The only models the studio may see and use; empty allows every model."""
 
+    @_builtins.property
+    def allowed_origins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Web origins (`https://game.example`) whose pages may call City with this
+        studio's user tokens, beside those the config allows City-wide. A call
+        with an `Origin` header allowed by neither is refused with
+        PERMISSION_DENIED (ORIGIN_NOT_ALLOWED); calls without one are unaffected.
+        """
+
     def __init__(
         self,
         *,
@@ -273,10 +282,11 @@ class Studio(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         allowed_model_ids: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_origins: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_model_ids", b"allowed_model_ids", "create_time", b"create_time", "display_name", b"display_name", "id", b"id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_model_ids", b"allowed_model_ids", "allowed_origins", b"allowed_origins", "create_time", b"create_time", "display_name", b"display_name", "id", b"id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -305,6 +315,32 @@ class ModelIdList(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelIdList: _TypeAlias = ModelIdList  # noqa: Y015
+
+@_typing.final
+class OriginList(_message.Message):
+    """A list of web origins, so an update can tell "unset" from "empty"."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGINS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def origins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Origins: scheme, host and port (when not the default) only, such as
+        `https://game.example` or `http://localhost:8080`.
+        """
+
+    def __init__(
+        self,
+        *,
+        origins: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origins", b"origins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OriginList: _TypeAlias = OriginList  # noqa: Y015
 
 @_typing.final
 class CreateStudioRequest(_message.Message):
@@ -466,6 +502,7 @@ class UpdateStudioRequest(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
+    ALLOWED_ORIGINS_FIELD_NUMBER: _builtins.int
     studio_id: _builtins.str
     """The studio's id."""
     display_name: _builtins.str
@@ -476,6 +513,12 @@ class UpdateStudioRequest(_message.Message):
     def allowed_models(self) -> Global___ModelIdList:
         """New model allow-list; unset leaves it unchanged, an empty list allows every model."""
 
+    @_builtins.property
+    def allowed_origins(self) -> Global___OriginList:
+        """New web origin allow-list; unset leaves it unchanged, an empty list
+        allows only the origins allowed City-wide.
+        """
+
     def __init__(
         self,
         *,
@@ -483,10 +526,11 @@ class UpdateStudioRequest(_message.Message):
         display_name: _builtins.str | None = ...,
         status: Global___StudioStatus.ValueType = ...,
         allowed_models: Global___ModelIdList | None = ...,
+        allowed_origins: Global___OriginList | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "allowed_models", b"allowed_models", "display_name", b"display_name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "allowed_models", b"allowed_models", "allowed_origins", b"allowed_origins", "display_name", b"display_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "allowed_models", b"allowed_models", "display_name", b"display_name", "status", b"status", "studio_id", b"studio_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "allowed_models", b"allowed_models", "allowed_origins", b"allowed_origins", "display_name", b"display_name", "status", b"status", "studio_id", b"studio_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__display_name: _TypeAlias = _typing.Literal["display_name"]  # noqa: Y015
     _WhichOneofArgType__display_name: _TypeAlias = _typing.Literal["_display_name", b"_display_name"]  # noqa: Y015

@@ -208,8 +208,9 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateStudio(self, request, context):
-        """UpdateStudio changes a studio's name or status. A suspended studio's
-        calls fail at once with PERMISSION_DENIED (STUDIO_SUSPENDED).
+        """UpdateStudio changes a studio's name, status, model allow-list or web
+        origins. A suspended studio's calls fail at once with PERMISSION_DENIED
+        (STUDIO_SUSPENDED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

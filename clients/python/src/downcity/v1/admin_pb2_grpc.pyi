@@ -46,8 +46,9 @@ class AdminServiceStub:
     ListStudios: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListStudiosRequest, _admin_pb2.ListStudiosResponse]
     """ListStudios lists studios ordered by id."""
     UpdateStudio: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UpdateStudioRequest, _admin_pb2.UpdateStudioResponse]
-    """UpdateStudio changes a studio's name or status. A suspended studio's
-    calls fail at once with PERMISSION_DENIED (STUDIO_SUSPENDED).
+    """UpdateStudio changes a studio's name, status, model allow-list or web
+    origins. A suspended studio's calls fail at once with PERMISSION_DENIED
+    (STUDIO_SUSPENDED).
     """
     CreateStudioKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateStudioKeyRequest, _admin_pb2.CreateStudioKeyResponse]
     """CreateStudioKey creates a studio key. Its secret is returned only here."""
@@ -120,8 +121,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListStudios: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListStudiosRequest, _admin_pb2.ListStudiosResponse]  # type: ignore[assignment]
     """ListStudios lists studios ordered by id."""
     UpdateStudio: _aio.UnaryUnaryMultiCallable[_admin_pb2.UpdateStudioRequest, _admin_pb2.UpdateStudioResponse]  # type: ignore[assignment]
-    """UpdateStudio changes a studio's name or status. A suspended studio's
-    calls fail at once with PERMISSION_DENIED (STUDIO_SUSPENDED).
+    """UpdateStudio changes a studio's name, status, model allow-list or web
+    origins. A suspended studio's calls fail at once with PERMISSION_DENIED
+    (STUDIO_SUSPENDED).
     """
     CreateStudioKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateStudioKeyRequest, _admin_pb2.CreateStudioKeyResponse]  # type: ignore[assignment]
     """CreateStudioKey creates a studio key. Its secret is returned only here."""
@@ -215,8 +217,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.UpdateStudioRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.UpdateStudioResponse, _abc.Awaitable[_admin_pb2.UpdateStudioResponse]]:
-        """UpdateStudio changes a studio's name or status. A suspended studio's
-        calls fail at once with PERMISSION_DENIED (STUDIO_SUSPENDED).
+        """UpdateStudio changes a studio's name, status, model allow-list or web
+        origins. A suspended studio's calls fail at once with PERMISSION_DENIED
+        (STUDIO_SUSPENDED).
         """
 
     @_abc_1.abstractmethod
