@@ -111,6 +111,10 @@ pub struct StoreConfig {
     /// PostgreSQL: every this many seconds each replica reloads all its
     /// caches, a safety net under the change announcements (LISTEN/NOTIFY).
     pub refresh_secs: u64,
+    /// PostgreSQL: a replica silent this long is dead; any other then
+    /// settles its quota holds and open usage rows. Each replica says it
+    /// lives every third of this.
+    pub replica_lease_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -120,6 +124,7 @@ impl Default for StoreConfig {
             sqlite_path: None,
             synchronous_full: false,
             refresh_secs: 30,
+            replica_lease_ms: 10_000,
         }
     }
 }

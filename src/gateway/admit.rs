@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::Gateway;
-use super::call::{CallContext, ImageInput, TextInput};
+use super::call::{CallContext, Consumption, ImageInput, TextInput};
 use super::guard::CallGuard;
 use crate::catalog::{Catalog, CatalogModel};
 use crate::domain::Pathway;
@@ -110,7 +110,9 @@ impl Gateway {
         let max_tokens = ask.check(&first, prompt_estimate)?;
         let chain = self.chain(&catalog, &ctx, &first);
         let claim = ask.claim(&chain, max_tokens, prompt_estimate);
-        let reservation = self.quotas.reserve(&ctx.caller, claim).await?;
+        let call_id = ctx.request_id.0.to_string();
+        let call = (call_id.as_str(), ctx.create_ms);
+        let reservation = self.quotas.reserve(&ctx.caller, call, claim).await?;
         let mut guard = CallGuard::new(
             ctx,
             first,
@@ -127,6 +129,19 @@ impl Gateway {
                     guard.dismiss().await;
                     return Err(err);
                 }
+            }
+        }
+        if ask.stream() {
+            // A stream's row exists from admission on (see `open_row`).
+            let reserved = Consumption {
+                input_tokens: prompt_estimate,
+                output_tokens: u64::from(max_tokens),
+                images: 0,
+                cost_micros: claim.cost_micros,
+            };
+            if let Err(err) = guard.open_row(reserved).await {
+                guard.dismiss().await;
+                return Err(err);
             }
         }
         Ok(Admitted {

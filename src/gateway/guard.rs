@@ -13,7 +13,7 @@ use crate::catalog::CatalogModel;
 use crate::domain::UsageRow;
 use crate::error::{Error, Result};
 use crate::quota::{Amount, Reservation};
-use crate::usage::{self, UsageWriter};
+use crate::usage::{self, RowKind, UsageWriter};
 
 /// Usage-row metadata key saying where the token counts came from when the
 /// upstream did not report its own.
@@ -22,6 +22,12 @@ pub const USAGE_SOURCE_KEY: &str = "downcity.usage_source";
 pub const USAGE_SOURCE_RELAYED: &str = "relayed_so_far";
 /// The prompt estimate only: the call ended before any answer came back.
 pub const USAGE_SOURCE_ESTIMATE: &str = "prompt_estimate";
+
+/// The reserved estimate: the counts of a row written at admission, kept
+/// if its call never settles it (City crashed, or its replica died).
+pub const USAGE_SOURCE_RESERVED: &str = "reserved_estimate";
+/// The error reason an open row carries until its call settles it.
+pub const REPLICA_LOST: &str = "REPLICA_LOST";
 
 /// How a call ended, as its row records it.
 pub(super) struct CallEnd<'a> {
@@ -43,6 +49,8 @@ pub(super) struct CallGuard {
     reservation: Option<Reservation>,
     /// The final row while `finish` waits for room in the writer's queue.
     row: Option<UsageRow>,
+    /// An open row was handed to the writer: the final row replaces it.
+    opened: bool,
     usage: UsageWriter,
 }
 
@@ -64,6 +72,7 @@ impl CallGuard {
             ttft_us: None,
             reservation: Some(reservation),
             row: None,
+            opened: false,
             usage,
         }
     }
@@ -116,17 +125,52 @@ impl CallGuard {
         }
     }
 
+    /// Writes the call's row at admission, open, with the reserved counts,
+    /// and waits until it is durable: from then on a crash anywhere still
+    /// leaves the call a row (settled as estimated by a sweeper).
+    pub(super) async fn open_row(&mut self, reserved: Consumption) -> Result<()> {
+        let end = CallEnd {
+            used: reserved,
+            error: None,
+            usage_source: Some(USAGE_SOURCE_RESERVED),
+        };
+        let mut row = self.row_for(&end);
+        row.status_code = tonic::Code::Unavailable as i32;
+        row.error_reason = REPLICA_LOST.to_string();
+        row.latency_us = 0;
+        let slot = self.usage.slot().await?;
+        // Set before the hand-over: once sent, the final row must replace it.
+        self.opened = true;
+        slot.send_as(row, RowKind::Opened).wait().await
+    }
+
+    /// How the final row reaches the store.
+    fn final_kind(&self) -> RowKind {
+        if self.opened {
+            RowKind::Settled
+        } else {
+            RowKind::Final
+        }
+    }
+
     /// Settles the reservation and hands the row to the writer; resolves once
     /// the row is committed (durable usage), so the answer may leave.
+    /// The reservation is settled once the row is committed: a replica that
+    /// dies in between leaves a hold that the sweeper counts from the row,
+    /// so the shared counters never count a call that has no row.
     pub(super) async fn finish(mut self, end: CallEnd<'_>) -> Result<()> {
         let row = self.row_for(&end);
         self.row = Some(row);
-        if let Some(reservation) = self.reservation.take() {
-            reservation.settle(quota_amount(end.used)).await;
-        }
         let slot = self.usage.slot().await?;
         let row = self.row.take().expect("the row is set above");
-        slot.send(row).wait().await
+        let used = quota_amount(end.used);
+        // Dropped while waiting (the client hung up), it still settles to `used`.
+        let reservation = self.reservation.take().map(|r| r.settling_to(used));
+        let committed = slot.send_as(row, self.final_kind()).wait().await;
+        if let Some(reservation) = reservation {
+            reservation.settle(used).await;
+        }
+        committed
     }
 
     fn row_for(&self, end: &CallEnd<'_>) -> UsageRow {
@@ -189,17 +233,18 @@ impl Drop for CallGuard {
         let amount = quota_amount(row_consumption(&row));
         let reservation = self.reservation.take();
         let usage = self.usage.clone();
+        let kind = self.final_kind();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!(request_id = %row.request_id, "no runtime to record a dropped call");
             return;
         };
         // Drop cannot wait; the settle and the row go on without the caller.
         runtime.spawn(async move {
+            if let Err(err) = usage.record_as(row, kind).await {
+                tracing::error!(%err, "could not record a dropped call");
+            }
             if let Some(reservation) = reservation {
                 reservation.settle(amount).await;
-            }
-            if let Err(err) = usage.record(row).await {
-                tracing::error!(%err, "could not record a dropped call");
             }
         });
     }

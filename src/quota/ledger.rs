@@ -25,8 +25,20 @@ pub struct QuotaExceeded {
     pub reset_ms: Millis,
 }
 
+/// Why a reservation was not made.
+#[derive(Debug)]
+pub enum Refusal {
+    Exceeded(QuotaExceeded),
+    /// The shared ledger could not be reached.
+    Failed(crate::error::Error),
+}
+
 /// A call's request to reserve `amount` under both scopes' limits.
 pub struct Claim<'a> {
+    /// The call's request id: names its hold in a shared ledger.
+    pub call_id: &'a str,
+    /// When the call arrived (its usage row's create_ms).
+    pub create_ms: Millis,
     pub studio_id: &'a Arc<str>,
     pub user_id: &'a Arc<str>,
     pub studio_limits: &'a LimitValues,
@@ -37,6 +49,7 @@ pub struct Claim<'a> {
 /// What a successful `reserve` holds until the call settles.
 #[derive(Debug)]
 pub struct Hold {
+    pub call_id: Box<str>,
     pub studio_id: Arc<str>,
     pub user_id: Arc<str>,
     pub amount: Amount,
@@ -110,7 +123,7 @@ impl Counts {
 pub trait QuotaLedger: Send + Sync + 'static {
     /// Reserves `claim.amount` in the studio's and the user's counters if
     /// every limit admits it; otherwise changes nothing.
-    async fn reserve(&self, claim: Claim<'_>, now: Millis) -> Result<Hold, QuotaExceeded>;
+    async fn reserve(&self, claim: Claim<'_>, now: Millis) -> Result<Hold, Refusal>;
     /// Replaces a hold by what the call really used (zero for a call that
     /// never ran).
     async fn settle(&self, hold: Hold, used: Amount, now: Millis);
@@ -152,7 +165,7 @@ impl MemoryLedger {
 
 #[async_trait]
 impl QuotaLedger for MemoryLedger {
-    async fn reserve(&self, claim: Claim<'_>, now: Millis) -> Result<Hold, QuotaExceeded> {
+    async fn reserve(&self, claim: Claim<'_>, now: Millis) -> Result<Hold, Refusal> {
         let studio_key = (claim.studio_id.clone(), None);
         let user_key = (claim.studio_id.clone(), Some(claim.user_id.clone()));
         let mut counters = self.counters.lock().expect("ledger lock");
@@ -161,16 +174,17 @@ impl QuotaLedger for MemoryLedger {
         studio.roll(now);
         user.roll(now);
         if let Some(exceeded) = studio.exceeded(claim.studio_limits, claim.amount, "studio", now) {
-            return Err(exceeded);
+            return Err(Refusal::Exceeded(exceeded));
         }
         if let Some(exceeded) = user.exceeded(claim.user_limits, claim.amount, "user", now) {
-            return Err(exceeded);
+            return Err(Refusal::Exceeded(exceeded));
         }
         studio.add_reserved(claim.amount);
         user.add_reserved(claim.amount);
         counters.insert(studio_key, studio);
         counters.insert(user_key, user);
         Ok(Hold {
+            call_id: Box::default(),
             studio_id: claim.studio_id.clone(),
             user_id: claim.user_id.clone(),
             amount: claim.amount,
@@ -225,11 +239,13 @@ mod tests {
         limits: &LimitValues,
         tokens: i64,
         now: Millis,
-    ) -> Result<Hold, QuotaExceeded> {
+    ) -> Result<Hold, Refusal> {
         let studio: Arc<str> = "s".into();
         let user: Arc<str> = user.into();
         let none = LimitValues::default();
         let claim = Claim {
+            call_id: "call",
+            create_ms: now,
             studio_id: &studio,
             user_id: &user,
             studio_limits: &none,
@@ -248,7 +264,9 @@ mod tests {
         };
         let now = 1_000_000 * 60_000;
         let hold = reserve(&ledger, "u", &limits, 60, now).await.unwrap();
-        let exceeded = reserve(&ledger, "u", &limits, 60, now).await.unwrap_err();
+        let Err(Refusal::Exceeded(exceeded)) = reserve(&ledger, "u", &limits, 60, now).await else {
+            panic!("reserved over the limit");
+        };
         assert_eq!(
             (exceeded.scope, exceeded.kind),
             ("user", LimitKind::TokensPerMinute)

@@ -8,6 +8,7 @@
 
 mod ledger;
 mod limits;
+mod shared;
 mod window;
 
 use std::collections::{HashMap, HashSet};
@@ -16,9 +17,10 @@ use std::sync::{Arc, RwLock};
 pub use ledger::{Counts, MemoryLedger, QuotaLedger};
 pub use limits::{Amount, LimitKind};
 use limits::{above_ceiling, tighter};
+pub use shared::SharedLedger;
 pub use window::Window;
 
-use ledger::{Claim, Hold};
+use ledger::{Claim, Hold, Refusal};
 
 use crate::auth::UserCaller;
 use crate::domain::{GroupBy, LimitTarget, LimitValues, LimitsRecord, Millis, UsageFilter, now_ms};
@@ -102,16 +104,27 @@ pub struct Quotas {
 }
 
 impl Quotas {
-    /// Loads the limits from a snapshot and seeds an in-memory ledger with
-    /// the usage already recorded in the current windows.
-    pub async fn load(store: Arc<dyn Store>, snapshot: &Snapshot) -> Result<Self> {
-        let ledger = MemoryLedger::default();
-        seed_from_usage(store.as_ref(), &ledger).await?;
+    /// Loads the limits from a snapshot. Without a shared ledger, counters
+    /// live in this process, seeded with the usage already recorded in the
+    /// current windows; a shared one keeps its own.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        snapshot: &Snapshot,
+        shared: Option<SharedLedger>,
+    ) -> Result<Self> {
+        let ledger: Arc<dyn QuotaLedger> = match shared {
+            Some(shared) => Arc::new(shared),
+            None => {
+                let ledger = MemoryLedger::default();
+                seed_from_usage(store.as_ref(), &ledger).await?;
+                Arc::new(ledger)
+            }
+        };
         Ok(Quotas {
             store,
             policies: RwLock::new(policies_of(snapshot)),
             writes: tokio::sync::Mutex::new(()),
-            ledger: Arc::new(ledger),
+            ledger,
         })
     }
 
@@ -137,8 +150,14 @@ impl Quotas {
         }
     }
 
-    /// Reserves `amount` for one call, or fails with QUOTA_EXCEEDED.
-    pub async fn reserve(&self, caller: &UserCaller, amount: Amount) -> Result<Reservation> {
+    /// Reserves `amount` for call `call_id` (arrived at `create_ms`), or
+    /// fails with QUOTA_EXCEEDED.
+    pub async fn reserve(
+        &self,
+        caller: &UserCaller,
+        (call_id, create_ms): (&str, Millis),
+        amount: Amount,
+    ) -> Result<Reservation> {
         let (studio_limits, user_limits) = {
             let policies = self.policies.read().expect("quota lock");
             match policies.get(&*caller.studio_id) {
@@ -147,6 +166,8 @@ impl Quotas {
             }
         };
         let claim = Claim {
+            call_id,
+            create_ms,
             studio_id: &caller.studio_id,
             user_id: &caller.user_id,
             studio_limits: &studio_limits,
@@ -158,8 +179,10 @@ impl Quotas {
             Ok(hold) => Ok(Reservation {
                 ledger: self.ledger.clone(),
                 hold: Some(hold),
+                on_drop: Amount::default(),
             }),
-            Err(exceeded) => Err(Error::QuotaExceeded {
+            Err(Refusal::Failed(err)) => Err(err),
+            Err(Refusal::Exceeded(exceeded)) => Err(Error::QuotaExceeded {
                 scope: exceeded.scope,
                 limit: exceeded.kind.name(),
                 value: exceeded.value,
@@ -338,9 +361,17 @@ fn policies_of(snapshot: &Snapshot) -> HashMap<String, StudioPolicy> {
 pub struct Reservation {
     ledger: Arc<dyn QuotaLedger>,
     hold: Option<Hold>,
+    /// What a drop settles to: nothing, unless the call's row was sent.
+    on_drop: Amount,
 }
 
 impl Reservation {
+    /// Makes a drop settle to `used` (the call's row is on its way).
+    pub fn settling_to(mut self, used: Amount) -> Reservation {
+        self.on_drop = used;
+        self
+    }
+
     pub async fn settle(mut self, used: Amount) {
         if let Some(hold) = self.hold.take() {
             self.ledger.settle(hold, used, now_ms()).await;
@@ -351,9 +382,9 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         let Some(hold) = self.hold.take() else { return };
-        let ledger = self.ledger.clone();
+        let (ledger, used) = (self.ledger.clone(), self.on_drop);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { ledger.settle(hold, Amount::default(), now_ms()).await });
+            runtime.spawn(async move { ledger.settle(hold, used, now_ms()).await });
         }
     }
 }

@@ -22,9 +22,9 @@ use crate::hooks::Hooks;
 use crate::hooks::dispatch::Dispatcher;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::ai_service_server::AiServiceServer;
-use crate::quota::Quotas;
+use crate::quota::{Quotas, SharedLedger};
 use crate::store::Store;
-use crate::store::maintenance::UsageMaintainer;
+use crate::store::maintenance::{ReplicaPresence, UsageMaintainer};
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::usage::{UsageWriter, WriterHandle};
@@ -68,7 +68,7 @@ impl City {
         web::check(&config.web)?;
         let configured_master_key = config.master_key()?;
         seed::check_secrets(&entries, configured_master_key.as_ref())?;
-        let store = open_store(&config).await?;
+        let (store, shared_ledger) = open_stores(&config).await?;
         seed::check_studios(&entries, store.as_ref()).await?;
         let (admin_key_hash, generated_admin_key) =
             seed::admin_key(&config, store.as_ref()).await?;
@@ -76,7 +76,7 @@ impl City {
         seed::builtin_catalog(store.as_ref()).await?;
         let snapshot = store.snapshot().await?;
         let directory = Arc::new(Directory::new(store.clone(), admin_key_hash, &snapshot));
-        let quotas = Arc::new(Quotas::load(store.clone(), &snapshot).await?);
+        let quotas = Arc::new(Quotas::load(store.clone(), &snapshot, shared_ledger).await?);
         let hooks = Arc::new(Hooks::load(store.clone(), master_key.clone()).await?);
         let catalog = Arc::new(CatalogCache::load(store.clone(), master_key).await?);
         seed::apply(entries, &catalog, &quotas, &hooks).await?;
@@ -230,6 +230,11 @@ impl City {
         // Pending deliveries from before a restart are picked up at once.
         let dispatcher = Dispatcher::start(hooks, config.hook_delivery);
         let maintainer = UsageMaintainer::start(store.clone(), config.usage.retain_months);
+        // Only replicas sharing a store need to say they live.
+        let presence = config.store.url.as_ref().map(|_| {
+            let lease = Duration::from_millis(config.store.replica_lease_ms.max(30));
+            ReplicaPresence::start(store.clone(), lease)
+        });
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let drain_delay = Duration::from_millis(config.server.drain_delay_ms);
         let reporter = health.clone();
@@ -318,6 +323,9 @@ impl City {
         usage_task.finish(AFTER_STOP).await;
         dispatcher.stop().await;
         maintainer.stop().await;
+        if let Some(presence) = presence {
+            presence.stop().await;
+        }
         if let Some(cache_sync) = cache_sync {
             cache_sync.stop().await;
         }
@@ -346,17 +354,26 @@ impl Drop for AbortOnDrop {
 /// The store the config names: PostgreSQL when `[store] url` is set, else
 /// the SQLite file.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_stores(config).await?.0)
+}
+
+/// The store and, with PostgreSQL, the quota ledger every replica shares;
+/// with SQLite (one City) none: counters stay in memory, off the database.
+async fn open_stores(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<SharedLedger>)> {
     if let Some(url) = &config.store.url {
         let store = PostgresStore::open(&url.0)
             .await
             .with_context(|| format!("opening the store at {}", PostgresStore::describe(&url.0)))?;
-        return Ok(Arc::new(store));
+        let ledger = SharedLedger::connect(store.connect_options(), store.replica_id())
+            .await
+            .context("connecting the quota ledger")?;
+        return Ok((Arc::new(store), Some(ledger)));
     }
     let path = config.sqlite_path();
     let store = SqliteStore::open(&path, config.store.synchronous_full)
         .await
         .with_context(|| format!("opening the store at {}", path.display()))?;
-    Ok(Arc::new(store))
+    Ok((Arc::new(store), None))
 }
 
 /// How long stopped calls get to record their rows and close, and the

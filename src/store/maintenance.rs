@@ -62,3 +62,46 @@ async fn run(
         }
     }
 }
+
+/// A replica's heartbeat and sweeper in one task: every third of the lease
+/// it says it lives (`Store::keep_alive`), which also settles what replicas
+/// silent for a whole lease left behind.
+pub struct ReplicaPresence {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ReplicaPresence {
+    pub fn start(store: Arc<dyn Store>, lease: Duration) -> ReplicaPresence {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(keep_alive(store, lease, stopped));
+        ReplicaPresence { stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(err) = self.task.await {
+            tracing::error!(%err, "replica heartbeat task failed");
+        }
+    }
+}
+
+async fn keep_alive(store: Arc<dyn Store>, lease: Duration, mut stopped: watch::Receiver<bool>) {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let mut every = tokio::time::interval(lease / 3);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        match store.keep_alive(now_ms(), lease_ms).await {
+            Ok(0) => {}
+            Ok(settled) => tracing::warn!(
+                rows = settled,
+                "settled usage rows a dead replica left open (counts: the reserved estimate)"
+            ),
+            Err(err) => tracing::error!(%err, "replica heartbeat failed"),
+        }
+    }
+}

@@ -222,6 +222,13 @@ pub trait Store: Send + Sync + 'static {
         retain_months: Option<u32>,
     ) -> Result<UsageMaintenance>;
 
+    /// Says this replica is alive and settles what dead ones left: their
+    /// quota holds and their open usage rows (kept as estimated). Returns
+    /// the rows settled. One process alone (SQLite) settles its own at start.
+    async fn keep_alive(&self, _now: Millis, _lease_ms: i64) -> Result<u64> {
+        Ok(0)
+    }
+
     /// Every hook, ordered by id.
     async fn all_hooks(&self) -> Result<Vec<HookRecord>>;
     /// Creates or replaces a hook (its `create_ms` stays).
@@ -263,10 +270,33 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<UsageAggregateRow>>;
 }
 
+/// One group commit's rows.
+#[derive(Default)]
+pub struct UsageBatch<'a> {
+    /// Rows of calls just admitted, written open (their counts: the reserved
+    /// estimate) so that a crash still leaves a row to settle.
+    pub opened: &'a [UsageRow],
+    /// Final rows of calls whose open row was written: each replaces it.
+    pub settled: &'a [UsageRow],
+    /// Final rows of calls that never opened one.
+    pub rows: &'a [UsageRow],
+    /// The after_call deliveries of the final rows.
+    pub outbox: &'a [DeliveryRecord],
+}
+
 /// Where usage rows are committed. The usage writer owns it and calls it
 /// from a thread of its own, so it may block; nothing else shares it.
 pub trait UsageSink: Send {
-    /// Inserts the rows and their after_call deliveries atomically (group
-    /// commit): all of them or, on error, none.
-    fn insert(&mut self, rows: &[UsageRow], outbox: &[DeliveryRecord]) -> Result<()>;
+    /// Writes a batch atomically (group commit): all of it or, on error,
+    /// none. Opened rows are written before settled ones replace them.
+    fn write(&mut self, batch: &UsageBatch<'_>) -> Result<()>;
+
+    /// Inserts final rows and their after_call deliveries atomically.
+    fn insert(&mut self, rows: &[UsageRow], outbox: &[DeliveryRecord]) -> Result<()> {
+        self.write(&UsageBatch {
+            rows,
+            outbox,
+            ..Default::default()
+        })
+    }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::domain::{DeliveryRecord, UsageRow};
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
-use crate::store::UsageSink;
+use crate::store::{UsageBatch, UsageSink};
 
 /// When a call's usage row is committed relative to its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -34,8 +34,20 @@ pub enum Durability {
 /// Most rows in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// What a row is to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    /// Written at admission, open until its call settles it.
+    Opened,
+    /// A call's final row, replacing the open row it wrote.
+    Settled,
+    /// A call's final row; it wrote no open row.
+    Final,
+}
+
 struct Job {
     row: UsageRow,
+    kind: RowKind,
     /// The row's after_call deliveries, committed with it.
     outbox: Vec<DeliveryRecord>,
     /// Absent when the caller does not wait (asynchronous durability).
@@ -118,9 +130,9 @@ impl UsageWriter {
         Ok((writer, handle))
     }
 
-    /// Queues a row and, when durable, waits until it is committed.
-    pub async fn record(&self, row: UsageRow) -> Result<()> {
-        self.slot().await?.send(row).wait().await
+    /// Queues a row of this kind and, when durable, waits until it is committed.
+    pub async fn record_as(&self, row: UsageRow, kind: RowKind) -> Result<()> {
+        self.slot().await?.send_as(row, kind).wait().await
     }
 
     /// Waits for room in the queue. The row is then handed over by
@@ -149,8 +161,9 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Hands the row (and its after_call deliveries) to the writer at once.
-    pub fn send(self, row: UsageRow) -> Committed {
+    /// Hands a row of this kind to the writer at once; a final one (settled
+    /// or not) with its after_call deliveries.
+    pub fn send_as(self, row: UsageRow, kind: RowKind) -> Committed {
         let (committed, done) = match self.durability {
             Durability::Durable => {
                 let (committed, done) = oneshot::channel();
@@ -161,10 +174,12 @@ impl Slot {
         let outbox = self
             .hooks
             .as_ref()
+            .filter(|_| kind != RowKind::Opened)
             .map(|hooks| hooks.outbox_for(&row))
             .unwrap_or_default();
         self.permit.send(Message::Row(Job {
             row,
+            kind,
             outbox,
             committed,
         }));
@@ -194,7 +209,7 @@ fn run(
     hooks: Option<Arc<Hooks>>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut rows: Vec<UsageRow> = Vec::with_capacity(MAX_BATCH);
+    let mut rows = Rows::default();
     let mut outbox: Vec<DeliveryRecord> = Vec::new();
     let mut stop = false;
     while !stop {
@@ -215,12 +230,18 @@ fn run(
             continue;
         }
         for job in batch.iter_mut() {
-            rows.push(std::mem::take(&mut job.row));
+            rows.of(job.kind).push(std::mem::take(&mut job.row));
             outbox.append(&mut job.outbox);
         }
-        let written = sink.insert(&rows, &outbox);
+        let written = sink.write(&UsageBatch {
+            opened: &rows.opened,
+            settled: &rows.settled,
+            rows: &rows.finals,
+            outbox: &outbox,
+        });
+        let rows_len = rows.len();
         let outcome = written.map_err(|err| {
-            tracing::error!(%err, rows = rows.len(), "usage batch failed");
+            tracing::error!(%err, rows = rows_len, "usage batch failed");
             Arc::<str>::from(err.to_string())
         });
         if let Some(hooks) = hooks
@@ -235,5 +256,33 @@ fn run(
             let _ = committed.send(outcome.clone());
         }
         rows.clear();
+    }
+}
+
+/// One batch's rows by kind, kept between batches for their capacity.
+#[derive(Default)]
+struct Rows {
+    opened: Vec<UsageRow>,
+    settled: Vec<UsageRow>,
+    finals: Vec<UsageRow>,
+}
+
+impl Rows {
+    fn of(&mut self, kind: RowKind) -> &mut Vec<UsageRow> {
+        match kind {
+            RowKind::Opened => &mut self.opened,
+            RowKind::Settled => &mut self.settled,
+            RowKind::Final => &mut self.finals,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.opened.len() + self.settled.len() + self.finals.len()
+    }
+
+    fn clear(&mut self) {
+        self.opened.clear();
+        self.settled.clear();
+        self.finals.clear();
     }
 }

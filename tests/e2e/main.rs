@@ -30,6 +30,8 @@ mod providers_gemini;
 mod providers_openai;
 mod quotas;
 mod replicas;
+mod replicas_kill;
+mod replicas_quota;
 mod rust_client;
 mod secrets;
 mod store_conformance;

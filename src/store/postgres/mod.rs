@@ -41,6 +41,8 @@ const MAX_CONNECTIONS: u32 = 8;
 pub struct PostgresStore {
     pool: PgPool,
     options: PgConnectOptions,
+    /// This process among the replicas: marks its quota holds and open rows.
+    replica_id: String,
 }
 
 impl PostgresStore {
@@ -55,7 +57,13 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await?;
         migrate(&pool).await?;
-        let store = PostgresStore { pool, options };
+        let replica_id = format!("{:032x}", rand::random::<u128>());
+        let store = PostgresStore {
+            pool,
+            options,
+            replica_id,
+        };
+        store.keep_alive(now_ms(), i64::MAX).await?;
         usage::ensure_partitions_ahead(&store.pool, now_ms()).await?;
         Ok(store)
     }
@@ -71,6 +79,16 @@ impl PostgresStore {
             ),
             Err(_) => "an invalid PostgreSQL URL".to_string(),
         }
+    }
+
+    /// How to connect (for a pool of another kind, such as the quota ledger's).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
+    }
+
+    /// This process's id among the replicas.
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
     }
 
     /// Tells every replica (this one too) which cache a committed write changed.
@@ -357,8 +375,8 @@ impl Store for PostgresStore {
     }
 
     async fn usage_sink(&self) -> Result<Box<dyn UsageSink>> {
-        let options = self.options.clone();
-        let sink = tokio::task::spawn_blocking(move || usage_sink::Sink::open(options))
+        let (options, replica_id) = (self.options.clone(), self.replica_id.clone());
+        let sink = tokio::task::spawn_blocking(move || usage_sink::Sink::open(options, replica_id))
             .await
             .map_err(|e| Error::Internal(format!("store: opening the usage connection: {e}")))??;
         Ok(Box::new(sink))
@@ -370,6 +388,23 @@ impl Store for PostgresStore {
         retain_months: Option<u32>,
     ) -> Result<UsageMaintenance> {
         usage::maintain(&self.pool, now, retain_months).await
+    }
+
+    async fn keep_alive(&self, now: Millis, lease_ms: i64) -> Result<u64> {
+        sqlx::query(
+            "INSERT INTO replicas (id, heartbeat_ms) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_ms = EXCLUDED.heartbeat_ms",
+        )
+        .bind(&self.replica_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let settled: i64 = sqlx::query_scalar("SELECT replicas_sweep($1, $2)")
+            .bind(now)
+            .bind(lease_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(settled as u64)
     }
 
     async fn all_hooks(&self) -> Result<Vec<HookRecord>> {

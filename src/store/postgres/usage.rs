@@ -100,6 +100,8 @@ pub(super) async fn aggregate(
 }
 
 fn push_filter(where_: &mut Conditions<Postgres>, filter: &UsageFilter) {
+    // Open rows (calls in flight) are not usage yet.
+    where_.and("open = ", false);
     if let Some(studio_id) = &filter.studio_id {
         where_.and("studio_id = ", studio_id.as_str());
     }

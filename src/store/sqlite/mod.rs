@@ -83,6 +83,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| Error::Internal(format!("store: migrating: {e}")))?;
+        usage::settle_open_rows(&pool).await?;
         Ok(SqliteStore {
             pool,
             path: path.to_path_buf(),

@@ -88,6 +88,8 @@ pub(super) async fn aggregate(
 }
 
 fn push_filter(where_: &mut Conditions<Sqlite>, filter: &UsageFilter) {
+    // Open rows (calls in flight) are not usage yet.
+    where_.and("open = ", false);
     if let Some(studio_id) = &filter.studio_id {
         where_.and("studio_id = ", studio_id.as_str());
     }
@@ -179,4 +181,20 @@ async fn reclaim_space(pool: &SqlitePool) -> Result<()> {
             .await?;
         tokio::task::yield_now().await;
     }
+}
+
+/// Rows still open at start were left by a crash (one process owns the
+/// file): they stay as written at admission, the reserved estimate, and close.
+pub(super) async fn settle_open_rows(pool: &SqlitePool) -> Result<()> {
+    let settled = sqlx::query("UPDATE usage SET open = 0 WHERE open = 1")
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if settled > 0 {
+        tracing::warn!(
+            rows = settled,
+            "settled usage rows left open by a crash (counts: the reserved estimate)"
+        );
+    }
+    Ok(())
 }

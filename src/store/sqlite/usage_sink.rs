@@ -13,8 +13,8 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use crate::domain::{DeliveryRecord, UsageRow};
 use crate::error::Result;
-use crate::store::UsageSink;
 use crate::store::rows::to_json;
+use crate::store::{UsageBatch, UsageSink};
 
 /// Rows per INSERT statement, largest first: a batch goes out in as few
 /// statements as these sizes allow, each kept prepared by the connection.
@@ -22,8 +22,17 @@ const CHUNKS: [usize; 4] = [64, 16, 4, 1];
 
 const INSERT_USAGE: &str = "INSERT INTO usage (request_id, studio_id, user_id, model_id, \
      provider_id, pathway, input_tokens, output_tokens, images, cost_micros, status_code, \
-     error_reason, latency_us, ttft_us, create_ms, metadata) VALUES ";
+     error_reason, latency_us, ttft_us, create_ms, metadata, open) VALUES ";
+/// Bound per row; `open` comes after them, as a literal.
 const USAGE_COLUMNS: usize = 16;
+
+/// Replaces a call's open row by its final one (found by the index on
+/// create_ms, the call's admission time, then its request id).
+const SETTLE_USAGE: &str = "UPDATE usage SET request_id = ?1, studio_id = ?2, user_id = ?3, \
+     model_id = ?4, provider_id = ?5, pathway = ?6, input_tokens = ?7, output_tokens = ?8, \
+     images = ?9, cost_micros = ?10, status_code = ?11, error_reason = ?12, latency_us = ?13, \
+     ttft_us = ?14, create_ms = ?15, metadata = ?16, open = 0 \
+     WHERE create_ms = ?15 AND request_id = ?1";
 
 const INSERT_DELIVERY: &str = "INSERT INTO hook_outbox (id, hook_id, studio_id, request_id, \
      payload, state, attempts, last_error, next_attempt_ms, create_ms, deliver_ms) \
@@ -32,7 +41,7 @@ const INSERT_DELIVERY: &str = "INSERT INTO hook_outbox (id, hook_id, studio_id, 
 pub(super) struct Sink {
     connection: Connection,
     /// The INSERT text for each of `CHUNKS`' sizes, in the same order.
-    chunk_statements: Vec<String>,
+    chunk_statements: ChunkStatements,
 }
 
 impl Sink {
@@ -45,7 +54,7 @@ impl Sink {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
              PRAGMA foreign_keys = ON;"
         ))?;
-        connection.set_prepared_statement_cache_capacity(CHUNKS.len() + 1);
+        connection.set_prepared_statement_cache_capacity(2 * CHUNKS.len() + 2);
         Ok(Sink {
             connection,
             chunk_statements: chunk_statements(),
@@ -54,14 +63,23 @@ impl Sink {
 }
 
 impl UsageSink for Sink {
-    fn insert(&mut self, rows: &[UsageRow], outbox: &[DeliveryRecord]) -> Result<()> {
+    fn write(&mut self, batch: &UsageBatch<'_>) -> Result<()> {
         // IMMEDIATE: take the write lock up front rather than upgrading a
         // read lock, which could fail with SQLITE_BUSY mid-transaction.
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        insert_rows(&tx, &self.chunk_statements, rows)?;
-        for delivery in outbox {
+        insert_rows(&tx, &self.chunk_statements.opened, batch.opened)?;
+        let mut missing = Vec::new();
+        for row in batch.settled {
+            if settle_row(&tx, row)? == 0 {
+                // The open row is not there (never expected): keep the row anyway.
+                missing.push(row.clone());
+            }
+        }
+        insert_rows(&tx, &self.chunk_statements.closed, &missing)?;
+        insert_rows(&tx, &self.chunk_statements.closed, batch.rows)?;
+        for delivery in batch.outbox {
             insert_delivery(&tx, delivery)?;
         }
         Ok(tx.commit()?)
@@ -79,13 +97,48 @@ fn insert_rows(tx: &Transaction<'_>, statements: &[String], mut rows: &[UsageRow
     Ok(())
 }
 
-/// The INSERT text for each chunk size.
-fn chunk_statements() -> Vec<String> {
-    let row = format!("({})", vec!["?"; USAGE_COLUMNS].join(", "));
-    CHUNKS
-        .iter()
-        .map(|&size| format!("{INSERT_USAGE}{}", vec![row.as_str(); size].join(", ")))
-        .collect()
+/// The INSERT texts for each chunk size: of open rows and of final ones.
+struct ChunkStatements {
+    opened: Vec<String>,
+    closed: Vec<String>,
+}
+
+fn chunk_statements() -> ChunkStatements {
+    let texts = |open: u8| {
+        let row = format!("({}, {open})", vec!["?"; USAGE_COLUMNS].join(", "));
+        CHUNKS
+            .iter()
+            .map(|&size| format!("{INSERT_USAGE}{}", vec![row.as_str(); size].join(", ")))
+            .collect()
+    };
+    ChunkStatements {
+        opened: texts(1),
+        closed: texts(0),
+    }
+}
+
+/// Replaces the open row of the same call; returns the rows changed.
+fn settle_row(tx: &Transaction<'_>, row: &UsageRow) -> Result<usize> {
+    let mut statement = tx.prepare_cached(SETTLE_USAGE)?;
+    let metadata = to_json(&row.metadata)?;
+    Ok(statement.execute(params![
+        row.request_id,
+        row.studio_id,
+        row.user_id,
+        row.model_id,
+        row.provider_id,
+        row.pathway,
+        row.input_tokens,
+        row.output_tokens,
+        row.images,
+        row.cost_micros,
+        row.status_code,
+        row.error_reason,
+        row.latency_us,
+        row.ttft_us,
+        row.create_ms,
+        metadata,
+    ])?)
 }
 
 fn insert_chunk(tx: &Transaction<'_>, sql: &str, rows: &[UsageRow]) -> Result<()> {

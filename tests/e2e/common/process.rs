@@ -181,6 +181,12 @@ impl CityProcess {
         self.exit_status().await
     }
 
+    /// Sends SIGKILL (no shutdown, no flush: a crash) and waits for the exit.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("waits for the killed process");
+    }
+
     /// Sends SIGTERM and asserts that City exits with 0.
     pub async fn terminate_cleanly(&mut self) {
         let status = self.terminate().await;
@@ -189,12 +195,6 @@ impl CityProcess {
             "SIGTERM → exit 0, got {status}\n{}",
             self.stderr()
         );
-    }
-
-    /// SIGKILL: no shutdown, no flush; City dies where it stands.
-    pub fn kill(&mut self) {
-        self.child.kill().expect("sends SIGKILL");
-        self.child.wait().expect("reaps the killed process");
     }
 
     /// Waits (bounded) for the exit status.
