@@ -32,6 +32,15 @@ pub struct Credential {
     authorization: AsciiMetadataValue,
 }
 
+impl Credential {
+    /// The `authorization` value (`Bearer <user token>`), for City's
+    /// OpenAI-compatible HTTP face, where the token alone names the studio.
+    pub fn authorization(&self) -> http::HeaderValue {
+        http::HeaderValue::from_bytes(self.authorization.as_bytes())
+            .expect("a metadata value is a header value")
+    }
+}
+
 /// `count` HTTP/2 connections to City at `addr`, with TCP_NODELAY.
 pub async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
     let endpoint = Channel::from_shared(format!("http://{addr}"))?

@@ -1,10 +1,13 @@
 //! OpenAI-compatible HTTP endpoints as load targets (the mock upstream
-//! directly, or LiteLLM in front of it): Chat Completions plain and streamed.
+//! directly, LiteLLM in front of it, or City's OpenAI-compatible face):
+//! Chat Completions plain and streamed.
+
+use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -35,6 +38,9 @@ pub struct Chat {
     url: String,
     plain: Bytes,
     streamed: Bytes,
+    /// `Bearer ...` values, one per call in turn (call `seq` takes
+    /// `seq % len`): the shared API_KEY, or City's user tokens.
+    bearers: Arc<Vec<HeaderValue>>,
 }
 
 impl Chat {
@@ -56,15 +62,28 @@ impl Chat {
             url: format!("{base}/chat/completions"),
             plain: body(false),
             streamed: body(true),
+            bearers: Arc::new(vec![
+                HeaderValue::from_str(&format!("Bearer {API_KEY}")).expect("a header value"),
+            ]),
         }
     }
 
-    async fn post(&self, body: Bytes) -> Result<hyper::body::Incoming, String> {
+    /// The same endpoint, with these `authorization` values in turn.
+    pub fn with_bearers(self, bearers: Vec<HeaderValue>) -> Chat {
+        assert!(!bearers.is_empty());
+        Chat {
+            bearers: Arc::new(bearers),
+            ..self
+        }
+    }
+
+    async fn post(&self, body: Bytes, seq: u64) -> Result<hyper::body::Incoming, String> {
+        let bearer = &self.bearers[seq as usize % self.bearers.len()];
         let request = Request::builder()
             .method(Method::POST)
             .uri(&self.url)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::AUTHORIZATION, format!("Bearer {API_KEY}"))
+            .header(header::AUTHORIZATION, bearer.clone())
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
         let response = self
@@ -87,8 +106,8 @@ impl Chat {
 pub struct ChatCall(pub Chat);
 
 impl Call for ChatCall {
-    async fn call(&self, _caller: usize, _seq: u64) -> CallResult {
-        let body = self.0.post(self.0.plain.clone()).await?;
+    async fn call(&self, _caller: usize, seq: u64) -> CallResult {
+        let body = self.0.post(self.0.plain.clone(), seq).await?;
         body.collect().await.map_err(|e| e.to_string())?;
         Ok(None)
     }
@@ -100,9 +119,9 @@ impl Call for ChatCall {
 pub struct ChatStreamCall(pub Chat);
 
 impl Call for ChatStreamCall {
-    async fn call(&self, _caller: usize, _seq: u64) -> CallResult {
+    async fn call(&self, _caller: usize, seq: u64) -> CallResult {
         let sent = Instant::now();
-        let mut body = self.0.post(self.0.streamed.clone()).await?;
+        let mut body = self.0.post(self.0.streamed.clone(), seq).await?;
         let mut first_token = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| e.to_string())?;

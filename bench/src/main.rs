@@ -194,6 +194,18 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
         litellm: litellm
             .as_ref()
             .map(|(_, base)| Chat::new(client.clone(), base, LITELLM_MODEL, PROMPT)),
+        city_openai: Chat::new(
+            client.clone(),
+            &format!("http://{city_addr}/v1"),
+            CITY_HTTP_MODEL,
+            PROMPT,
+        )
+        .with_bearers(
+            credentials
+                .iter()
+                .map(city::Credential::authorization)
+                .collect(),
+        ),
         city_hooked: Some(city_callers.with_credentials(hooked_credentials)),
         city: city_callers,
         city_pid,

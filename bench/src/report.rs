@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::load::Summary;
 use crate::machine::Machine;
 use crate::scenarios::{
-    CITY, CITY_HOOKED, CITY_HTTP, DIRECT, LITELLM, Measured, OpenStreams, Plan, SCALING,
+    CITY, CITY_HOOKED, CITY_HTTP, CITY_OPENAI, DIRECT, LITELLM, Measured, OpenStreams, Plan,
+    SCALING,
 };
 
 pub const BEGIN: &str =
@@ -234,6 +235,23 @@ impl Results {
                 ratio(litellm_added_p50, added(&self.latency, CITY_HTTP, p50)),
                 "×",
                 |v| v >= 50.0,
+            ),
+            target_row(
+                "LiteLLM added p50 ÷ City OpenAI face added p50 (both HTTP)",
+                "≥ 50×",
+                ratio(litellm_added_p50, added(&self.latency, CITY_OPENAI, p50)),
+                "×",
+                |v| v >= 50.0,
+            ),
+            target_row(
+                "City OpenAI face ÷ LiteLLM calls/s (both HTTP)",
+                "≥ 30×",
+                ratio(
+                    rps(&self.throughput, CITY_OPENAI),
+                    rps(&self.throughput, LITELLM),
+                ),
+                "×",
+                |v| v >= 30.0,
             ),
             target_row(
                 "City Text calls/s at concurrency 64",

@@ -15,6 +15,9 @@ pub const CITY: &str = "City (mock provider)";
 pub const CITY_FLOOR: &str = "City gRPC floor (health check)";
 pub const LITELLM: &str = "LiteLLM → mock upstream";
 pub const CITY_HTTP: &str = "City → openai_compatible → mock upstream";
+/// The same Chat Completions call as LiteLLM's row, on the same protocol:
+/// HTTP/1.1 JSON to City's OpenAI-compatible face, then openai_compatible.
+pub const CITY_OPENAI: &str = "City OpenAI face (HTTP) → openai_compatible → mock upstream";
 pub const CITY_DURABLE: &str = "fresh City (mock provider), durable usage writes";
 pub const CITY_ASYNC: &str = "fresh City (mock provider), asynchronous usage writes";
 pub const CITY_NO_WEB: &str = "fresh City (mock provider), durable, `[web] enabled = false`";
@@ -166,6 +169,9 @@ pub struct OpenStreams {
 pub struct Targets {
     pub direct: Chat,
     pub litellm: Option<Chat>,
+    /// City's OpenAI-compatible face, on `CITY_HTTP_MODEL`, over the users'
+    /// tokens in turn.
+    pub city_openai: Chat,
     pub city: Callers,
     /// The users of the studio with an allowing before_call hook (scenario 1).
     pub city_hooked: Option<Callers>,
@@ -200,6 +206,8 @@ impl Targets {
         }
         let call = TextCall(self.city.with_model(CITY_HTTP_MODEL));
         rows.push(measured(CITY_HTTP, load::run(load, call).await));
+        let call = ChatCall(self.city_openai.clone());
+        rows.push(measured(CITY_OPENAI, load::run(load, call).await));
         if let Some(litellm) = &self.litellm {
             let call = ChatCall(litellm.clone());
             rows.push(measured(LITELLM, load::run(load, call).await));
@@ -218,6 +226,8 @@ impl Targets {
         ];
         let call = StreamCall(self.city.with_model(CITY_HTTP_MODEL));
         rows.push(measured(CITY_HTTP, load::run(load, call).await));
+        let call = ChatStreamCall(self.city_openai.clone());
+        rows.push(measured(CITY_OPENAI, load::run(load, call).await));
         if let Some(litellm) = &self.litellm {
             let call = ChatStreamCall(litellm.clone());
             rows.push(measured(LITELLM, load::run(load, call).await));

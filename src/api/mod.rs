@@ -5,6 +5,7 @@ pub mod ai;
 mod caps;
 pub(crate) mod codec;
 mod convert;
+pub mod openai;
 
 use tonic::{Request, Status};
 

@@ -150,6 +150,19 @@ impl Directory {
         bearer: &str,
         now: Millis,
     ) -> Result<UserCaller> {
+        self.authenticate_user_token(Some(studio_id), bearer, now)
+    }
+
+    /// Authenticates a user token alone or, when `studio_id` is given, a
+    /// token that must belong to it. A token's id leads to its entry, and
+    /// the entry names its studio: tools that send only an API key (the
+    /// OpenAI-compatible face) need no studio header.
+    pub fn authenticate_user_token(
+        &self,
+        studio_id: Option<&str>,
+        bearer: &str,
+        now: Millis,
+    ) -> Result<UserCaller> {
         let (id, presented) =
             secret::split_bearer(bearer, secret::USER_TOKEN_PREFIX).ok_or(Error::TokenInvalid)?;
         let maps = self.read();
@@ -163,7 +176,9 @@ impl Directory {
         if token.expire_ms.is_some_and(|expiry| expiry <= now) {
             return Err(Error::TokenExpired);
         }
-        if &*token.studio_id != studio_id {
+        if let Some(studio_id) = studio_id
+            && &*token.studio_id != studio_id
+        {
             return Err(Error::StudioMismatch {
                 studio_id: studio_id.to_string(),
             });

@@ -22,12 +22,18 @@ pub struct RequestId(pub Arc<str>);
 impl RequestId {
     /// Takes the client's id (up to 64 visible ASCII characters) or mints one.
     pub fn from_metadata(metadata: &MetadataMap) -> Self {
-        let client_id = metadata
-            .get("x-request-id")
-            .and_then(|value| value.to_str().ok())
-            .filter(|id| {
-                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
-            });
+        Self::from_client(
+            metadata
+                .get("x-request-id")
+                .and_then(|value| value.to_str().ok()),
+        )
+    }
+
+    /// Takes the id a client sent, if sane, or mints one.
+    pub fn from_client(client_id: Option<&str>) -> Self {
+        let client_id = client_id.filter(|id| {
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+        });
         match client_id {
             Some(id) => RequestId(id.into()),
             None => RequestId::mint(),

@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::api::admin::AdminApi;
 use crate::api::ai::{AiApi, CallCaps};
+use crate::api::openai::OpenAiFace;
 use crate::auth::{AdminAuth, Directory, UserAuth, WebOrigins, secret};
 use crate::catalog::CatalogCache;
 use crate::config::Config;
@@ -205,16 +207,24 @@ impl City {
             .with_metrics(metrics.clone()),
         );
         let max_request = config.server.max_request_bytes;
+        let caps = CallCaps {
+            max_messages: config.server.max_messages_per_call,
+            max_prompt_bytes: config.server.max_prompt_bytes_per_call,
+        };
+        let openai = crate::api::openai::router(OpenAiFace {
+            gateway: gateway.clone(),
+            directory: directory.clone(),
+            draining: draining.clone(),
+            caps,
+            max_request_bytes: max_request,
+        });
         let origins = Arc::new(WebOrigins::new(
             &config.web.allowed_origins,
             directory.clone(),
         )?);
         let ai = InterceptedService::new(
-            AiServiceServer::new(AiApi::new(gateway).with_caps(CallCaps {
-                max_messages: config.server.max_messages_per_call,
-                max_prompt_bytes: config.server.max_prompt_bytes_per_call,
-            }))
-            .max_decoding_message_size(max_request),
+            AiServiceServer::new(AiApi::new(gateway).with_caps(caps))
+                .max_decoding_message_size(max_request),
             UserAuth {
                 directory: directory.clone(),
                 origins: origins.clone(),
@@ -272,7 +282,10 @@ impl City {
         let web = web::layer(&config.web, origins);
         let mut main = routes::server(&config.server, web, console::same_origin(offer), &metrics);
         let mut main = main
-            .add_routes(console::beside_admin(offer, routes::reflection(offer)?))
+            .add_routes(console::beside_admin(
+                offer,
+                Routes::from(routes::reflection(offer)?.into_axum_router().merge(openai)),
+            ))
             .add_service(health_service.clone())
             .add_service(ai);
         if offer == Offer::Everything {

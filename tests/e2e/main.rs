@@ -24,6 +24,7 @@ mod fuzz_config;
 mod fuzz_upstream;
 mod hooks;
 mod metrics;
+mod openai_face;
 mod provider_keys;
 mod providers_anthropic;
 mod providers_gemini;

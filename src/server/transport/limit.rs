@@ -54,6 +54,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // Only gRPC bodies have the framing read here; the HTTP faces
+        // limit their own bodies.
+        if !is_grpc(&request) {
+            return self.inner.call(request);
+        }
         let (parts, body) = request.into_parts();
         let body = Body::new(SizeCheckedBody {
             inner: body,
@@ -64,6 +69,14 @@ where
         });
         self.inner.call(http::Request::from_parts(parts, body))
     }
+}
+
+fn is_grpc<B>(request: &http::Request<B>) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"))
 }
 
 /// A request body that fails with REQUEST_TOO_LARGE at the first message
