@@ -11,7 +11,6 @@ use futures_util::{Stream, StreamExt};
 use reqwest::Response;
 use tokio::time::Instant;
 
-use super::http::error_chain;
 use super::sse::{SseError, SseEvent, SseParser};
 use super::{StreamEvent, TextStream};
 use crate::error::{Error, ProviderFailure, Result};
@@ -165,4 +164,17 @@ pub fn decode_stream(events: SseStream, decoder: impl EventDecoder) -> TextStrea
             }
         }
     }))
+}
+
+/// An error and its sources on one line ("a: b: c"): reqwest's own message
+/// alone ("error sending request") hides the cause.
+pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }

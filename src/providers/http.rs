@@ -21,7 +21,7 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use super::event_stream::{SseStream, sse_stream};
+use super::event_stream::{SseStream, error_chain, sse_stream};
 use crate::domain::{ProviderRecord, ProviderTimeouts};
 use crate::error::{Error, ProviderFailure, Result};
 use crate::keys::ApiKey;
@@ -376,17 +376,6 @@ impl Upstream {
             _ => text.to_string(),
         }
     }
-}
-
-pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The failure an HTTP error status means.

@@ -31,13 +31,14 @@ use crate::store::sqlite::SqliteStore;
 use crate::usage::{UsageWriter, WriterHandle};
 
 mod console;
+mod offer;
 mod replicas;
 mod routes;
 mod seed;
 pub mod transport;
 mod web;
 
-use routes::Offer;
+use offer::Offer;
 use transport::{AcceptPolicy, Tls};
 
 use replicas::{CacheSync, Caches};

@@ -10,21 +10,11 @@ use tonic::transport::Server;
 use tower::layer::util::{Identity, Stack};
 
 use super::console::SameOriginLayer;
+use super::offer::Offer;
 use super::transport::RequestSizeLimit;
 use super::web::WebLayer;
 use crate::config::ServerConfig;
 use crate::metrics::{GrpcMetricsLayer, Metrics};
-
-/// The services one listener offers.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Offer {
-    /// AIService, AdminService, health and reflection: the one listener.
-    Everything,
-    /// AIService, health and reflection of them (with a separate admin listener).
-    Ai,
-    /// AdminService, health and reflection of them.
-    Admin,
-}
 
 /// Refuses transport settings that would refuse every call or hang hyper.
 pub fn check(config: &ServerConfig) -> anyhow::Result<()> {

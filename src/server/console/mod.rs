@@ -15,7 +15,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 use tonic::service::Routes;
 
-use super::routes::Offer;
+use super::offer::Offer;
 
 mod calls;
 pub use calls::SameOriginLayer;
