@@ -65,6 +65,9 @@ pub struct DeliveryRecord {
     pub next_attempt_ms: Millis,
     pub create_ms: Millis,
     pub deliver_ms: Option<Millis>,
+    /// The W3C `traceparent` of the call it reports (never a secret), sent
+    /// on every attempt so the studio's trace continues into its receiver.
+    pub traceparent: Option<String>,
 }
 
 /// Which deliveries a listing covers.

@@ -156,7 +156,7 @@ impl CallGuard {
         let slot = self.usage.slot().await?;
         // Set before the hand-over: once sent, the final row must replace it.
         self.opened = true;
-        slot.send_as(row, RowKind::Opened).wait().await
+        slot.send_as(row, RowKind::Opened, None).wait().await
     }
 
     /// How the final row reaches the store.
@@ -182,7 +182,10 @@ impl CallGuard {
         let used = quota_amount(end.used);
         // Dropped while waiting (the client hung up), it still settles to `used`.
         let reservation = self.reservation.take().map(|r| r.settling_to(used));
-        let committed = slot.send_as(row, self.final_kind()).wait().await;
+        let committed = slot
+            .send_as(row, self.final_kind(), self.traceparent())
+            .wait()
+            .await;
         if let Some(reservation) = reservation {
             reservation.settle(used).await;
         }
@@ -215,6 +218,11 @@ impl CallGuard {
             create_ms: self.ctx.create_ms,
             metadata,
         }
+    }
+
+    /// The call's trace context, for its after_call deliveries.
+    fn traceparent(&self) -> Option<String> {
+        crate::telemetry::propagate::traceparent(&self.span)
     }
 
     /// Records the call's end on its span and in the metrics, from its row.
@@ -278,13 +286,14 @@ impl Drop for CallGuard {
         let reservation = self.reservation.take();
         let usage = self.usage.clone();
         let kind = self.final_kind();
+        let traceparent = self.traceparent();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!(request_id = %row.request_id, "no runtime to record a dropped call");
             return;
         };
         // Drop cannot wait; the settle and the row go on without the caller.
         runtime.spawn(async move {
-            if let Err(err) = usage.record_as(row, kind).await {
+            if let Err(err) = usage.record_as(row, kind, traceparent).await {
                 tracing::error!(%err, "could not record a dropped call");
             }
             if let Some(reservation) = reservation {

@@ -146,6 +146,15 @@ async fn attempt(
         .post(&hook.record.url)
         .timeout(hook.timeout())
         .header("content-type", "application/json");
+    // City wrote it from its propagator; one not fit for a header is left out
+    // rather than failing every attempt.
+    let traceparent = delivery
+        .traceparent
+        .as_deref()
+        .map(http::HeaderValue::from_str);
+    if let Some(Ok(traceparent)) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
     for (name, value) in signing::headers(&hook.key, &delivery.id, body) {
         request = request.header(name, value);
     }

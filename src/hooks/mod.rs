@@ -299,7 +299,7 @@ impl Hooks {
 
     /// The after_call deliveries of a usage row, one per after_call hook;
     /// empty (one map lookup) for a studio without any.
-    pub fn outbox_for(&self, row: &UsageRow) -> Vec<DeliveryRecord> {
+    pub fn outbox_for(&self, row: &UsageRow, traceparent: Option<String>) -> Vec<DeliveryRecord> {
         let Some(hooks) = self.for_studio(&row.studio_id) else {
             return Vec::new();
         };
@@ -323,6 +323,7 @@ impl Hooks {
                 next_attempt_ms: now,
                 create_ms: now,
                 deliver_ms: None,
+                traceparent: traceparent.clone(),
             })
             .collect()
     }

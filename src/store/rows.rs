@@ -25,6 +25,7 @@ pub(crate) trait Columns {
     fn text(&self, column: &str) -> Result<String>;
     fn int(&self, column: &str) -> Result<i64>;
     fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
     fn int32(&self, column: &str) -> Result<i32>;
     fn flag(&self, column: &str) -> Result<bool>;
     fn bytes(&self, column: &str) -> Result<Vec<u8>>;
@@ -41,6 +42,9 @@ macro_rules! columns_of {
                 Ok(self.try_get(column)?)
             }
             fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>> {
                 Ok(self.try_get(column)?)
             }
             fn int32(&self, column: &str) -> Result<i32> {
@@ -305,6 +309,7 @@ pub(crate) fn delivery(row: &impl Columns) -> Result<(i64, DeliveryRecord)> {
         next_attempt_ms: row.int("next_attempt_ms")?,
         create_ms: row.int("create_ms")?,
         deliver_ms: row.opt_int("deliver_ms")?,
+        traceparent: row.opt_text("traceparent")?,
     };
     Ok((row.int("seq")?, record))
 }

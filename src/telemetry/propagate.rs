@@ -1,7 +1,8 @@
 //! W3C trace context through City: `traceparent` from a call's gRPC metadata
 //! becomes the parent of its `ai_call` span, and the current span's context
-//! goes out on upstream provider requests and before_call hooks. All of it
-//! is skipped when no trace export is configured.
+//! goes out on upstream provider requests and before_call hooks, and is kept
+//! with a call's after_call deliveries, which leave later. All of it is
+//! skipped when no trace export is configured.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -63,9 +64,23 @@ pub fn continue_trace(span: &Span, metadata: &http::HeaderMap) {
 
 /// The current span's trace context as headers for an outgoing request.
 pub fn trace_headers() -> http::HeaderMap {
+    headers_of(&Span::current())
+}
+
+/// `span`'s W3C `traceparent`, for a request that leaves later (an
+/// after_call delivery); `None` when tracing is off or the span is not traced.
+pub fn traceparent(span: &Span) -> Option<String> {
+    let headers = headers_of(span);
+    let value = headers.get(TRACEPARENT)?.to_str().ok()?;
+    Some(value.to_string())
+}
+
+const TRACEPARENT: &str = "traceparent";
+
+fn headers_of(span: &Span) -> http::HeaderMap {
     let mut headers = http::HeaderMap::new();
     if enabled() {
-        let context = Span::current().context();
+        let context = span.context();
         global::get_text_map_propagator(|p| p.inject_context(&context, &mut Headers(&mut headers)));
     }
     headers

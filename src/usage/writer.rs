@@ -133,8 +133,17 @@ impl UsageWriter {
     }
 
     /// Queues a row of this kind and, when durable, waits until it is committed.
-    pub async fn record_as(&self, row: UsageRow, kind: RowKind) -> Result<()> {
-        self.slot().await?.send_as(row, kind).wait().await
+    pub async fn record_as(
+        &self,
+        row: UsageRow,
+        kind: RowKind,
+        traceparent: Option<String>,
+    ) -> Result<()> {
+        self.slot()
+            .await?
+            .send_as(row, kind, traceparent)
+            .wait()
+            .await
     }
 
     /// Waits for room in the queue. The row is then handed over by
@@ -164,8 +173,9 @@ pub struct Slot {
 
 impl Slot {
     /// Hands a row of this kind to the writer at once; a final one (settled
-    /// or not) with its after_call deliveries.
-    pub fn send_as(self, row: UsageRow, kind: RowKind) -> Committed {
+    /// or not) with its after_call deliveries, which carry the call's
+    /// `traceparent`.
+    pub fn send_as(self, row: UsageRow, kind: RowKind, traceparent: Option<String>) -> Committed {
         let (committed, done) = match self.durability {
             Durability::Durable => {
                 let (committed, done) = oneshot::channel();
@@ -177,7 +187,7 @@ impl Slot {
             .hooks
             .as_ref()
             .filter(|_| kind != RowKind::Opened)
-            .map(|hooks| hooks.outbox_for(&row))
+            .map(|hooks| hooks.outbox_for(&row, traceparent))
             .unwrap_or_default();
         self.permit.send(Message::Row(Job {
             row,

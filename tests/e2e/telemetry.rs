@@ -2,14 +2,17 @@
 //! is exported over OTLP under the caller's trace id (the call's span a
 //! child of the caller's, an upstream attempt a child of it, GenAI
 //! attributes, no prompt), the upstream sees the same trace id, and every
-//! JSON log line inside the call carries its ids. Text logs to a file carry
-//! no colour codes.
+//! JSON log line inside the call carries its ids; its before_call hook and
+//! every attempt of its after_call delivery carry the trace too (and with
+//! tracing off, neither carries any). Text logs to a file carry no colour
+//! codes.
 
-use downcity::proto::{self, Pathway, ProviderKind};
+use downcity::proto::{self, HookEvent, HookFailurePolicy, Pathway, ProviderKind};
 use serde_json::{Value, json};
 
 use crate::common::otlp::{OtlpReceiver, attributes};
 use crate::common::process::{CityProcess, DevEnv, admin_client, ai_client, connect};
+use crate::common::receiver::{Before, Received, Receiver};
 use crate::fake_upstream::{FakeUpstream, KEY, Reply, text_request};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -57,6 +60,31 @@ async fn catalog(env: &DevEnv, fake: &FakeUpstream) {
         .expect("upsert model");
 }
 
+/// A before_call and after_call hook of the dev studio at `receiver`.
+async fn hook(env: &DevEnv, receiver: &Receiver) {
+    let mut admin = admin_client(connect(&env.addr).await, Some(&env.admin_key));
+    let hook = proto::Hook {
+        studio_id: env.studio_id.clone(),
+        url: receiver.url(),
+        events: vec![HookEvent::BeforeCall as i32, HookEvent::AfterCall as i32],
+        failure_policy: HookFailurePolicy::FailClosed as i32,
+        ..Default::default()
+    };
+    admin
+        .upsert_hook(proto::UpsertHookRequest { hook: Some(hook) })
+        .await
+        .expect("upsert hook");
+}
+
+/// The trace id and parent span id of a hook request's `traceparent`.
+#[track_caller]
+fn trace_of(received: &Received) -> (String, String) {
+    let sent = &received.headers["traceparent"];
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{sent}");
+    (parts[1].to_string(), parts[2].to_string())
+}
+
 /// One Text call with the caller's trace context and request id.
 async fn traced_call(env: &DevEnv) {
     let mut request = tonic::Request::new(text_request("gpt", PROMPT));
@@ -71,6 +99,8 @@ async fn traced_call(env: &DevEnv) {
 #[tokio::test]
 async fn a_call_continues_the_callers_trace_and_its_log_lines_carry_its_ids() {
     let receiver = OtlpReceiver::start().await;
+    // The first after_call attempt fails, so a second one is sent.
+    let hooks = Receiver::start(Before::Allow(json!({})), 1).await;
     let fake = FakeUpstream::start().await;
     // One retry inside the call, so the call logs a line.
     fake.push(Reply::json(503, &json!({"error": {"message": "busy"}})).header("retry-after", "0"));
@@ -81,9 +111,11 @@ async fn a_call_continues_the_callers_trace_and_its_log_lines_carry_its_ids() {
         ("DOWNCITY_TRACING__OTLP_ENDPOINT", endpoint.as_str()),
         ("DOWNCITY_LOG__FORMAT", "json"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("DOWNCITY_HOOK_DELIVERY__INITIAL_BACKOFF_MS", "20"),
     ];
     let (mut city, env) = CityProcess::serve_dev(dir.path(), &env_vars, dir.path(), "city").await;
     catalog(&env, &fake).await;
+    hook(&env, &hooks).await;
     traced_call(&env).await;
 
     let upstream = fake.last();
@@ -109,6 +141,20 @@ async fn a_call_continues_the_callers_trace_and_its_log_lines_carry_its_ids() {
     assert_eq!(attrs["gen_ai.usage.output_tokens"], "3");
     assert_eq!(attrs["studio_id"], env.studio_id);
     assert_eq!(attrs["request_id"], REQUEST_ID);
+    let call_span_id = hex::encode(&call.span_id);
+    let asked = hooks.received("before_call");
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        trace_of(&asked[0]).0,
+        TRACE_ID,
+        "before_call continues the trace"
+    );
+    let told = hooks.wait_for("after_call", 2).await;
+    for attempt in &told {
+        let (trace_id, parent) = trace_of(attempt);
+        assert_eq!(trace_id, TRACE_ID, "after_call continues the trace");
+        assert_eq!(parent, call_span_id, "the call's span is the parent");
+    }
     let upstream_span = spans.iter().find(|s| s.name == "upstream").unwrap();
     assert_eq!(upstream_span.parent_span_id, call.span_id);
     assert_eq!(hex::encode(&upstream_span.span_id), parts[2]);
@@ -149,6 +195,29 @@ async fn a_call_continues_the_callers_trace_and_its_log_lines_carry_its_ids() {
         assert_eq!(call["model"], "gpt", "{line}");
     }
     assert!(!stderr.contains(PROMPT) && !stderr.contains(KEY));
+}
+
+/// Without trace export City passes no trace context on, to upstreams or to
+/// hooks: the caller's `traceparent` goes nowhere.
+#[tokio::test]
+async fn with_tracing_off_hooks_get_no_traceparent() {
+    let hooks = Receiver::start(Before::Allow(json!({})), 0).await;
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::ok(&completion()));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut city, env) = CityProcess::serve_dev(dir.path(), &[], dir.path(), "city").await;
+    catalog(&env, &fake).await;
+    hook(&env, &hooks).await;
+    traced_call(&env).await;
+
+    assert_eq!(fake.last().header("traceparent"), None);
+    let asked = hooks.received("before_call");
+    let told = hooks.wait_for("after_call", 1).await;
+    assert_eq!(asked.len(), 1);
+    for request in asked.iter().chain(&told) {
+        assert!(!request.headers.contains_key("traceparent"), "{request:?}");
+    }
+    city.terminate_cleanly().await;
 }
 
 #[tokio::test]

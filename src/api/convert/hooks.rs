@@ -139,6 +139,7 @@ impl From<DeliveryRecord> for proto::HookDelivery {
             next_attempt_ms,
             create_ms,
             deliver_ms,
+            traceparent: _,
         } = delivery;
         let wire_state = match state {
             DeliveryState::Pending => proto::HookDeliveryState::Pending,

@@ -44,9 +44,10 @@ const SETTLE_USAGE: &str = "UPDATE usage u SET model_id = f.model_id, \
      WHERE u.create_ms = f.create_ms AND u.request_id = f.request_id RETURNING u.request_id";
 
 const INSERT_DELIVERIES: &str = "INSERT INTO hook_outbox (id, hook_id, studio_id, request_id, \
-     payload, state, attempts, last_error, next_attempt_ms, create_ms, deliver_ms) \
+     payload, state, attempts, last_error, next_attempt_ms, create_ms, deliver_ms, traceparent) \
      SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
-     $6::TEXT[], $7::INTEGER[], $8::TEXT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[])";
+     $6::TEXT[], $7::INTEGER[], $8::TEXT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], \
+     $12::TEXT[])";
 
 /// SQLSTATE of "no partition of relation found for row".
 const NO_PARTITION: &str = "23514";
@@ -265,6 +266,7 @@ async fn insert_deliveries(
         .bind(column(outbox, |d| d.next_attempt_ms))
         .bind(column(outbox, |d| d.create_ms))
         .bind(column(outbox, |d| d.deliver_ms))
+        .bind(column(outbox, |d| d.traceparent.clone()))
         .execute(connection)
         .await?;
     Ok(())

@@ -35,8 +35,8 @@ const SETTLE_USAGE: &str = "UPDATE usage SET request_id = ?1, studio_id = ?2, us
      WHERE create_ms = ?15 AND request_id = ?1";
 
 const INSERT_DELIVERY: &str = "INSERT INTO hook_outbox (id, hook_id, studio_id, request_id, \
-     payload, state, attempts, last_error, next_attempt_ms, create_ms, deliver_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     payload, state, attempts, last_error, next_attempt_ms, create_ms, deliver_ms, traceparent) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 pub(super) struct Sink {
     connection: Connection,
@@ -187,6 +187,7 @@ fn insert_delivery(tx: &Transaction<'_>, delivery: &DeliveryRecord) -> Result<()
         delivery.next_attempt_ms,
         delivery.create_ms,
         delivery.deliver_ms,
+        delivery.traceparent,
     ])?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 /// How the receiver answers before_call requests.
 #[derive(Clone)]
@@ -43,6 +44,8 @@ struct Inner {
     /// after_call requests answered 500 before the first 200.
     after_failures: usize,
     received: Vec<Received>,
+    /// Told after each request is recorded.
+    arrived: Arc<Notify>,
 }
 
 #[derive(Clone)]
@@ -64,15 +67,16 @@ async fn handle(
         body,
     };
     let kind = received.json()["type"].as_str().unwrap().to_string();
-    let (before, fail) = {
+    let (before, fail, arrived) = {
         let mut inner = inner.lock().unwrap();
         inner.received.push(received);
         let fail = kind == "after_call" && inner.after_failures > 0;
         if fail {
             inner.after_failures -= 1;
         }
-        (inner.before.clone(), fail)
+        (inner.before.clone(), fail, inner.arrived.clone())
     };
+    arrived.notify_waiters();
     if kind == "after_call" {
         return if fail {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -106,6 +110,7 @@ impl Receiver {
             before,
             after_failures,
             received: Vec::new(),
+            arrived: Arc::new(Notify::new()),
         }));
         let app = axum::Router::new()
             .fallback(handle)
@@ -126,6 +131,25 @@ impl Receiver {
             .filter(|r| r.json()["type"] == kind)
             .cloned()
             .collect()
+    }
+
+    /// Waits (at most 10 s) until `count` requests of this kind have come.
+    pub async fn wait_for(&self, kind: &str, count: usize) -> Vec<Received> {
+        let arrived = self.inner.lock().unwrap().arrived.clone();
+        let enough = async {
+            loop {
+                // Made before the check, so no request slips in between.
+                let next = arrived.notified();
+                let found = self.received(kind);
+                if found.len() >= count {
+                    return found;
+                }
+                next.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), enough)
+            .await
+            .unwrap_or_else(|_| panic!("{count} {kind} requests never came"))
     }
 }
 

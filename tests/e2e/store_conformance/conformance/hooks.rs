@@ -35,8 +35,12 @@ pub fn delivery(id: &str, hook_id: &str, due_ms: i64) -> DeliveryRecord {
         next_attempt_ms: due_ms,
         create_ms: START_MS,
         deliver_ms: None,
+        traceparent: None,
     }
 }
+
+/// A call's trace context, as an outbox row keeps it.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn ids(deliveries: &[DeliveryRecord]) -> Vec<&str> {
     deliveries.iter().map(|d| d.id.as_str()).collect()
@@ -57,8 +61,10 @@ pub async fn hooks_and_outbox(store: &dyn Store) {
 
     // Deliveries are committed with their usage rows.
     let outbox: Vec<DeliveryRecord> = (0..5)
-        .map(|i| {
-            delivery(
+        .map(|i| DeliveryRecord {
+            // Odd ones came from a traced call, even ones did not.
+            traceparent: (i % 2 == 1).then(|| TRACEPARENT.to_string()),
+            ..delivery(
                 &format!("msg{i}"),
                 if i < 4 { "hk1" } else { "hk2" },
                 START_MS + 10 * (5 - i),
@@ -70,6 +76,7 @@ pub async fn hooks_and_outbox(store: &dyn Store) {
     let due = store.due_deliveries(START_MS + 30, 10).await.unwrap();
     assert_eq!(ids(&due), ["msg4", "msg3", "msg2"]);
     assert_eq!(due[0], outbox[4]);
+    assert_eq!(due[1], outbox[3]);
 
     let failed = AttemptOutcome::Failed {
         error: "HTTP 500".to_string(),
@@ -131,6 +138,7 @@ pub async fn hooks_and_outbox(store: &dyn Store) {
         (again.state, again.attempts, again.next_attempt_ms),
         (DeliveryState::Pending, 0, START_MS + 50)
     );
+    assert_eq!(again.traceparent.as_deref(), Some(TRACEPARENT));
     assert_not_found(store.redeliver("nope", 1).await, "hook delivery", "nope");
 
     // Deleting a hook kills its pending deliveries, not the delivered ones.
