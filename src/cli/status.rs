@@ -1,30 +1,9 @@
 //! A refused call as one readable line: `<CODE>: <message> (reason: …)`.
 
-use tonic::{Code, Status};
+use tonic::Status;
 use tonic_types::StatusExt;
 
-/// The canonical name of a gRPC code, as in `google.rpc.Code`.
-pub(crate) fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
+pub(crate) use downcity::error::code_name;
 
 /// `<CODE>: <message> (reason: <ErrorInfo reason>)`, without the reason when
 /// the status carries no ErrorInfo.
@@ -41,6 +20,7 @@ pub(crate) fn status_line(status: &Status) -> String {
 mod tests {
     use std::collections::HashMap;
 
+    use tonic::Code;
     use tonic_types::ErrorDetails;
 
     use super::*;
