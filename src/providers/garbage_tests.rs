@@ -93,12 +93,11 @@ impl Fake {
         if let Err(failure) = outcome {
             panic!("{failure}");
         }
-        // Both sides were reached: answers that parse, and answers refused.
+        // The refusing side was reached. Success is not required: with some
+        // templates (a stream whose events include an error) every one of a
+        // run's cases can fail, and a test must not fail by chance.
         let successes = successes.into_inner();
-        assert!(
-            successes > 0 && successes < CASES,
-            "{successes} of {CASES} succeeded"
-        );
+        assert!(successes < CASES, "all {CASES} answers succeeded");
     }
 }
 

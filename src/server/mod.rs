@@ -74,6 +74,7 @@ impl City {
         seed::check_secrets(&entries, configured_master_key.as_ref())?;
         let (store, shared_ledger) = open_stores(&config).await?;
         seed::check_studios(&entries, store.as_ref()).await?;
+        seed::check_catalog(&entries, store.as_ref()).await?;
         let (admin_key_hash, generated_admin_key) =
             seed::admin_key(&config, store.as_ref()).await?;
         let master_key = seed::master_key(configured_master_key, store.as_ref()).await?;

@@ -3,6 +3,8 @@
 //! applied through the same services as the admin API, after the whole file
 //! was validated and every studio it names was found.
 
+use std::collections::HashMap;
+
 use anyhow::Context;
 
 use crate::auth::secret;
@@ -153,6 +155,60 @@ pub(super) async fn check_studios(entries: &Entries, store: &dyn Store) -> anyho
             anyhow::bail!(
                 "config {entry}: studio `{studio}` does not exist; create it first \
                  (downcity admin studios create --id {studio})"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The config's catalog must hold together with what the store has (and the
+/// built-in catalog a fresh store gets): each model's provider exists and
+/// has the model's pathway; each default names an enabled model of its
+/// pathway. Checked (reading only) before anything is written, so a refused
+/// file leaves the store as it was.
+pub(super) async fn check_catalog(entries: &Entries, store: &dyn Store) -> anyhow::Result<()> {
+    let stored = store.catalog_snapshot().await?;
+    let fresh = store.get_setting(BUILTIN_CATALOG_SETTING).await?.is_none();
+    let mut providers: HashMap<&str, ProviderKind> = stored
+        .providers
+        .iter()
+        .map(|p| (p.id.as_str(), p.kind))
+        .collect();
+    let mut models: HashMap<&str, (Pathway, bool)> = stored
+        .models
+        .iter()
+        .map(|m| (m.id.as_str(), (m.pathway, m.enabled)))
+        .collect();
+    if fresh {
+        providers.insert(MOCK_PROVIDER, ProviderKind::Mock);
+        models.insert(MOCK_TEXT_MODEL, (Pathway::Text, true));
+        models.insert(MOCK_IMAGE_MODEL, (Pathway::Image, true));
+    }
+    for provider in &entries.providers {
+        providers.insert(provider.record.id.as_str(), provider.record.kind);
+    }
+    for model in &entries.models {
+        let Some(kind) = providers.get(model.provider_id.as_str()) else {
+            anyhow::bail!(
+                "config [[models]] `{}`: provider `{}` does not exist",
+                model.id,
+                model.provider_id
+            );
+        };
+        if !kind.supports(model.pathway) {
+            anyhow::bail!(
+                "config [[models]] `{}`: provider `{}` ({kind}) has no {} pathway",
+                model.id,
+                model.provider_id,
+                model.pathway
+            );
+        }
+        models.insert(model.id.as_str(), (model.pathway, model.enabled));
+    }
+    for (pathway, id) in &entries.defaults {
+        if models.get(id.as_str()) != Some(&(*pathway, true)) {
+            anyhow::bail!(
+                "config [defaults] {pathway} = `{id}`: no enabled {pathway} model has that id"
             );
         }
     }

@@ -331,8 +331,8 @@ async fn arbitrary_config_files_start_or_are_refused_having_written_nothing() {
         "{CASES} config files, {accepted} accepted, in {:?}",
         started.elapsed()
     );
-    assert!(
-        accepted > 0 && accepted < CASES,
-        "{accepted} of {CASES} accepted"
-    );
+    // Refusals are reached in every run. Acceptance is not required here
+    // (a run may mutate every file into a refused one); the fixed template
+    // test covers the accepting side without chance.
+    assert!(accepted < CASES, "all {CASES} files accepted");
 }
