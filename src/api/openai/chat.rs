@@ -56,19 +56,8 @@ pub async fn completions(
     State(face): State<Face>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Response {
-    match complete(&face, &headers, body).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
-}
-
-async fn complete(
-    face: &Face,
-    headers: &HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<Response, ApiError> {
-    let ctx = face.context(headers)?;
+    let ctx = face.context(&headers)?;
     let id = ctx.request_id.clone();
     let request: ChatRequest = parse(body, face.max_request_bytes, &id)?;
     let stream = request.stream.unwrap_or(false);

@@ -24,19 +24,8 @@ pub async fn generations(
     State(face): State<Face>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Response {
-    match generate(&face, &headers, body).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
-}
-
-async fn generate(
-    face: &Face,
-    headers: &HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<Response, ApiError> {
-    let ctx = face.context(headers)?;
+    let ctx = face.context(&headers)?;
     let id = ctx.request_id.clone();
     let request: ImageRequest = parse(body, face.max_request_bytes, &id)?;
     let refused = |err: Error| ApiError::new(rename_fields(err, &[("count", "n")]), &id);

@@ -11,39 +11,34 @@ use super::{ApiError, Face};
 use crate::catalog::CatalogModel;
 use crate::error::Error;
 
-pub async fn list(State(face): State<Face>, headers: HeaderMap) -> Response {
-    let ctx = match face.context(&headers) {
-        Ok(ctx) => ctx,
-        Err(error) => return error.into_response(),
-    };
+pub async fn list(State(face): State<Face>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let ctx = face.context(&headers)?;
     let data = face
         .gateway
         .visible_models(&ctx.caller.studio_id, None)
         .iter()
         .map(|m| model(m))
         .collect();
-    Json(ModelList {
+    Ok(Json(ModelList {
         object: "list",
         data,
     })
-    .into_response()
+    .into_response())
 }
 
 pub async fn retrieve(
     State(face): State<Face>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let ctx = match face.context(&headers) {
-        Ok(ctx) => ctx,
-        Err(error) => return error.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let ctx = face.context(&headers)?;
     let visible = face.gateway.visible_models(&ctx.caller.studio_id, None);
     match visible.iter().find(|m| m.record.id == id) {
-        Some(found) => Json(model(found)).into_response(),
-        None => {
-            ApiError::new(Error::ModelNotFound { model_id: id }, &ctx.request_id).into_response()
-        }
+        Some(found) => Ok(Json(model(found)).into_response()),
+        None => Err(ApiError::new(
+            Error::ModelNotFound { model_id: id },
+            &ctx.request_id,
+        )),
     }
 }
 
