@@ -103,6 +103,17 @@ async fn set_status(city: &TestCity, studio: &str, status: StudioStatus) {
         .expect("update studio");
 }
 
+/// Studio `acme` and its user `user-1` created on `a`, once `b` answers that
+/// user's calls (so `b` follows `a`'s announcements); the user's token.
+async fn user_of_a_seen_on_b(a: &TestCity, b: &TestCity) -> String {
+    let token = a.studio_with_user("acme", "user-1").await;
+    within_propagation("a new studio and token on B", || async {
+        b.ai("acme", &token).text(text_request("hi")).await.is_ok()
+    })
+    .await;
+    token
+}
+
 fn median(mut took: Vec<Duration>) -> Duration {
     took.sort();
     took[took.len() / 2]
@@ -114,12 +125,7 @@ async fn a_studio_created_and_suspended_on_one_replica_binds_on_another() {
         return;
     };
     let (a, b) = (&cities[0], &cities[1]);
-    // Created on A: B authenticates its user at once (the token is A's write too).
-    let token = a.studio_with_user("acme", "user-1").await;
-    within_propagation("a new studio and token on B", || async {
-        b.ai("acme", &token).text(text_request("hi")).await.is_ok()
-    })
-    .await;
+    let token = user_of_a_seen_on_b(a, b).await;
 
     let mut took = Vec::new();
     for _ in 0..5 {
@@ -259,11 +265,7 @@ async fn limits_set_on_one_replica_bind_on_another() {
         return;
     };
     let (a, b) = (&cities[0], &cities[1]);
-    let token = a.studio_with_user("acme", "user-1").await;
-    within_propagation("a new studio on B", || async {
-        b.ai("acme", &token).text(text_request("hi")).await.is_ok()
-    })
-    .await;
+    let token = user_of_a_seen_on_b(a, b).await;
     let set_requests_per_minute = |limit: i64| async move {
         a.admin()
             .set_limits(proto::SetLimitsRequest {
@@ -375,11 +377,7 @@ async fn a_replica_reloads_everything_when_its_listening_connection_comes_back()
         return;
     };
     let (a, b) = (&cities[0], &cities[1]);
-    let token = a.studio_with_user("acme", "user-1").await;
-    within_propagation("a new studio on B", || async {
-        b.ai("acme", &token).text(text_request("hi")).await.is_ok()
-    })
-    .await;
+    let token = user_of_a_seen_on_b(a, b).await;
     suspend_silently(&database, "acme").await;
     // Nobody announced it: B still serves the studio (next full reload in 30 s).
     b.ai("acme", &token).text(text_request("hi")).await.unwrap();
@@ -412,12 +410,7 @@ async fn a_periodic_reload_catches_a_change_nobody_announced() {
         return;
     };
     let (a, b) = (&cities[0], &cities[1]);
-    let token = a.studio_with_user("acme", "user-1").await;
-    // B follows A's announcements: its listener (and first reload) are done.
-    within_propagation("a new studio on B", || async {
-        b.ai("acme", &token).text(text_request("hi")).await.is_ok()
-    })
-    .await;
+    let token = user_of_a_seen_on_b(a, b).await;
     suspend_silently(&database, "acme").await;
     b.ai("acme", &token).text(text_request("hi")).await.unwrap();
     within(
