@@ -96,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
     let results = run(&args).await?;
     results.write_json(&args.results)?;
     results.write_markdown(&args.markdown)?;
+    println!("{}", results.targets_text());
     eprintln!(
         "wrote {} and the tables of {}",
         args.results.display(),
