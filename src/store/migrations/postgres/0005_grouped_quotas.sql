@@ -99,3 +99,46 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The sweeper as in 0003, but it first locks the counter rows of every hold
+-- it releases in key order, as groups lock them: a group holding several
+-- studios' rows and a sweep never wait on each other in a cycle.
+CREATE OR REPLACE FUNCTION replicas_sweep(at_ms BIGINT, lease_ms BIGINT) RETURNS BIGINT
+LANGUAGE plpgsql AS $$
+DECLARE
+    starts BIGINT[] := ARRAY[
+        at_ms - at_ms % 60000,
+        at_ms - at_ms % 86400000,
+        (extract(epoch FROM date_trunc('month', to_timestamp(at_ms / 1000) AT TIME ZONE 'UTC'))
+            * 1000)::BIGINT];
+    dead TEXT;
+    h quota_holds;
+    used BIGINT[];
+    release BIGINT[];
+    settled BIGINT := 0;
+    n BIGINT;
+BEGIN
+    FOR dead IN SELECT id FROM replicas WHERE heartbeat_ms < at_ms - lease_ms
+                FOR UPDATE SKIP LOCKED LOOP
+        PERFORM 1 FROM quota_counters c
+            WHERE (c.studio_id, c.user_id) IN (
+                SELECT studio_id, '' FROM quota_holds WHERE replica_id = dead
+                UNION SELECT studio_id, user_id FROM quota_holds WHERE replica_id = dead)
+            ORDER BY c.studio_id, c.user_id
+            FOR UPDATE;
+        FOR h IN DELETE FROM quota_holds WHERE replica_id = dead RETURNING * LOOP
+            release := ARRAY[-h.requests, -h.tokens, -h.cost_micros];
+            SELECT ARRAY[1, input_tokens + output_tokens, cost_micros] INTO used
+                FROM usage WHERE create_ms = h.create_ms AND request_id = h.id LIMIT 1;
+            used := COALESCE(used, ARRAY[0, 0, 0]::BIGINT[]);
+            PERFORM quota_apply(h.studio_id, '', starts, release, used);
+            PERFORM quota_apply(h.studio_id, h.user_id, starts, release, used);
+        END LOOP;
+        UPDATE usage SET open = false WHERE open AND replica_id = dead;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        settled := settled + n;
+        DELETE FROM replicas WHERE id = dead;
+    END LOOP;
+    RETURN settled;
+END
+$$;
