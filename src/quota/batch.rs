@@ -1,6 +1,7 @@
 //! Grouped reserves and settles for the shared ledger. A claim sent while
 //! its kind (reserve or settle) has nothing queued or in flight goes at once,
-//! alone, from its caller's task: one round trip, as without grouping. Else
+//! alone, through the single-call function: one round trip, as without
+//! grouping. Else
 //! it joins a bounded queue, and one task per kind sends every claim waiting
 //! (never waiting for more) in one stored-function call, `quota_reserve_many`
 //! or `quota_settle_many` (migration 0005). One transaction then takes each
@@ -39,13 +40,13 @@ pub struct SettleClaim {
 }
 
 /// A claim and where its answer goes (for a settle: `()` once done).
-pub struct Job<C, A> {
+struct Job<C, A> {
     claim: C,
     answer: oneshot::Sender<A>,
 }
 
 /// One kind's queue, and how many of its calls are in flight.
-pub struct Lane<C, A> {
+struct Lane<C, A> {
     queue: mpsc::Sender<Job<C, A>>,
     busy: Arc<AtomicUsize>,
 }
@@ -53,14 +54,14 @@ pub struct Lane<C, A> {
 impl<C, A> Lane<C, A> {
     /// Marks a call in flight if nothing is queued or in flight: the caller
     /// then sends its claim alone, at once.
-    pub fn alone(&self) -> Option<InFlight> {
+    fn alone(&self) -> Option<InFlight> {
         let idle = self.queue.capacity() == self.queue.max_capacity()
             && self.busy.load(Ordering::Acquire) == 0;
         idle.then(|| InFlight::new(&self.busy))
     }
 
     /// Queues a claim for the next group; `None` if the batcher is gone.
-    pub async fn grouped(&self, claim: C) -> Option<A> {
+    async fn grouped(&self, claim: C) -> Option<A> {
         let (answer, answered) = oneshot::channel();
         self.queue.send(Job { claim, answer }).await.ok()?;
         answered.await.ok()
@@ -68,7 +69,7 @@ impl<C, A> Lane<C, A> {
 }
 
 /// A call in flight on a lane, until dropped.
-pub struct InFlight(Arc<AtomicUsize>);
+struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
     fn new(busy: &Arc<AtomicUsize>) -> InFlight {
@@ -83,39 +84,83 @@ impl Drop for InFlight {
     }
 }
 
-/// The two lanes; their tasks end when the lanes are dropped.
+/// The two lanes, and what a claim sent alone needs. The group tasks end
+/// when the batcher is dropped.
 pub struct Batcher {
-    pub reserves: Lane<ReserveClaim, Answer>,
-    pub settles: Lane<SettleClaim, ()>,
+    reserves: Lane<ReserveClaim, Answer>,
+    settles: Lane<SettleClaim, ()>,
+    pool: PgPool,
+    replica_id: Arc<str>,
 }
 
 impl Batcher {
-    pub fn start(pool: PgPool, replica_id: String) -> Batcher {
+    pub fn start(pool: PgPool, replica_id: &str) -> Batcher {
         let (reserves, reserve_queue) = mpsc::channel(QUEUE);
         let (settles, settle_queue) = mpsc::channel(QUEUE);
-        let reserves = Lane {
-            queue: reserves,
-            busy: Arc::default(),
-        };
-        let settles = Lane {
-            queue: settles,
-            busy: Arc::default(),
+        let batcher = Batcher {
+            reserves: Lane {
+                queue: reserves,
+                busy: Arc::default(),
+            },
+            settles: Lane {
+                queue: settles,
+                busy: Arc::default(),
+            },
+            pool,
+            replica_id: replica_id.into(),
         };
         tokio::spawn(reserve_groups(
             reserve_queue,
-            reserves.busy.clone(),
-            (pool.clone(), replica_id),
-            settles.queue.clone(),
+            batcher.reserves.busy.clone(),
+            (batcher.pool.clone(), batcher.replica_id.clone()),
+            batcher.settles.queue.clone(),
         ));
-        tokio::spawn(settle_groups(settle_queue, settles.busy.clone(), pool));
-        Batcher { reserves, settles }
+        tokio::spawn(settle_groups(
+            settle_queue,
+            batcher.settles.busy.clone(),
+            batcher.pool.clone(),
+        ));
+        batcher
+    }
+
+    /// Reserves one claim: alone and at once when nothing else waits, else
+    /// in the next group. The reserve runs to its end on a task of its own
+    /// even if the caller stops waiting (its hold is then released).
+    pub async fn reserve(&self, claim: ReserveClaim) -> Option<Answer> {
+        let Some(in_flight) = self.reserves.alone() else {
+            return self.reserves.grouped(claim).await;
+        };
+        let (answer, answered) = oneshot::channel();
+        let (pool, replica_id) = (self.pool.clone(), self.replica_id.clone());
+        let settles = self.settles.queue.clone();
+        tokio::spawn(async move {
+            let answers = reserve_many(&pool, &replica_id, std::slice::from_ref(&claim)).await;
+            drop(in_flight);
+            deliver(vec![claim], vec![answer], answers, &settles).await;
+        });
+        answered.await.ok()
+    }
+
+    /// Settles one hold, alone and at once or in the next group; like a
+    /// reserve, it runs to its end even if the caller stops waiting.
+    pub async fn settle(&self, claim: SettleClaim) {
+        let Some(in_flight) = self.settles.alone() else {
+            self.settles.grouped(claim).await;
+            return;
+        };
+        let pool = self.pool.clone();
+        let settled = tokio::spawn(async move {
+            settle_many(&pool, &[claim]).await;
+            drop(in_flight);
+        });
+        let _ = settled.await;
     }
 }
 
 async fn reserve_groups(
     mut queue: mpsc::Receiver<Job<ReserveClaim, Answer>>,
     busy: Arc<AtomicUsize>,
-    (pool, replica_id): (PgPool, String),
+    (pool, replica_id): (PgPool, Arc<str>),
     settles: mpsc::Sender<Job<SettleClaim, ()>>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
@@ -125,23 +170,32 @@ async fn reserve_groups(
             group.drain(..).map(|job| (job.claim, job.answer)).unzip();
         let answers = reserve_many(&pool, &replica_id, &claims).await;
         drop(in_flight);
-        for ((claim, sender), answer) in claims.into_iter().zip(senders).zip(answers) {
-            let admitted = matches!(answer, Ok(None));
-            if let (Err(_), true) = (sender.send(answer), admitted) {
-                // The call went away while its claim was in flight: release
-                // the hold it will never settle.
-                let (answer, _) = oneshot::channel();
-                let release = SettleClaim {
-                    hold: claim.hold,
-                    used: Amount::default(),
-                };
-                let _ = settles
-                    .send(Job {
-                        claim: release,
-                        answer,
-                    })
-                    .await;
-            }
+        deliver(claims, senders, answers, &settles).await;
+    }
+}
+
+/// Hands each claim its answer. A claim admitted for a call that went away
+/// meanwhile is released: nobody would settle its hold.
+async fn deliver(
+    claims: Vec<ReserveClaim>,
+    senders: Vec<oneshot::Sender<Answer>>,
+    answers: Vec<Answer>,
+    settles: &mpsc::Sender<Job<SettleClaim, ()>>,
+) {
+    for ((claim, sender), answer) in claims.into_iter().zip(senders).zip(answers) {
+        let admitted = matches!(answer, Ok(None));
+        if let (Err(_), true) = (sender.send(answer), admitted) {
+            let (answer, _) = oneshot::channel();
+            let release = SettleClaim {
+                hold: claim.hold,
+                used: Amount::default(),
+            };
+            let _ = settles
+                .send(Job {
+                    claim: release,
+                    answer,
+                })
+                .await;
         }
     }
 }
@@ -149,7 +203,7 @@ async fn reserve_groups(
 /// Reserves a group of claims in one call: one answer per claim, in order.
 /// A group of one goes through `quota_reserve`, cheaper than its array
 /// twin for a single claim, and answering the same.
-pub async fn reserve_many(pool: &PgPool, replica_id: &str, group: &[ReserveClaim]) -> Vec<Answer> {
+async fn reserve_many(pool: &PgPool, replica_id: &str, group: &[ReserveClaim]) -> Vec<Answer> {
     let answers = match group {
         [claim] => reserve_one(pool, replica_id, claim).await.map(|a| vec![a]),
         _ => reserve_group(pool, replica_id, group).await,
@@ -238,7 +292,7 @@ async fn settle_groups(
 /// `quota_settle`). One retry: a dropped connection is replaced by the pool.
 /// Beyond that the holds stay until this replica's heartbeat lapses (the
 /// sweeper then counts their calls from their rows).
-pub async fn settle_many(pool: &PgPool, group: &[SettleClaim]) {
+async fn settle_many(pool: &PgPool, group: &[SettleClaim]) {
     for _ in 0..2 {
         let settled = match group {
             [claim] => settle_one(pool, claim).await,

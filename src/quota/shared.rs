@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
-use super::batch::{Batcher, ReserveClaim, SettleClaim, reserve_many, settle_many};
+use super::batch::{Batcher, ReserveClaim, SettleClaim};
 use super::ledger::{Claim, Counts, Hold, QuotaExceeded, QuotaLedger, Refusal, WindowCount};
 use super::limits::{Amount, LimitKind};
 use super::window::Window;
@@ -30,7 +30,6 @@ const LEDGER_CONNECTIONS: u32 = 8;
 
 pub struct SharedLedger {
     pool: PgPool,
-    replica_id: String,
     batcher: Batcher,
 }
 
@@ -41,12 +40,8 @@ impl SharedLedger {
             .max_connections(LEDGER_CONNECTIONS)
             .connect_with(options)
             .await?;
-        let batcher = Batcher::start(pool.clone(), replica_id.to_string());
-        Ok(SharedLedger {
-            pool,
-            replica_id: replica_id.to_string(),
-            batcher,
-        })
+        let batcher = Batcher::start(pool.clone(), replica_id);
+        Ok(SharedLedger { pool, batcher })
     }
 
     async fn read_counts(&self, studio_id: &str, user_id: &str, now: Millis) -> Result<Counts> {
@@ -151,14 +146,7 @@ impl QuotaLedger for SharedLedger {
             studio_limits: *claim.studio_limits,
             user_limits: *claim.user_limits,
         };
-        let lane = &self.batcher.reserves;
-        let answer = match lane.alone() {
-            Some(_in_flight) => reserve_many(&self.pool, &self.replica_id, &[reserve])
-                .await
-                .pop(),
-            None => lane.grouped(reserve).await,
-        };
-        match answer {
+        match self.batcher.reserve(reserve).await {
             Some(Ok(None)) => Ok(hold()),
             Some(Ok(Some(answer))) if answer == "duplicate" => Err(Refusal::Failed(
                 Error::internal(format!("quota hold {} exists already", claim.call_id)),
@@ -174,12 +162,7 @@ impl QuotaLedger for SharedLedger {
     }
 
     async fn settle(&self, hold: Hold, used: Amount, _now: Millis) {
-        let settle = SettleClaim { hold, used };
-        let lane = &self.batcher.settles;
-        match lane.alone() {
-            Some(_in_flight) => settle_many(&self.pool, &[settle]).await,
-            None => lane.grouped(settle).await.unwrap_or_default(),
-        }
+        self.batcher.settle(SettleClaim { hold, used }).await;
     }
 
     async fn counts(

@@ -1,6 +1,6 @@
 //! The grouped ledger as City's `SharedLedger` runs it (src/quota/batch.rs,
-//! not reachable from here): a claim goes at once, alone, from its caller's
-//! task when its kind (reserve or settle) has nothing queued or in flight;
+//! not reachable from here): a claim goes at once, alone, on a task of its
+//! own when its kind (reserve or settle) has nothing queued or in flight;
 //! else it is queued, and one task per kind sends every claim waiting (never
 //! waiting for more) in one `quota_reserve_many` / `quota_settle_many` call.
 
@@ -81,9 +81,16 @@ impl Lane {
         let idle = self.queue.capacity() == self.queue.max_capacity()
             && self.busy.load(Ordering::Acquire) == 0;
         if idle {
+            // On a task of its own, as City runs it: it ends even if the
+            // caller stops waiting.
             self.busy.fetch_add(1, Ordering::AcqRel);
-            let answer = self.send(vec![row]).await;
-            self.busy.fetch_sub(1, Ordering::AcqRel);
+            let lane = self.clone();
+            let answer = tokio::spawn(async move {
+                let answer = lane.send(vec![row]).await;
+                lane.busy.fetch_sub(1, Ordering::AcqRel);
+                answer
+            })
+            .await?;
             return Ok(answer.map_err(anyhow::Error::msg)?.pop().flatten());
         }
         let (answer, answered) = oneshot::channel();
