@@ -37,6 +37,11 @@ const STATS_SETTLE: Duration = Duration::from_millis(10_500);
 #[derive(Debug, Clone, Serialize)]
 pub struct OnPostgres {
     pub replicas: usize,
+    /// The studios and users of the setup, made through the first replica.
+    pub setup_secs: f64,
+    /// From the setup's end until every other replica answered its
+    /// credentials (none with one replica).
+    pub others_caught_up_secs: Option<f64>,
     #[serde(flatten)]
     pub measured: Measured,
     /// `sum(xact_commit)` of `pg_stat_database` after the measured load
@@ -50,6 +55,8 @@ impl OnPostgres {
         let seconds = measured.summary.seconds;
         OnPostgres {
             replicas,
+            setup_secs: 0.0,
+            others_caught_up_secs: None,
             commits,
             commits_per_sec: if seconds > 0.0 {
                 commits as f64 / seconds
@@ -81,7 +88,9 @@ pub fn note(connections: usize) -> String {
          at concurrency 64 as long as scenario 2, the {connections} HTTP/2 connections split evenly \
          over the replicas (client-side balancing). PostgreSQL commits/s: `sum(xact_commit)` of \
          `pg_stat_database` after the load minus before, over its duration (every transaction of \
-         every connection: usage batches, quota reserve and settle, heartbeats)."
+         every connection: usage batches, quota reserve and settle, heartbeats), read after the \
+         warm-up and at the end; the load starts 10.5 s after the setup, as PostgreSQL reports an \
+         idle connection's statistics up to 10 s late."
     )
 }
 
@@ -182,12 +191,16 @@ async fn measure(
         "setup ({target}): {} studios × {} users through replica 1",
         plan.studios, plan.users_per_studio
     );
+    let started = Instant::now();
     let credentials = launch::populate(by_replica[0][0].clone(), plan).await?;
+    let setup_secs = started.elapsed().as_secs_f64();
     for (index, channels) in by_replica.iter().enumerate().skip(1) {
         wait_until_known(&channels[0], &credentials)
             .await
             .with_context(|| format!("replica {}", index + 1))?;
     }
+    let others_caught_up_secs =
+        (addrs.len() > 1).then(|| started.elapsed().as_secs_f64() - setup_secs);
     let settled = Instant::now() + STATS_SETTLE;
     let mut stats = PgConnection::connect(server_url).await?;
     let call = TextCall(Callers::new(
@@ -205,8 +218,17 @@ async fn measure(
     let before = commits(&mut stats).await?;
     let summary = load::measure(load, call).await;
     let after = commits(&mut stats).await?;
-    let row = OnPostgres::new(addrs.len(), measured(target, summary), after - before);
-    eprintln!("  PostgreSQL: {:.0} commits/s", row.commits_per_sec);
+    let row = OnPostgres {
+        setup_secs,
+        others_caught_up_secs,
+        ..OnPostgres::new(addrs.len(), measured(target, summary), after - before)
+    };
+    eprintln!(
+        "  PostgreSQL: {:.0} commits/s; setup {:.1} s, other replicas caught up in {}",
+        row.commits_per_sec,
+        setup_secs,
+        others_caught_up_secs.map_or("–".into(), |s| format!("{s:.2} s"))
+    );
     Ok(row)
 }
 
@@ -232,10 +254,6 @@ async fn wait_until_known(channel: &Channel, credentials: &[Credential]) -> anyh
             Err(_) => tokio::time::sleep(SYNC_POLL).await,
         }
     }
-    eprintln!(
-        "  the setup reached another replica in {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 
