@@ -97,8 +97,12 @@ async fn main() -> anyhow::Result<()> {
     // Interrupted, the run's future is dropped: every process it started
     // is killed (procs::Service) before the exit.
     let results = tokio::select! {
-        results = run(&args) => results?,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        results = run(&args) => Some(results?),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(results) = results else {
+        eprintln!("interrupted: the processes of the run are stopped");
+        std::process::exit(130);
     };
     results.write_json(&args.results)?;
     results.write_markdown(&args.markdown)?;
