@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
     };
     results.write_json(&args.results)?;
     results.write_markdown(&args.markdown)?;
+    println!("{}", results.targets_text());
     eprintln!(
         "wrote {} and the tables of {}",
         args.results.display(),

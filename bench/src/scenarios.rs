@@ -116,7 +116,7 @@ impl Plan {
             warmup_secs: pick(quick, 1, 2),
             throughput_secs: pick(quick, 2, 15),
             scaling_secs: pick(quick, 1, 8),
-            open_streams: pick(quick, 1_000, 10_000),
+            open_streams: pick(quick, 1_000, 100_000),
             connections: 4,
         }
     }

@@ -9,6 +9,14 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 use crate::error::Error;
 
+/// The encode buffer each call allocates up front. tonic's default is 8 KiB
+/// per call, held for a stream's whole life: with many streams open that is
+/// most of their memory, while City's answers and stream pieces are mostly
+/// under a kilobyte (a larger message grows the buffer as it is written).
+const ENCODE_BUFFER_BYTES: usize = 1024;
+/// tonic's default: how much a stream encodes before yielding to others.
+const YIELD_THRESHOLD_BYTES: usize = 32 * 1024;
+
 /// prost's codec with malformed messages refused as INVALID_ARGUMENT.
 pub struct ProtoCodec<T, U>(ProstCodec<T, U>);
 
@@ -29,7 +37,8 @@ where
     type Decoder = ProtoDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        self.0.encoder()
+        let settings = BufferSettings::new(ENCODE_BUFFER_BYTES, YIELD_THRESHOLD_BYTES);
+        ProstCodec::<T, U>::raw_encoder(settings)
     }
 
     fn decoder(&mut self) -> Self::Decoder {

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::hooks::BeforeCall;
 use crate::providers::{self, ChatMessage};
 use crate::quota::Amount;
-use crate::usage;
+use crate::usage::{self, Committed};
 
 /// What is being asked, as admission sees it.
 pub(super) enum Ask<'a> {
@@ -24,12 +24,14 @@ pub(super) enum Ask<'a> {
     Image(&'a ImageInput),
 }
 
-/// An admitted call: its guard, the models to try in order, and (text) the
-/// max_tokens checked against the first model.
+/// An admitted call: its guard, the models to try in order, (text) the
+/// max_tokens checked against the first model, and (stream) its open row
+/// on its way to the store.
 pub(super) struct Admitted {
     pub guard: CallGuard,
     pub chain: Vec<Arc<CatalogModel>>,
     pub max_tokens: u32,
+    pub open_row: Option<Committed>,
 }
 
 impl Ask<'_> {
@@ -149,6 +151,7 @@ impl Gateway {
                 }
             }
         }
+        let mut open_row = None;
         if ask.stream() {
             // A stream's row exists from admission on (see `open_row`).
             let reserved = Consumption {
@@ -157,15 +160,19 @@ impl Gateway {
                 images: 0,
                 cost_micros: claim.cost_micros,
             };
-            if let Err(err) = guard.open_row(reserved).await {
-                guard.dismiss().await;
-                return Err(err);
+            match guard.open_row(reserved).await {
+                Ok(committed) => open_row = Some(committed),
+                Err(err) => {
+                    guard.dismiss().await;
+                    return Err(err);
+                }
             }
         }
         Ok(Admitted {
             guard,
             chain,
             max_tokens,
+            open_row,
         })
     }
 

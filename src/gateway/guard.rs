@@ -15,7 +15,7 @@ use crate::domain::UsageRow;
 use crate::error::{Error, Result};
 use crate::metrics::{CallRecord, Metrics, Open};
 use crate::quota::{Amount, Reservation};
-use crate::usage::{self, RowKind, UsageWriter};
+use crate::usage::{self, Committed, RowKind, UsageWriter};
 
 /// Usage-row metadata key saying where the token counts came from when the
 /// upstream did not report its own.
@@ -140,10 +140,12 @@ impl CallGuard {
         }
     }
 
-    /// Writes the call's row at admission, open, with the reserved counts,
-    /// and waits until it is durable: from then on a crash anywhere still
-    /// leaves the call a row (settled as estimated by a sweeper).
-    pub(super) async fn open_row(&mut self, reserved: Consumption) -> Result<()> {
+    /// Hands the call's row to the writer at admission, open, with the
+    /// reserved counts; once `Committed` resolves, a crash anywhere still
+    /// leaves the call a row (settled as estimated by a sweeper). The caller
+    /// waits for it before the first piece reaches the client, not before
+    /// calling the upstream: the commit and the upstream's first token overlap.
+    pub(super) async fn open_row(&mut self, reserved: Consumption) -> Result<Committed> {
         let end = CallEnd {
             used: reserved,
             error: None,
@@ -156,7 +158,7 @@ impl CallGuard {
         let slot = self.usage.slot().await?;
         // Set before the hand-over: once sent, the final row must replace it.
         self.opened = true;
-        slot.send_as(row, RowKind::Opened, None).wait().await
+        Ok(slot.send_as(row, RowKind::Opened, None))
     }
 
     /// How the final row reaches the store.

@@ -141,6 +141,7 @@ impl Gateway {
             mut guard,
             chain,
             max_tokens,
+            ..
         } = self.admit(ctx, ask).await?;
         let request = &input;
         let (model, result) = with_fallback(&self.metrics, chain, |model| async move {
@@ -193,15 +194,28 @@ impl Gateway {
             mut guard,
             chain,
             max_tokens,
+            open_row,
         } = self.admit(ctx, ask).await?;
         let request = &input;
-        let (model, result) = with_fallback(&self.metrics, chain, |model| async move {
+        let call = with_fallback(&self.metrics, chain, |model| async move {
             model
                 .provider
                 .stream_text(text_call(&model, request, max_tokens))
                 .await
-        })
-        .await;
+        });
+        // The open row commits while the upstream starts; nothing reaches
+        // the client before it is durable.
+        let open_row = async {
+            match open_row {
+                Some(committed) => committed.wait().await,
+                None => Ok(()),
+            }
+        };
+        let ((model, result), opened) = tokio::join!(call, open_row);
+        if let Err(err) = opened {
+            guard.dismiss().await;
+            return Err(err);
+        }
         guard.served_by(model.clone());
         let upstream = match result {
             Ok(upstream) => upstream,

@@ -6,6 +6,7 @@
 //! reservation becomes the real usage. A call that dies releases its hold
 //! (the `Reservation` guard), so nothing stays reserved.
 
+mod batch;
 mod ledger;
 mod limits;
 mod shared;

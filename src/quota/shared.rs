@@ -1,8 +1,11 @@
-//! The ledger several replicas share: counters in PostgreSQL, changed by one
-//! stored function per reserve and per settle (see migration 0002). Each
-//! reserve locks the studio's counter row, then the user's, checks every
-//! limit and adds the hold in one transaction, so concurrent calls on any
-//! replica queue on the row and none admits past a limit.
+//! The ledger several replicas share: counters in PostgreSQL. Reserves and
+//! settles go through a per-replica batcher (batch.rs): a claim goes at once
+//! when nothing else is waiting; under load, whatever claims are waiting go
+//! in one stored-function call (`quota_reserve_many`, migration 0005), which
+//! locks each studio's counter row, then its users', once for
+//! the group, and checks and applies the claims in arrival order, each as
+//! the single-call `quota_reserve` (migration 0003) would: concurrent calls
+//! on any replica queue on the row and none admits past a limit.
 //!
 //! Its own small pool commits without waiting for the WAL flush
 //! (`synchronous_commit = off`): a row lock is then held for microseconds,
@@ -14,18 +17,20 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
+use super::batch::{Batcher, ReserveClaim, SettleClaim};
 use super::ledger::{Claim, Counts, Hold, QuotaExceeded, QuotaLedger, Refusal, WindowCount};
 use super::limits::{Amount, LimitKind};
 use super::window::Window;
 use crate::domain::{LimitValues, Millis};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// Connections for reserves and settles: each is one short round trip.
+/// Connections for reserves, settles and standing reads: each is one short
+/// round trip (under load the batcher's two tasks use two).
 const LEDGER_CONNECTIONS: u32 = 8;
 
 pub struct SharedLedger {
     pool: PgPool,
-    replica_id: String,
+    batcher: Batcher,
 }
 
 impl SharedLedger {
@@ -35,23 +40,8 @@ impl SharedLedger {
             .max_connections(LEDGER_CONNECTIONS)
             .connect_with(options)
             .await?;
-        Ok(SharedLedger {
-            pool,
-            replica_id: replica_id.to_string(),
-        })
-    }
-
-    async fn settle_hold(&self, hold: &Hold, used: Amount, now: Millis) -> Result<()> {
-        sqlx::query("SELECT quota_settle($1, $2, $3, $4, $5, $6)")
-            .bind(&*hold.call_id)
-            .bind(&*hold.studio_id)
-            .bind(&*hold.user_id)
-            .bind(starts(now))
-            .bind(triple(hold.amount))
-            .bind(triple(used))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let batcher = Batcher::start(pool.clone(), replica_id);
+        Ok(SharedLedger { pool, batcher })
     }
 
     async fn read_counts(&self, studio_id: &str, user_id: &str, now: Millis) -> Result<Counts> {
@@ -110,17 +100,17 @@ impl SharedLedger {
 }
 
 /// The starts of the minute, day and month holding `now`.
-fn starts(now: Millis) -> Vec<i64> {
+pub(super) fn starts(now: Millis) -> Vec<i64> {
     Window::ALL.iter().map(|w| w.bounds(now).0).collect()
 }
 
 /// (requests, tokens, cost), as the stored functions take amounts.
-fn triple(amount: Amount) -> Vec<i64> {
-    vec![amount.requests, amount.tokens, amount.cost_micros]
+pub(super) fn triple(amount: Amount) -> [i64; 3] {
+    [amount.requests, amount.tokens, amount.cost_micros]
 }
 
 /// The five limits in `LimitKind::ALL`'s order; unset ones NULL.
-fn limits(values: &LimitValues) -> Vec<Option<i64>> {
+pub(super) fn flat_limits(values: &LimitValues) -> Vec<Option<i64>> {
     LimitKind::ALL.iter().map(|kind| kind.of(values)).collect()
 }
 
@@ -144,40 +134,35 @@ fn exceeded(answer: &str, claim: &Claim<'_>, now: Millis) -> QuotaExceeded {
 #[async_trait]
 impl QuotaLedger for SharedLedger {
     async fn reserve(&self, claim: Claim<'_>, now: Millis) -> Result<Hold, Refusal> {
-        let answer: Option<String> =
-            sqlx::query_scalar("SELECT quota_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                .bind(claim.call_id)
-                .bind(&self.replica_id)
-                .bind(&**claim.studio_id)
-                .bind(&**claim.user_id)
-                .bind(starts(now))
-                .bind(triple(claim.amount))
-                .bind(limits(claim.studio_limits))
-                .bind(limits(claim.user_limits))
-                .bind(claim.create_ms)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| Refusal::Failed(e.into()))?;
-        match answer {
-            Some(answer) => Err(Refusal::Exceeded(exceeded(&answer, &claim, now))),
-            None => Ok(Hold {
-                call_id: claim.call_id.into(),
-                studio_id: claim.studio_id.clone(),
-                user_id: claim.user_id.clone(),
-                amount: claim.amount,
-            }),
+        let hold = || Hold {
+            call_id: claim.call_id.into(),
+            studio_id: claim.studio_id.clone(),
+            user_id: claim.user_id.clone(),
+            amount: claim.amount,
+        };
+        let reserve = ReserveClaim {
+            hold: hold(),
+            create_ms: claim.create_ms,
+            studio_limits: *claim.studio_limits,
+            user_limits: *claim.user_limits,
+        };
+        match self.batcher.reserve(reserve).await {
+            Some(Ok(None)) => Ok(hold()),
+            Some(Ok(Some(answer))) if answer == "duplicate" => Err(Refusal::Failed(
+                Error::internal(format!("quota hold {} exists already", claim.call_id)),
+            )),
+            Some(Ok(Some(answer))) => Err(Refusal::Exceeded(exceeded(&answer, &claim, now))),
+            Some(Err(message)) => Err(Refusal::Failed(Error::Internal(format!(
+                "quota ledger: {message}"
+            )))),
+            None => Err(Refusal::Failed(Error::internal(
+                "the quota batcher has stopped",
+            ))),
         }
     }
 
-    async fn settle(&self, hold: Hold, used: Amount, now: Millis) {
-        // One retry: a dropped connection is replaced by the pool. Beyond
-        // that the hold stays until this replica's heartbeat lapses.
-        for _ in 0..2 {
-            match self.settle_hold(&hold, used, now).await {
-                Ok(()) => return,
-                Err(err) => tracing::warn!(%err, "settling a quota hold failed"),
-            }
-        }
+    async fn settle(&self, hold: Hold, used: Amount, _now: Millis) {
+        self.batcher.settle(SettleClaim { hold, used }).await;
     }
 
     async fn counts(

@@ -3,7 +3,7 @@
 
 mod writer;
 
-pub use writer::{Durability, RowKind, UsageWriter, WriterHandle};
+pub use writer::{Committed, Durability, RowKind, UsageWriter, WriterHandle};
 
 use crate::domain::ModelRecord;
 

@@ -180,3 +180,115 @@ async fn one_budget_binds_500_concurrent_calls_over_three_replicas() {
         city.stop().await;
     }
 }
+
+/// Waits, if the current minute is nearly over, for the next one to start:
+/// a burst counted against a per-minute limit must fit in one minute.
+async fn a_fresh_minute() {
+    let into_minute = downcity::domain::now_ms() % 60_000;
+    if into_minute > 45_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into_minute) as u64 + 10)).await;
+    }
+}
+
+async fn set_rpm(city: &TestCity, target: LimitTarget, user_id: &str, rpm: i64) {
+    city.admin()
+        .set_limits(proto::SetLimitsRequest {
+            studio_id: STUDIO.into(),
+            target: target as i32,
+            user_id: user_id.into(),
+            limits: Some(Limits {
+                requests_per_minute: Some(rpm),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+/// One replica's claims go to the ledger in groups (one stored-function call
+/// for all that wait): 3N calls at once against a budget of N requests make
+/// groups that mix admitted and refused claims, each answered on its own.
+#[tokio::test]
+async fn grouped_claims_admit_exactly_the_budget_and_refuse_the_rest() {
+    const BUDGET_CALLS: usize = 40;
+    const USER_0_CALLS: i64 = 3;
+    let Some((_database, cities)) = replicas(1).await else {
+        return;
+    };
+    let city = &cities[0];
+    city.admin()
+        .create_studio(req::create_studio(STUDIO, "Shared"))
+        .await
+        .unwrap();
+    city.upsert_model(text_model(PRICED, &[])).await;
+    let mut tokens = Vec::new();
+    for user in 0..USERS {
+        tokens.push(city.token_for(STUDIO, &format!("user-{user}")).await);
+    }
+    set_rpm(city, LimitTarget::Studio, "", BUDGET_CALLS as i64).await;
+    set_rpm(city, LimitTarget::User, "user-0", USER_0_CALLS).await;
+
+    a_fresh_minute().await;
+    let calls: Vec<_> = (0..3 * BUDGET_CALLS)
+        .map(|i| {
+            let mut ai = city.ai(STUDIO, &tokens[i % USERS]);
+            tokio::spawn(async move { (i % USERS, ai.text(priced_request()).await) })
+        })
+        .collect();
+    let mut admitted = [0i64; USERS];
+    for call in calls {
+        let (user, answer) = call.await.unwrap();
+        let status = match answer {
+            Ok(_) => {
+                admitted[user] += 1;
+                continue;
+            }
+            Err(status) => status,
+        };
+        assert_error(&status, Code::ResourceExhausted, "QUOTA_EXCEEDED");
+        let info = tonic_types::StatusExt::get_details_error_info(&status).unwrap();
+        let metadata = |key: &str| info.metadata.get(key).map(String::as_str);
+        assert_eq!(metadata("limit"), Some("requests_per_minute"));
+        // Only user-0 has a limit of its own.
+        let scope = metadata("scope");
+        assert!(
+            scope == Some("studio") || (user == 0 && scope == Some("user")),
+            "user-{user} refused as {scope:?}"
+        );
+    }
+    assert_eq!(admitted.iter().sum::<i64>(), BUDGET_CALLS as i64);
+    assert!(
+        admitted[0] <= USER_0_CALLS,
+        "user-0 admitted {}",
+        admitted[0]
+    );
+
+    // The rows, the studio's standing and user-0's agree.
+    let rows = city.usage_rows(studio_filter(STUDIO)).await;
+    assert_eq!(rows.len(), BUDGET_CALLS);
+    let rpm = |limits: Vec<proto::LimitStanding>, scope: &str| {
+        let limit = limits
+            .into_iter()
+            .find(|l| l.scope == scope && l.limit == "requests_per_minute")
+            .expect("an rpm standing");
+        (limit.used, limit.reserved)
+    };
+    assert_eq!(
+        rpm(standing(city).await, "studio"),
+        (BUDGET_CALLS as i64, 0)
+    );
+    let user_0 = city
+        .admin()
+        .get_quota_standing(proto::GetQuotaStandingRequest {
+            studio_id: STUDIO.into(),
+            user_id: "user-0".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .limits;
+    assert_eq!(rpm(user_0, "user"), (admitted[0], 0));
+    for city in cities {
+        city.stop().await;
+    }
+}
