@@ -4,9 +4,11 @@
 
 pub mod city;
 pub mod http;
+pub mod launch;
 pub mod load;
 pub mod machine;
 pub mod procs;
+pub mod replicas;
 pub mod report;
 pub mod scenarios;
 pub mod upstream;

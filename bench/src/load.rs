@@ -60,10 +60,21 @@ pub struct Summary {
 
 /// Runs the warm-up, then the measured part, and summarises the latter.
 pub async fn run<C: Call>(load: Load, call: C) -> Summary {
+    warm_up(load, call.clone()).await;
+    measure(load, call).await
+}
+
+/// The warm-up of `run`, once the machine is quiet: for a caller that
+/// reads something between it and `measure`.
+pub async fn warm_up<C: Call>(load: Load, call: C) {
     // A target that was overloaded (LiteLLM) may still be working through
     // abandoned calls; the next row must not pay for that.
     crate::machine::wait_until_quiet().await;
-    phase(load.concurrency, load.warmup, call.clone()).await;
+    phase(load.concurrency, load.warmup, call).await;
+}
+
+/// The measured part of `run`, summarised.
+pub async fn measure<C: Call>(load: Load, call: C) -> Summary {
     phase(load.concurrency, load.measure, call).await.summary()
 }
 

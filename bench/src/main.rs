@@ -10,12 +10,16 @@ use anyhow::Context;
 use clap::Parser;
 use downcity_bench::city::{self, Callers, PROMPT};
 use downcity_bench::http::{self, API_KEY, Chat};
+use downcity_bench::launch::{
+    ADMIN_KEY, Launcher, START_LIMIT, STOP_GRACE, UPSTREAM_MODEL, connect_and_populate,
+};
 use downcity_bench::machine::{self, Machine};
 use downcity_bench::procs::Service;
+use downcity_bench::replicas::{self, ONE_REPLICA, OnPostgres, Replicas, TWO_REPLICAS};
 use downcity_bench::report::{Durability, HookCost, Memory, MetricsCost, Results};
 use downcity_bench::scenarios::{
-    self, ASYNC, CITY, CITY_HOOKED, CITY_HTTP_MODEL, DURABLE, FIRST, HOLD_DELAY_MS, HOLD_MODEL,
-    METRICS, Measured, NO_WEB, Plan, Targets, Variant,
+    self, ASYNC, CITY, CITY_HOOKED, CITY_HTTP_MODEL, DURABLE, FIRST, HOLD_MODEL, METRICS, Measured,
+    NO_WEB, Plan, Targets, Variant,
 };
 use tokio::process::Command;
 
@@ -61,6 +65,14 @@ struct Args {
     /// `TOKIO_WORKER_THREADS=1` or `DOWNCITY_USAGE__DURABILITY=async`.
     #[arg(long, value_parser = parse_env)]
     city_env: Vec<(String, String)>,
+    /// A file holding the URL of a PostgreSQL server for scenario 8
+    /// (`scripts/pg-test-cluster start` writes DIR/url); its databases
+    /// `bench_replicas_*` are made anew. Without it scenario 8 is skipped.
+    #[arg(long)]
+    postgres_url_file: Option<PathBuf>,
+    /// Why scenario 8 is not measured (recorded with the results).
+    #[arg(long)]
+    postgres_skipped: Option<String>,
 }
 
 fn parse_env(pair: &str) -> Result<(String, String), String> {
@@ -70,22 +82,11 @@ fn parse_env(pair: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
-const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdef";
 /// Tokens in the mock upstream's answer: as many as City's mock echo of
 /// `PROMPT` ("Echo:" and six words), so both answer alike.
 const UPSTREAM_TOKENS: usize = 7;
-const UPSTREAM_MODEL: &str = "mock-upstream";
-/// City's `openai_compatible` provider for the mock upstream, and the
-/// variable its (dummy) API key comes from.
-const UPSTREAM_PROVIDER: &str = "bench-upstream";
-const UPSTREAM_KEY_ENV: &str = "BENCH_UPSTREAM_API_KEY";
-/// City's master key (base64 of 32 bytes): it seals the provider key and the
-/// hook's signing secret.
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const LITELLM_MODEL: &str = "bench-mock";
-const START_LIMIT: Duration = Duration::from_secs(60);
 const LITELLM_START_LIMIT: Duration = Duration::from_secs(240);
-const STOP_GRACE: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -93,7 +94,16 @@ async fn main() -> anyhow::Result<()> {
     if args.probe {
         return probe(&args).await;
     }
-    let results = run(&args).await?;
+    // Interrupted, the run's future is dropped: every process it started
+    // is killed (procs::Service) before the exit.
+    let results = tokio::select! {
+        results = run(&args) => Some(results?),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(results) = results else {
+        eprintln!("interrupted: the processes of the run are stopped");
+        std::process::exit(130);
+    };
     results.write_json(&args.results)?;
     results.write_markdown(&args.markdown)?;
     println!("{}", results.targets_text());
@@ -110,7 +120,7 @@ struct Started {
     plan: Plan,
     machine: Machine,
     upstream: Service,
-    upstream_addr: String,
+    launcher: Launcher,
     city: Service,
     city_addr: String,
     litellm: Option<(Service, String)>,
@@ -136,7 +146,13 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
     std::fs::create_dir_all(work)?;
 
     let (upstream, upstream_addr) = start_upstream(&args.upstream_bin, work).await?;
-    let (city, city_addr) = start_city(args, work, &upstream_addr, FIRST).await?;
+    let launcher = Launcher {
+        bin: args.city_bin.clone(),
+        env: args.city_env.clone(),
+        work: work.clone(),
+        upstream_addr: upstream_addr.clone(),
+    };
+    let (city, city_addr) = launcher.start(FIRST).await?;
     let city_pid = city.pid();
     let fresh_kib = scenarios::settled_rss(city_pid).await;
 
@@ -215,7 +231,7 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
         plan,
         machine,
         upstream,
-        upstream_addr,
+        launcher,
         city,
         city_addr,
         litellm,
@@ -282,7 +298,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
         plan,
         machine,
         upstream,
-        upstream_addr,
+        launcher,
         city,
         litellm,
         targets,
@@ -297,10 +313,11 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
         litellm.stop(STOP_GRACE).await;
     }
     city.stop(STOP_GRACE).await;
-    let durable = usage_throughput(args, &plan, &upstream_addr, DURABLE, &mut skipped).await;
-    let asynchronous = usage_throughput(args, &plan, &upstream_addr, ASYNC, &mut skipped).await;
-    let no_web = usage_throughput(args, &plan, &upstream_addr, NO_WEB, &mut skipped).await;
-    let metrics_on = usage_throughput(args, &plan, &upstream_addr, METRICS, &mut skipped).await;
+    let durable = usage_throughput(&launcher, &plan, DURABLE, &mut skipped).await;
+    let asynchronous = usage_throughput(&launcher, &plan, ASYNC, &mut skipped).await;
+    let no_web = usage_throughput(&launcher, &plan, NO_WEB, &mut skipped).await;
+    let metrics_on = usage_throughput(&launcher, &plan, METRICS, &mut skipped).await;
+    let replicas = on_postgres(args, &launcher, &plan, &mut skipped).await;
     upstream.stop(STOP_GRACE).await;
 
     let scenario_2 = throughput
@@ -357,33 +374,75 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
                 .into(),
         },
         scaling,
+        replicas,
     })
+}
+
+/// Scenario 8, last: one replica, then two, on the PostgreSQL server of
+/// `--postgres-url-file`. What cannot run is said in `skipped`.
+async fn on_postgres(
+    args: &Args,
+    launcher: &Launcher,
+    plan: &Plan,
+    skipped: &mut Vec<String>,
+) -> Replicas {
+    let mut replicas = Replicas {
+        one: None,
+        two: None,
+        note: replicas::note(plan.connections),
+    };
+    let Some(path) = &args.postgres_url_file else {
+        let reason = args
+            .postgres_skipped
+            .as_deref()
+            .unwrap_or("no server given");
+        skipped.push(format!("8. PostgreSQL replicas: {reason}"));
+        return replicas;
+    };
+    let url = match std::fs::read_to_string(path) {
+        Ok(url) => url.trim().to_string(),
+        Err(err) => {
+            skipped.push(format!(
+                "8. PostgreSQL replicas: reading {}: {err}",
+                path.display()
+            ));
+            return replicas;
+        }
+    };
+    let mut measure = async |count: usize, target: &str| -> Option<OnPostgres> {
+        replicas::throughput(launcher, plan, &url, count, target)
+            .await
+            .map_err(|err| skipped.push(format!("8. {target}: {err:#}")))
+            .ok()
+    };
+    replicas.one = measure(1, ONE_REPLICA).await;
+    replicas.two = measure(2, TWO_REPLICAS).await;
+    replicas
 }
 
 /// Scenario 5: a fresh City like the first, configured as `variant` says,
 /// populated the same way, then Text at concurrency 64 on it alone. When
 /// that fails, says why in `skipped` and the run goes on.
 async fn usage_throughput(
-    args: &Args,
+    launcher: &Launcher,
     plan: &Plan,
-    upstream_addr: &str,
     variant: Variant,
     skipped: &mut Vec<String>,
 ) -> Option<Measured> {
-    fresh_city_throughput(args, plan, upstream_addr, variant)
+    fresh_city_throughput(launcher, plan, variant)
         .await
         .map_err(|err| skipped.push(format!("5. {}: {err:#}", variant.target)))
         .ok()
 }
 
 async fn fresh_city_throughput(
-    args: &Args,
+    launcher: &Launcher,
     plan: &Plan,
-    upstream_addr: &str,
     variant: Variant,
 ) -> anyhow::Result<Measured> {
     let Variant { name, target, .. } = variant;
-    let (city, addr) = start_city(args, &args.work_dir, upstream_addr, variant)
+    let (city, addr) = launcher
+        .start(variant)
         .await
         .with_context(|| format!("{name} did not start"))?;
     let measured = async {
@@ -398,23 +457,6 @@ async fn fresh_city_throughput(
     .await;
     city.stop(STOP_GRACE).await;
     measured
-}
-
-/// The load connections to a City, and the studios and users of `plan`
-/// created through AdminService.
-async fn connect_and_populate(
-    addr: &str,
-    plan: &Plan,
-) -> anyhow::Result<(Vec<tonic::transport::Channel>, Vec<city::Credential>)> {
-    let channels = city::connect(addr, plan.connections).await?;
-    let credentials = city::populate(
-        channels[0].clone(),
-        ADMIN_KEY,
-        plan.studios,
-        plan.users_per_studio,
-    )
-    .await?;
-    Ok((channels, credentials))
 }
 
 async fn start_upstream(bin: &Path, work: &Path) -> anyhow::Result<(Service, String)> {
@@ -432,99 +474,6 @@ async fn start_upstream(bin: &Path, work: &Path) -> anyhow::Result<(Service, Str
         })
         .await?;
     Ok((service, addr))
-}
-
-/// Starts the City `variant` names (its config, data directory and log are
-/// named after it) on a fresh data directory.
-async fn start_city(
-    args: &Args,
-    work: &Path,
-    upstream_addr: &str,
-    variant: Variant,
-) -> anyhow::Result<(Service, String)> {
-    let name = variant.name;
-    let config = work.join(format!("{name}.toml"));
-    std::fs::write(&config, city_config(upstream_addr, variant))?;
-    let mut command = Command::new(&args.city_bin);
-    command
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(work.join(name))
-        .arg("--config")
-        .arg(&config);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("DOWNCITY_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env("DOWNCITY_ADMIN_KEY", ADMIN_KEY)
-        .env("DOWNCITY_MASTER_KEY", MASTER_KEY)
-        .env(UPSTREAM_KEY_ENV, API_KEY)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .envs(args.city_env.iter().cloned());
-    let mut service = Service::spawn(name, command, work).await?;
-    let addr = service.wait_line(START_LIMIT, listening_addr).await?;
-    Ok((service, addr))
-}
-
-/// City's config for the bench: the built-in catalog, a model that holds
-/// streams open, and an `openai_compatible` provider for the mock upstream
-/// with a text model on it.
-fn city_config(upstream_addr: &str, variant: Variant) -> String {
-    let usage = variant.durability.map_or(String::new(), |d| {
-        format!("[usage]\ndurability = \"{d}\"\n\n")
-    });
-    let metrics = if variant.metrics {
-        "[metrics]\nlisten = \"127.0.0.1:0\"\n\n"
-    } else {
-        ""
-    };
-    let web = if variant.web {
-        ""
-    } else {
-        "[web]\nenabled = false\n\n"
-    };
-    format!(
-        "# Written by downcity-bench.\n\
-         [server]\nshutdown_grace_secs = 10\n\n\
-         {usage}{web}{metrics}\
-         [[providers]]\nid = \"{UPSTREAM_PROVIDER}\"\nkind = \"openai_compatible\"\n\
-         base_url = \"http://{upstream_addr}/v1\"\napi_key_env = \"{UPSTREAM_KEY_ENV}\"\n\n\
-         [[models]]\nid = \"{CITY_HTTP_MODEL}\"\nprovider = \"{UPSTREAM_PROVIDER}\"\n\
-         upstream_model = \"{UPSTREAM_MODEL}\"\npathway = \"text\"\n\n\
-         [[models]]\nid = \"{HOLD_MODEL}\"\nprovider = \"mock\"\nupstream_model = \"hold\"\npathway = \"text\"\n\
-         options = {{ chunk_delay_ms = \"{HOLD_DELAY_MS}\" }}\n"
-    )
-}
-
-/// The `addr=` of City's "City listening" log line.
-fn listening_addr(line: &str) -> Option<String> {
-    let line = strip_ansi(line);
-    if !line.contains("City listening") {
-        return None;
-    }
-    let at = line.find("addr=")? + "addr=".len();
-    let addr: String = line[at..]
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect();
-    (!addr.is_empty()).then_some(addr)
-}
-
-/// Removes ANSI CSI sequences (ESC [ … final byte).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-        } else if chars.next() == Some('[') {
-            chars.by_ref().find(|c| ('\u{40}'..='\u{7e}').contains(c));
-        }
-    }
-    out
 }
 
 async fn start_litellm(
@@ -565,45 +514,4 @@ fn litellm_config(upstream_addr: &str) -> String {
          api_base: http://{upstream_addr}/v1\n      api_key: sk-bench\n\
          general_settings:\n  master_key: {API_KEY}\nlitellm_settings:\n  telemetry: false\n"
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_listening_address() {
-        let line = "2026-01-01T00:00:00Z  INFO downcity: City listening addr=127.0.0.1:4321";
-        assert_eq!(listening_addr(line).as_deref(), Some("127.0.0.1:4321"));
-        let coloured = "\u{1b}[32m INFO\u{1b}[0m City listening \u{1b}[3maddr\u{1b}[0m=127.0.0.1:1";
-        assert_eq!(listening_addr(coloured).as_deref(), Some("127.0.0.1:1"));
-        assert_eq!(listening_addr("something else"), None);
-    }
-
-    #[test]
-    fn city_takes_the_bench_config() {
-        let dir = std::env::temp_dir().join(format!("downcity-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let load = |variant| {
-            let path = dir.join("city.toml");
-            std::fs::write(&path, city_config("127.0.0.1:1", variant)).unwrap();
-            downcity::config::Config::load(Some(&path))
-        };
-        let (config, asynchronous, no_web) = (load(FIRST), load(ASYNC), load(NO_WEB));
-        let metrics = load(METRICS).unwrap();
-        assert!(metrics.metrics.listen.is_some());
-        std::fs::remove_dir_all(&dir).unwrap();
-        let config = config.unwrap();
-        assert_eq!(
-            asynchronous.unwrap().usage.durability,
-            downcity::config::Durability::Async
-        );
-        assert!(config.web.enabled);
-        assert!(!no_web.unwrap().web.enabled);
-        let provider = &config.providers[0];
-        assert_eq!(provider.kind.as_str(), "openai_compatible");
-        assert_eq!(provider.base_url, "http://127.0.0.1:1/v1");
-        assert!(config.models.iter().any(|m| m.id == CITY_HTTP_MODEL));
-        assert!(config.models.iter().any(|m| m.id == HOLD_MODEL));
-    }
 }

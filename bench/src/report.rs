@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::load::Summary;
 use crate::machine::Machine;
+use crate::replicas::Replicas;
 use crate::scenarios::{
     CITY, CITY_FLOOR, CITY_HOOKED, CITY_HTTP, CITY_OPENAI, DIRECT, LITELLM, Measured, OpenStreams,
     Plan, SCALING,
@@ -42,6 +43,8 @@ pub struct Results {
     pub usage_durability: Durability,
     pub metrics_cost: MetricsCost,
     pub scaling: Vec<Measured>,
+    /// Scenario 8.
+    pub replicas: Replicas,
 }
 
 /// Scenario 4.
@@ -152,6 +155,8 @@ impl Results {
         self.durability(&mut out);
         scaling_section(&mut out, &self.scaling);
         self.metrics_cost(&mut out);
+        let sqlite = self.usage_durability.durable.as_ref();
+        self.replicas.markdown(sqlite, &mut out);
         out
     }
 
@@ -629,7 +634,7 @@ fn scaling_section(out: &mut String, rows: &[Measured]) {
     );
 }
 
-fn section(out: &mut String, title: &str, headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn section(out: &mut String, title: &str, headers: &[&str], rows: Vec<Vec<String>>) {
     let _ = writeln!(out, "### {title}\n");
     let _ = writeln!(out, "| {} |", headers.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(headers.len()));

@@ -137,6 +137,11 @@ impl Plan {
         }
     }
 
+    /// Scenario 2's load: concurrency 64 for `throughput_secs`.
+    pub fn throughput(&self) -> Load {
+        self.timed(THROUGHPUT_CONCURRENCY, self.throughput_secs)
+    }
+
     fn timed(&self, concurrency: usize, secs: u64) -> Load {
         Load {
             concurrency,
@@ -178,7 +183,8 @@ pub struct Targets {
     pub city_pid: u32,
 }
 
-fn measured(target: &str, summary: Summary) -> Measured {
+/// Prints one row's figures as it is measured.
+pub fn measured(target: &str, summary: Summary) -> Measured {
     eprintln!(
         "  {target:<50} c={:<4} {:>9.0} calls/s  p50 {:>8.1} µs  p99 {:>8.1} µs  errors {}",
         summary.concurrency, summary.calls_per_sec, summary.p50_us, summary.p99_us, summary.errors
@@ -247,12 +253,7 @@ pub async fn latency(plan: &Plan, targets: &Targets) -> Vec<Measured> {
 pub async fn throughput(plan: &Plan, targets: &Targets) -> (Vec<Measured>, u64) {
     eprintln!("scenario 2: throughput at concurrency {THROUGHPUT_CONCURRENCY}");
     let sampler = RssSampler::start(targets.city_pid);
-    let rows = targets
-        .unary(
-            plan.timed(THROUGHPUT_CONCURRENCY, plan.throughput_secs),
-            false,
-        )
-        .await;
+    let rows = targets.unary(plan.throughput(), false).await;
     (rows, sampler.peak_kib().await)
 }
 
@@ -261,8 +262,10 @@ pub async fn throughput(plan: &Plan, targets: &Targets) -> (Vec<Measured>, u64) 
 /// writes, named `target`).
 pub async fn usage_throughput(plan: &Plan, city: &Callers, target: &str) -> Measured {
     eprintln!("scenario 5: {target}, concurrency {THROUGHPUT_CONCURRENCY}");
-    let load = plan.timed(THROUGHPUT_CONCURRENCY, plan.throughput_secs);
-    measured(target, load::run(load, TextCall(city.clone())).await)
+    measured(
+        target,
+        load::run(plan.throughput(), TextCall(city.clone())).await,
+    )
 }
 
 /// Scenario 3, first half: time to first token at concurrency 1.
