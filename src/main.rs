@@ -15,6 +15,12 @@ use crate::cli::admin::AdminArgs;
 
 mod cli;
 
+/// mimalloc rather than glibc's malloc: on the provider path (City → HTTP
+/// upstream) it served ~40% more calls/s at concurrency 64 for ~3 MiB more
+/// idle memory (BENCHMARKS.md, "Allocators").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "downcity",
