@@ -17,7 +17,7 @@ mod cli;
 
 /// mimalloc rather than glibc's malloc: on the provider path (City → HTTP
 /// upstream) it served ~40% more calls/s at concurrency 64 for ~3 MiB more
-/// idle memory (BENCHMARKS.md, "Allocators").
+/// idle memory (BENCHMARKS.md, "The provider path").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
