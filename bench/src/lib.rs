@@ -11,4 +11,5 @@ pub mod procs;
 pub mod replicas;
 pub mod report;
 pub mod scenarios;
+pub mod table;
 pub mod upstream;

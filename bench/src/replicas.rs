@@ -124,7 +124,7 @@ impl Replicas {
         .into_iter()
         .map(|(target, cells)| std::iter::once(target.to_string()).chain(cells).collect())
         .collect();
-        crate::report::section(
+        crate::table::section(
             out,
             "8. Several replicas on PostgreSQL (Text at concurrency 64, durable usage)",
             &[

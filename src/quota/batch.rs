@@ -14,8 +14,8 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ledger::Hold;
-use super::limits::Amount;
-use super::shared::{flat_limits, starts, triple};
+use super::limits::{Amount, LimitKind};
+use super::window::Window;
 use crate::domain::{LimitValues, Millis, now_ms};
 
 /// At most this many claims in one call (the arrays stay small).
@@ -355,4 +355,19 @@ impl Columns {
         }
         columns
     }
+}
+
+/// The starts of the minute, day and month holding `now`.
+fn starts(now: Millis) -> Vec<i64> {
+    Window::ALL.iter().map(|w| w.bounds(now).0).collect()
+}
+
+/// (requests, tokens, cost), as the stored functions take amounts.
+fn triple(amount: Amount) -> [i64; 3] {
+    [amount.requests, amount.tokens, amount.cost_micros]
+}
+
+/// The five limits in `LimitKind::ALL`'s order; unset ones NULL.
+fn flat_limits(values: &LimitValues) -> Vec<Option<i64>> {
+    LimitKind::ALL.iter().map(|kind| kind.of(values)).collect()
 }

@@ -21,7 +21,7 @@ use super::batch::{Batcher, ReserveClaim, SettleClaim};
 use super::ledger::{Claim, Counts, Hold, QuotaExceeded, QuotaLedger, Refusal, WindowCount};
 use super::limits::{Amount, LimitKind};
 use super::window::Window;
-use crate::domain::{LimitValues, Millis};
+use crate::domain::Millis;
 use crate::error::{Error, Result};
 
 /// Connections for reserves, settles and standing reads: each is one short
@@ -97,21 +97,6 @@ impl SharedLedger {
         };
         Ok(counts)
     }
-}
-
-/// The starts of the minute, day and month holding `now`.
-pub(super) fn starts(now: Millis) -> Vec<i64> {
-    Window::ALL.iter().map(|w| w.bounds(now).0).collect()
-}
-
-/// (requests, tokens, cost), as the stored functions take amounts.
-pub(super) fn triple(amount: Amount) -> [i64; 3] {
-    [amount.requests, amount.tokens, amount.cost_micros]
-}
-
-/// The five limits in `LimitKind::ALL`'s order; unset ones NULL.
-pub(super) fn flat_limits(values: &LimitValues) -> Vec<Option<i64>> {
-    LimitKind::ALL.iter().map(|kind| kind.of(values)).collect()
 }
 
 /// The limit named by quota_reserve's answer ('studio:K' or 'user:K').
