@@ -22,7 +22,7 @@ mod cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's `arena_eager_commit` option: its index in mimalloc v3's
-/// `mi_option_e` (the sys crate names only v2's options).
+/// `mi_option_e` (the sys crate has no constant for it).
 #[cfg(target_os = "linux")]
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
