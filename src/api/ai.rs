@@ -4,7 +4,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, Span};
 
@@ -152,7 +151,7 @@ impl AiService for AiApi {
         let model = started.model_id;
         let request_id = id.0.to_string();
         let mut first = true;
-        let messages = ReceiverStream::new(started.chunks).map(move |chunk| {
+        let messages = started.chunks.map(move |chunk| {
             let mut message = match chunk.map_err(|err| err.to_status(&request_id))? {
                 StreamChunk::Delta(delta) => proto::StreamTextResponse {
                     delta,

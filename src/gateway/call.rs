@@ -3,11 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-
+use super::relay::Relay;
 use crate::auth::{RequestId, UserCaller};
 use crate::domain::{Millis, now_ms};
-use crate::error::Result;
 use crate::providers::{ChatMessage, Finish, Image};
 
 /// Who is calling and when: everything a usage row needs besides the result.
@@ -85,5 +83,6 @@ pub enum StreamChunk {
 /// A stream that has started: the serving model and the relayed chunks.
 pub struct StartedStream {
     pub model_id: String,
-    pub chunks: mpsc::Receiver<Result<StreamChunk>>,
+    /// Ends with the last chunk (the usage, or the error) once the row is recorded.
+    pub chunks: Relay,
 }

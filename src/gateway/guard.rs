@@ -96,6 +96,11 @@ impl CallGuard {
         &self.model
     }
 
+    /// The call's span, which its end is recorded on.
+    pub(super) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     pub(super) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }

@@ -13,7 +13,6 @@ mod relay;
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -24,7 +23,7 @@ pub use call::{
 
 use admit::{Admitted, Ask};
 use guard::{CallEnd, CallGuard};
-use relay::Relay;
+pub use relay::Relay;
 
 use crate::catalog::{CatalogCache, CatalogModel};
 use crate::domain::Pathway;
@@ -35,9 +34,6 @@ use crate::providers::{ImageCall, TextCall};
 use crate::quota::Quotas;
 use crate::telemetry;
 use crate::usage::UsageWriter;
-
-/// Stream messages buffered between the relay and a slow client.
-const STREAM_BUFFER: usize = 16;
 
 pub struct Gateway {
     catalog: Arc<CatalogCache>,
@@ -126,8 +122,8 @@ impl Gateway {
     }
 
     /// Starts a stream: errors before the first chunk come back as an error
-    /// here (with their usage row written); afterwards a relay task owns the
-    /// call's guard and writes its row when it ends, however it ends.
+    /// here (with their usage row written); afterwards the returned relay owns
+    /// the call's guard and writes its row when it ends, however it ends.
     pub async fn stream_text(&self, ctx: CallContext, input: TextInput) -> Result<StartedStream> {
         self.until_stopped(self.start_stream(ctx, input)).await
     }
@@ -229,17 +225,9 @@ impl Gateway {
                 return Err(err);
             }
         };
-        let (chunks, receiver) = mpsc::channel(STREAM_BUFFER);
-        let relay = Relay {
-            guard,
-            chunks,
-            stopping: self.stopping.clone(),
-        };
-        // The relay goes on in the call's span, which its end is recorded on.
-        tokio::spawn(relay.run(upstream).instrument(tracing::Span::current()));
         Ok(StartedStream {
             model_id: model.record.id.clone(),
-            chunks: receiver,
+            chunks: Relay::new(guard, upstream, self.stopping.clone()),
         })
     }
 }

@@ -9,8 +9,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream;
-use tokio::sync::mpsc;
+use futures_util::{StreamExt, stream};
 
 use super::wire::{
     AnswerMessage, ChatMessage, ChatRequest, Choice, Completion, Content, Delta, Stop, Usage,
@@ -19,7 +18,7 @@ use super::{ApiError, Face, Unsupported, parse, refuse_unsupported, rename_field
 use crate::api::caps::CallCaps;
 use crate::auth::RequestId;
 use crate::error::{Error, Result, Violations};
-use crate::gateway::{Consumption, StreamChunk, TextInput};
+use crate::gateway::{Consumption, Relay, StreamChunk, TextInput};
 use crate::proto;
 use crate::providers::Finish;
 
@@ -239,7 +238,7 @@ fn with_request_id(mut response: Response, id: &RequestId) -> Response {
 /// with the role, one per delta, the finish, the usage when asked for, then
 /// `[DONE]`. A failure after the start is one `data: {"error": ...}` event
 /// (what the SDKs raise) and no `[DONE]`. Dropping the body (the client went
-/// away) closes the channel: the relay stops and its row says CANCELLED.
+/// away) drops the relay: its row says CANCELLED.
 struct SseRelay {
     id: RequestId,
     model: String,
@@ -254,7 +253,7 @@ enum Phase {
 }
 
 impl SseRelay {
-    fn response(self, chunks: mpsc::Receiver<Result<StreamChunk>>) -> Response {
+    fn response(self, chunks: Relay) -> Response {
         let id = self.id.clone();
         let events = stream::unfold(
             (self, chunks, Phase::Start),
@@ -264,7 +263,7 @@ impl SseRelay {
                         relay.chunk(Some("assistant"), Some(String::new()), None),
                         Phase::Relay,
                     ),
-                    Phase::Relay => match chunks.recv().await {
+                    Phase::Relay => match chunks.next().await {
                         Some(Ok(StreamChunk::Delta(text))) => {
                             (relay.chunk(None, Some(text), None), Phase::Relay)
                         }
