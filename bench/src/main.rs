@@ -61,6 +61,10 @@ struct Args {
     /// not written: the quick loop while profiling City.
     #[arg(long)]
     probe: bool,
+    /// With `--probe`: also hold this many StreamText calls open and print
+    /// City's RSS per held stream (scenario 3's memory row).
+    #[arg(long, requires = "probe")]
+    probe_streams: Option<usize>,
     /// An extra `KEY=VALUE` environment variable for City (repeatable), e.g.
     /// `TOKIO_WORKER_THREADS=1` or `DOWNCITY_USAGE__DURABILITY=async`.
     #[arg(long, value_parser = parse_env)]
@@ -248,6 +252,21 @@ async fn start(args: &Args) -> anyhow::Result<Started> {
 async fn probe(args: &Args) -> anyhow::Result<()> {
     let started = start(args).await?;
     let plan = &started.plan;
+    eprintln!(
+        "memory: fresh {:.1} MiB, idle after the setup {:.1} MiB",
+        started.fresh_kib as f64 / 1024.0,
+        started.idle_after_setup_kib as f64 / 1024.0
+    );
+    if let Some(streams) = args.probe_streams {
+        let plan = Plan {
+            open_streams: streams,
+            ..*plan
+        };
+        let holders =
+            city::connect(&started.city_addr, scenarios::stream_connections(streams)).await?;
+        let callers = Callers::new(holders, started.credentials.clone(), HOLD_MODEL);
+        scenarios::open_streams(&plan, &callers, started.targets.city_pid).await?;
+    }
     let latency = scenarios::latency(plan, &started.targets).await;
     if let Some(hook) = HookCost::from_latency(&latency) {
         eprintln!(
