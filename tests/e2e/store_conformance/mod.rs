@@ -138,3 +138,52 @@ async fn sqlite_retention_shrinks_the_file() {
     assert_eq!(free, 0);
     assert!(after * 4 < before, "{before} pages before, {after} after");
 }
+
+/// Without fsync on commit, calls may commit their own rows inline, so the
+/// usage sink leaves WAL checkpoints (which sync) to `upkeep` on the
+/// writer's thread: due every 200 commits, and it keeps the WAL from growing.
+#[tokio::test]
+async fn sqlite_usage_sink_defers_checkpoints_to_upkeep() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("city.db");
+    let store = SqliteStore::open(&path, false).await.unwrap();
+    let mut sink = store.usage_sink().await.unwrap();
+    assert!(sink.commits_inline());
+    let wal = path.with_extension("db-wal");
+    let rows = conformance::usage_rows(1_000);
+    let (first_due, wal_after_first, wal_at_end) = tokio::task::spawn_blocking(move || {
+        let mut first_due = None;
+        let mut wal_after_first = 0;
+        for (i, row) in rows.iter().enumerate() {
+            sink.insert(std::slice::from_ref(row), &[]).unwrap();
+            if sink.upkeep_due() {
+                first_due.get_or_insert(i + 1);
+                sink.upkeep().unwrap();
+                assert!(!sink.upkeep_due());
+                if wal_after_first == 0 {
+                    wal_after_first = std::fs::metadata(&wal).unwrap().len();
+                }
+            }
+        }
+        (first_due, wal_after_first, std::fs::metadata(&wal).unwrap().len())
+    })
+    .await
+    .unwrap();
+    assert_eq!(first_due, Some(200));
+    // After a checkpoint the WAL is written from its start again: without
+    // one it would hold all 1,000 commits, five times the first 200.
+    assert!(
+        wal_at_end <= wal_after_first * 3 / 2,
+        "WAL {wal_at_end} bytes at the end, {wal_after_first} after the first checkpoint"
+    );
+    let listed = store
+        .list_usage(&Default::default(), None, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1_000);
+
+    // With fsync on every commit (synchronous = FULL) nothing commits inline.
+    store.close().await;
+    let store = reopen(&path).await;
+    assert!(!store.usage_sink().await.unwrap().commits_inline());
+}
