@@ -284,42 +284,12 @@ pub struct UsageBatch<'a> {
     pub outbox: &'a [DeliveryRecord],
 }
 
-impl UsageBatch<'_> {
-    /// Rows in the batch, of every kind.
-    pub fn len(&self) -> usize {
-        self.opened.len() + self.settled.len() + self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Where usage rows are committed. The usage writer owns it and calls it
-/// from a thread of its own, so it may block; a sink whose commit never
-/// waits on a disk or a network (`commits_inline`) is also written by a call
-/// itself when the writer is idle.
+/// from a thread of its own, so it may block; nothing else shares it.
 pub trait UsageSink: Send {
     /// Writes a batch atomically (group commit): all of it or, on error,
     /// none. Opened rows are written before settled ones replace them.
     fn write(&mut self, batch: &UsageBatch<'_>) -> Result<()>;
-
-    /// Whether a commit is short enough (no fsync, no round trip) to run on
-    /// the calling task when the writer is idle; then the sink defers its
-    /// slow upkeep (`upkeep_due`) to the writer's thread.
-    fn commits_inline(&self) -> bool {
-        false
-    }
-
-    /// Upkeep (a WAL checkpoint) is due: the writer's thread should run `upkeep`.
-    fn upkeep_due(&self) -> bool {
-        false
-    }
-
-    /// The slow work deferred from the commits (a WAL checkpoint).
-    fn upkeep(&mut self) -> Result<()> {
-        Ok(())
-    }
 
     /// Inserts final rows and their after_call deliveries atomically.
     fn insert(&mut self, rows: &[UsageRow], outbox: &[DeliveryRecord]) -> Result<()> {

@@ -7,15 +7,8 @@
 //! Under load, many calls share one commit, so durable-before-answer costs
 //! one commit per batch rather than per call. With `Durability::Async` a
 //! call only queues its row (waiting only when the queue is full).
-//!
-//! When nothing is queued and the writer is idle, a durable call on a sink
-//! whose commit never waits on a disk or a network (SQLite without fsync,
-//! `UsageSink::commits_inline`) commits its own row on its own task: a
-//! one-row commit takes tens of microseconds, less than waking the writer's
-//! thread and being woken by it. The sink's slow upkeep (a WAL checkpoint)
-//! stays on the writer's thread.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,8 +19,6 @@ use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::store::{UsageBatch, UsageSink};
-
-type Outcome = std::result::Result<(), Arc<str>>;
 
 /// When a call's usage row is committed relative to its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -61,51 +52,15 @@ struct Job {
     /// The row's after_call deliveries, committed with it.
     outbox: Vec<DeliveryRecord>,
     /// Absent when the caller does not wait (asynchronous durability).
-    committed: Option<oneshot::Sender<Outcome>>,
+    committed: Option<oneshot::Sender<Result<(), Arc<str>>>>,
 }
 
 /// The sending side; cheap to clone. The writer stops once every clone is gone.
 #[derive(Clone)]
 pub struct UsageWriter {
     jobs: mpsc::Sender<Message>,
-    shared: Arc<Shared>,
-    durability: Durability,
-}
-
-/// What the writer's thread and a call committing inline share.
-struct Shared {
-    /// `None` once the writer's thread has ended.
-    sink: Mutex<Option<Box<dyn UsageSink>>>,
-    /// A durable call may commit its own row when the writer is idle.
-    inline: bool,
     hooks: Option<Arc<Hooks>>,
-    metrics: Arc<Metrics>,
-}
-
-impl Shared {
-    fn sink(&self) -> MutexGuard<'_, Option<Box<dyn UsageSink>>> {
-        self.sink.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Commits one batch and wakes the hook dispatcher for its deliveries.
-    fn commit(&self, sink: &mut dyn UsageSink, batch: &UsageBatch<'_>, queued: usize) -> Outcome {
-        let started = Instant::now();
-        let written = sink.write(batch);
-        self.metrics
-            .usage_batch(batch.len(), started.elapsed(), queued);
-        let outcome = written.map_err(|err| {
-            tracing::error!(%err, rows = batch.len(), "usage batch failed");
-            Arc::<str>::from(err.to_string())
-        });
-        if let Some(hooks) = self
-            .hooks
-            .as_ref()
-            .filter(|_| !batch.outbox.is_empty() && outcome.is_ok())
-        {
-            hooks.wake();
-        }
-        outcome
-    }
+    durability: Durability,
 }
 
 /// What the writer's queue carries.
@@ -113,8 +68,6 @@ impl Shared {
 #[allow(clippy::large_enum_variant)]
 enum Message {
     Row(Job),
-    /// The sink's upkeep is due after inline commits.
-    Upkeep,
     /// Commit what is queued, then stop (see `WriterHandle::finish`).
     Stop,
 }
@@ -163,23 +116,17 @@ impl UsageWriter {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(UsageWriter, WriterHandle)> {
         let (jobs, queue) = mpsc::channel(capacity.max(1));
-        let shared = Arc::new(Shared {
-            inline: durability == Durability::Durable && sink.commits_inline(),
-            sink: Mutex::new(Some(sink)),
-            hooks,
-            metrics,
-        });
-        let run_shared = shared.clone();
+        let run_hooks = hooks.clone();
         let thread = std::thread::Builder::new()
             .name("usage-writer".into())
-            .spawn(move || run(&run_shared, queue))?;
+            .spawn(move || run(sink, queue, run_hooks, &metrics))?;
         let handle = WriterHandle {
             thread,
             jobs: jobs.downgrade(),
         };
         let writer = UsageWriter {
             jobs,
-            shared,
+            hooks,
             durability,
         };
         Ok((writer, handle))
@@ -209,13 +156,10 @@ impl UsageWriter {
             .reserve_owned()
             .await
             .map_err(|_| Error::internal("usage writer has stopped"))?;
-        // Nothing queued but this slot: the writer may be idle.
-        let alone = self.jobs.capacity() + 1 == self.jobs.max_capacity();
         Ok(Slot {
             permit,
-            shared: self.shared.clone(),
+            hooks: self.hooks.clone(),
             durability: self.durability,
-            inline: alone && self.shared.inline,
         })
     }
 }
@@ -223,10 +167,8 @@ impl UsageWriter {
 /// Room for one row in the writer's queue.
 pub struct Slot {
     permit: mpsc::OwnedPermit<Message>,
-    shared: Arc<Shared>,
+    hooks: Option<Arc<Hooks>>,
     durability: Durability,
-    /// The row may be committed on the calling task (see the module's doc).
-    inline: bool,
 }
 
 impl Slot {
@@ -234,28 +176,19 @@ impl Slot {
     /// or not) with its after_call deliveries, which carry the call's
     /// `traceparent`.
     pub fn send_as(self, row: UsageRow, kind: RowKind, traceparent: Option<String>) -> Committed {
+        let (committed, done) = match self.durability {
+            Durability::Durable => {
+                let (committed, done) = oneshot::channel();
+                (Some(committed), Some(done))
+            }
+            Durability::Async => (None, None),
+        };
         let outbox = self
-            .shared
             .hooks
             .as_ref()
             .filter(|_| kind != RowKind::Opened)
             .map(|hooks| hooks.outbox_for(&row, traceparent))
             .unwrap_or_default();
-        if self.inline
-            && let Some((outcome, upkeep_due)) = self.commit_inline(&row, kind, &outbox)
-        {
-            if upkeep_due {
-                self.permit.send(Message::Upkeep);
-            }
-            return Committed(Commit::Done(outcome));
-        }
-        let (committed, done) = match self.durability {
-            Durability::Durable => {
-                let (committed, done) = oneshot::channel();
-                (Some(committed), Commit::Queued(done))
-            }
-            Durability::Async => (None, Commit::Done(Ok(()))),
-        };
         self.permit.send(Message::Row(Job {
             row,
             kind,
@@ -264,62 +197,30 @@ impl Slot {
         }));
         Committed(done)
     }
-
-    /// Commits the row here, unless the writer holds the sink (or has ended):
-    /// the outcome, and whether the sink's upkeep is due.
-    fn commit_inline(
-        &self,
-        row: &UsageRow,
-        kind: RowKind,
-        outbox: &[DeliveryRecord],
-    ) -> Option<(Outcome, bool)> {
-        let mut sink = self.shared.sink.try_lock().ok()?;
-        let sink = sink.as_mut()?;
-        let row = std::slice::from_ref(row);
-        let batch = match kind {
-            RowKind::Opened => UsageBatch {
-                opened: row,
-                ..Default::default()
-            },
-            RowKind::Settled => UsageBatch {
-                settled: row,
-                outbox,
-                ..Default::default()
-            },
-            RowKind::Final => UsageBatch {
-                rows: row,
-                outbox,
-                ..Default::default()
-            },
-        };
-        let outcome = self.shared.commit(sink.as_mut(), &batch, 0);
-        Some((outcome, sink.upkeep_due()))
-    }
 }
 
 /// A row handed to the writer; `wait` resolves once it is committed (at once
-/// under asynchronous durability, or when the call committed it itself). The
-/// row is committed whether or not anyone waits.
-pub struct Committed(Commit);
-
-enum Commit {
-    Queued(oneshot::Receiver<Outcome>),
-    Done(Outcome),
-}
+/// under asynchronous durability). The row is committed whether or not
+/// anyone waits.
+pub struct Committed(Option<oneshot::Receiver<Result<(), Arc<str>>>>);
 
 impl Committed {
     pub async fn wait(self) -> Result<()> {
-        let outcome = match self.0 {
-            Commit::Done(outcome) => outcome,
-            Commit::Queued(done) => done
-                .await
-                .map_err(|_| Error::internal("usage writer dropped the row"))?,
-        };
-        outcome.map_err(|message| Error::Internal(format!("usage write failed: {message}")))
+        let Some(done) = self.0 else { return Ok(()) };
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(Error::Internal(format!("usage write failed: {message}"))),
+            Err(_) => Err(Error::internal("usage writer dropped the row")),
+        }
     }
 }
 
-fn run(shared: &Shared, mut queue: mpsc::Receiver<Message>) {
+fn run(
+    mut sink: Box<dyn UsageSink>,
+    mut queue: mpsc::Receiver<Message>,
+    hooks: Option<Arc<Hooks>>,
+    metrics: &Metrics,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows = Rows::default();
     let mut outbox: Vec<DeliveryRecord> = Vec::new();
@@ -332,18 +233,38 @@ fn run(shared: &Shared, mut queue: mpsc::Receiver<Message>) {
         while let Some(message) = next.take() {
             match message {
                 Message::Row(job) => batch.push(job),
-                Message::Upkeep => {}
                 Message::Stop => stop = true,
             }
             if batch.len() < MAX_BATCH {
                 next = queue.try_recv().ok();
             }
         }
+        if batch.is_empty() {
+            continue;
+        }
         for job in batch.iter_mut() {
             rows.of(job.kind).push(std::mem::take(&mut job.row));
             outbox.append(&mut job.outbox);
         }
-        let outcome = write_batch(shared, &rows, &outbox, queue.len());
+        let started = Instant::now();
+        let written = sink.write(&UsageBatch {
+            opened: &rows.opened,
+            settled: &rows.settled,
+            rows: &rows.finals,
+            outbox: &outbox,
+        });
+        let rows_len = rows.len();
+        metrics.usage_batch(rows_len, started.elapsed(), queue.len());
+        let outcome = written.map_err(|err| {
+            tracing::error!(%err, rows = rows_len, "usage batch failed");
+            Arc::<str>::from(err.to_string())
+        });
+        if let Some(hooks) = hooks
+            .as_ref()
+            .filter(|_| !outbox.is_empty() && outcome.is_ok())
+        {
+            hooks.wake();
+        }
         outbox.clear();
         for committed in batch.drain(..).filter_map(|job| job.committed) {
             // A caller that went away no longer waits; its row is committed anyway.
@@ -351,33 +272,6 @@ fn run(shared: &Shared, mut queue: mpsc::Receiver<Message>) {
         }
         rows.clear();
     }
-    // Calls still holding a writer now find no sink, and queue (in vain).
-    shared.sink().take();
-}
-
-/// Commits the batch (when it has rows) and runs the sink's upkeep if due.
-fn write_batch(shared: &Shared, rows: &Rows, outbox: &[DeliveryRecord], queued: usize) -> Outcome {
-    let mut sink = shared.sink();
-    let Some(sink) = sink.as_mut() else {
-        return Err("the usage sink is closed".into());
-    };
-    let batch = UsageBatch {
-        opened: &rows.opened,
-        settled: &rows.settled,
-        rows: &rows.finals,
-        outbox,
-    };
-    let outcome = if batch.is_empty() {
-        Ok(())
-    } else {
-        shared.commit(sink.as_mut(), &batch, queued)
-    };
-    if sink.upkeep_due()
-        && let Err(err) = sink.upkeep()
-    {
-        tracing::warn!(%err, "usage sink upkeep (WAL checkpoint) failed");
-    }
-    outcome
 }
 
 /// One batch's rows by kind, kept between batches for their capacity.
@@ -395,6 +289,10 @@ impl Rows {
             RowKind::Settled => &mut self.settled,
             RowKind::Final => &mut self.finals,
         }
+    }
+
+    fn len(&self) -> usize {
+        self.opened.len() + self.settled.len() + self.finals.len()
     }
 
     fn clear(&mut self) {

@@ -38,22 +38,10 @@ const INSERT_DELIVERY: &str = "INSERT INTO hook_outbox (id, hook_id, studio_id, 
      payload, state, attempts, last_error, next_attempt_ms, create_ms, deliver_ms, traceparent) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-/// Commits between two WAL checkpoints when commits run inline: a one-row
-/// commit appends a handful of pages, so about SQLite's own 1,000-page
-/// default.
-const CHECKPOINT_EVERY_COMMITS: u32 = 200;
-/// Rows between two checkpoints, for large batches.
-const CHECKPOINT_EVERY_ROWS: u32 = 4096;
-
 pub(super) struct Sink {
     connection: Connection,
     /// The INSERT text for each of `CHUNKS`' sizes, in the same order.
     chunk_statements: ChunkStatements,
-    /// No fsync on commit (synchronous = NORMAL): calls may commit inline,
-    /// and checkpoints (which do sync) wait for the writer's thread.
-    inline: bool,
-    commits_since_checkpoint: u32,
-    rows_since_checkpoint: u32,
 }
 
 impl Sink {
@@ -66,19 +54,10 @@ impl Sink {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
              PRAGMA foreign_keys = ON;"
         ))?;
-        let inline = !synchronous_full;
-        if inline {
-            // A checkpoint syncs the files: never in a commit a call makes
-            // inline, only in `upkeep`, on the writer's thread.
-            connection.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
-        }
         connection.set_prepared_statement_cache_capacity(2 * CHUNKS.len() + 2);
         Ok(Sink {
             connection,
             chunk_statements: chunk_statements(),
-            inline,
-            commits_since_checkpoint: 0,
-            rows_since_checkpoint: 0,
         })
     }
 }
@@ -103,34 +82,7 @@ impl UsageSink for Sink {
         for delivery in batch.outbox {
             insert_delivery(&tx, delivery)?;
         }
-        tx.commit()?;
-        self.commits_since_checkpoint += 1;
-        self.rows_since_checkpoint = self
-            .rows_since_checkpoint
-            .saturating_add(batch.len() as u32);
-        Ok(())
-    }
-
-    fn commits_inline(&self) -> bool {
-        self.inline
-    }
-
-    fn upkeep_due(&self) -> bool {
-        self.inline
-            && (self.commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS
-                || self.rows_since_checkpoint >= CHECKPOINT_EVERY_ROWS)
-    }
-
-    fn upkeep(&mut self) -> Result<()> {
-        if !self.inline {
-            return Ok(());
-        }
-        // PASSIVE, as SQLite's automatic checkpoint: readers are not waited for.
-        self.connection
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-        self.commits_since_checkpoint = 0;
-        self.rows_since_checkpoint = 0;
-        Ok(())
+        Ok(tx.commit()?)
     }
 }
 
