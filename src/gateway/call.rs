@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::relay::Relay;
 use crate::auth::{RequestId, UserCaller};
 use crate::domain::{Millis, now_ms};
 use crate::providers::{ChatMessage, Finish, Image};
@@ -78,11 +77,4 @@ pub struct ImageAnswer {
 pub enum StreamChunk {
     Delta(String),
     End { finish: Finish, usage: Consumption },
-}
-
-/// A stream that has started: the serving model and the relayed chunks.
-pub struct StartedStream {
-    pub model_id: String,
-    /// Ends with the last chunk (the usage, or the error) once the row is recorded.
-    pub chunks: Relay,
 }

@@ -17,13 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use call::{
-    CallContext, Consumption, ImageAnswer, ImageInput, StartedStream, StreamChunk, TextAnswer,
-    TextInput,
+    CallContext, Consumption, ImageAnswer, ImageInput, StreamChunk, TextAnswer, TextInput,
 };
 
 use admit::{Admitted, Ask};
 use guard::{CallEnd, CallGuard};
-pub use relay::Relay;
+pub use relay::{Relay, StartedStream};
 
 use crate::catalog::{CatalogCache, CatalogModel};
 use crate::domain::Pathway;

@@ -23,6 +23,13 @@ use crate::error::{Error, ProviderFailure, Result};
 use crate::metrics::Open;
 use crate::providers::{Finish, StreamEvent, TextStream};
 
+/// A stream that has started: the serving model and the relayed chunks.
+pub struct StartedStream {
+    pub model_id: String,
+    /// Ends with the last chunk (the usage, or the error) once the row is recorded.
+    pub chunks: Relay,
+}
+
 /// One relayed stream: a `Stream` of the client's chunks, ending with the
 /// last one (the usage, or the error) once the call's row is recorded.
 pub struct Relay {
