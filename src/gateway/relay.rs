@@ -15,7 +15,6 @@ use std::task::{Context, Poll, ready};
 
 use futures_util::{FutureExt, Stream, StreamExt};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use tracing::Instrument;
 
 use super::call::{Consumption, StreamChunk};
 use super::guard::{CallEnd, CallGuard, USAGE_SOURCE_RELAYED};
@@ -36,7 +35,8 @@ pub struct Relay {
     state: State,
     /// City's shutdown, once the grace period is over.
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// The call's span: what the upstream logs while relaying goes there.
+    /// The call's span, entered on every poll: what the upstream and the
+    /// row's commit log goes there.
     span: tracing::Span,
     /// Counts the stream open until the relay goes.
     _open: Open,
@@ -77,7 +77,6 @@ impl Relay {
 fn poll_state(
     state: &mut State,
     stopping: &mut Pin<Box<WaitForCancellationFutureOwned>>,
-    span: &tracing::Span,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<StreamChunk>>> {
     loop {
@@ -91,9 +90,8 @@ fn poll_state(
                     unreachable!("matched above");
                 };
                 // The upstream is dropped here: its connection is free
-                // before the row commits.
-                let last = finish(guard, end).instrument(span.clone());
-                *state = State::Finishing(Box::pin(last));
+                // before the row commits. (`poll_next` enters the span.)
+                *state = State::Finishing(Box::pin(finish(guard, end)));
             }
             State::Finishing(last) => {
                 let last = ready!(last.poll_unpin(cx));
@@ -143,7 +141,7 @@ impl Stream for Relay {
             ..
         } = self.get_mut();
         let _entered = span.enter();
-        poll_state(state, stopping, span, cx)
+        poll_state(state, stopping, cx)
     }
 }
 
